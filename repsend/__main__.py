@@ -1,0 +1,3 @@
+from repsend.cli import main
+
+main()

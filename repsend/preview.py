@@ -1,0 +1,46 @@
+"""`repsend preview`: one contact's mail exactly as a run would compose it, or why there is none."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.utils import format_datetime, make_msgid
+
+from repsend.compose import POLICY, to_message
+from repsend.errors import UsageError
+from repsend.models import id15, normalize_email
+from repsend.report import describe
+from repsend.runner import RunOptions, plan
+from repsend.settings import Settings
+from repsend.sfa.base import Source
+
+
+def render_preview(settings: Settings, source: Source, options: RunOptions, wanted: str, raw: bool = False) -> str:
+    """Runs the whole selection (a duplicate is only a duplicate of an earlier record) and shows one."""
+    by_address = "@" in wanted
+    key = normalize_email(wanted) if by_address else id15(wanted)
+    found = []
+    for item in plan(settings, source, options):
+        contact = item.decision.contact
+        if (normalize_email(contact.email) if by_address else id15(contact.id)) == key:
+            found.append(item)
+    if not found:
+        raise UsageError(f"no contact {wanted!r} in the SFA ({'address' if by_address else 'Contact Id'})")
+    parts = []
+    for item in found:
+        d = item.decision
+        head = f"# {d.contact.id} ({d.contact.origin}): {describe(d)}\n"
+        if item.mail is None:
+            parts.append(head)
+            continue
+        msg = to_message(
+            item.mail,
+            message_id=make_msgid(domain=settings.company.domain),
+            date=format_datetime(datetime.now().astimezone()),
+            unsubscribe_url=settings.mail.unsubscribe_url,
+        )
+        if raw:
+            parts.append(head + msg.as_bytes(policy=POLICY.clone(linesep="\n")).decode("utf-8", "replace"))
+        else:
+            headers = "".join(f"{name}: {value}\n" for name, value in msg.items())
+            parts.append(head + headers + "\n" + msg.get_content())
+    return "\n".join(parts)

@@ -1,0 +1,128 @@
+"""What a run prints: a table a person can scan, or JSON Lines a script can count.
+
+Both stream: a row is written as its decision is made, so 100,000 contacts print in constant memory,
+and the columns have fixed widths (East Asian wide characters count double) so that a long run stays
+aligned in a terminal and in a pager.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from repsend.compose import full_name
+from repsend.models import Action, Decision
+from repsend.runner import Planned, Summary
+
+
+def decision_record(planned: Planned, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON of one decision; its keys are a contract with scripts (README, "JSON output")."""
+    d, mail = planned.decision, planned.mail
+    contact = d.contact
+    record: dict[str, Any] = {
+        "type": "decision",
+        "contact_id": contact.id,
+        "email": contact.email.strip(),
+        "action": d.action.value,
+        "reason": d.reason.value,
+        "rep_id": d.rep.id if d.rep else (contact.owner_id or None),
+        "from": str(mail.from_) if mail else None,
+        "subject": mail.subject if mail else None,
+        "detail": d.detail or None,
+        "language": mail.language if mail else None,
+    }
+    if extra:
+        record.update(extra)
+    return record
+
+
+def summary_record(summary: Summary, dry_run: bool, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "type": "summary",
+        "considered": summary.considered,
+        "send": summary.send,
+        "skip": dict(sorted(summary.skip.items())),
+        "dry_run": dry_run,
+    }
+    if extra:
+        record.update(extra)
+    return record
+
+
+class JsonLines:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def row(self, planned: Planned, extra: Mapping[str, Any] | None = None) -> None:
+        self.out.write(json.dumps(decision_record(planned, extra), ensure_ascii=False) + "\n")
+
+    def summary(self, summary: Summary, dry_run: bool, extra: Mapping[str, Any] | None = None) -> None:
+        self.out.write(json.dumps(summary_record(summary, dry_run, extra), ensure_ascii=False) + "\n")
+
+
+def width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def fit(text: str, columns: int) -> str:
+    """``text`` cut or padded to exactly ``columns`` terminal cells."""
+    text = " ".join(text.split())
+    if width(text) <= columns:
+        return text + " " * (columns - width(text))
+    out, used = [], 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        if used + w > columns - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…" + " " * (columns - 1 - used)
+
+
+class Table:
+    COLUMNS = (("contact", 16), ("company", 20), ("address", 30), ("from", 24), ("action", 6), ("reason", 16))
+
+    def __init__(self, out: TextIO, outcome_column: bool = False) -> None:
+        self.out = out
+        self.outcome_column = outcome_column
+        self._header_written = False
+
+    def _line(self, cells: list[str], subject: str) -> None:
+        self.out.write("  ".join(fit(c, w) for c, (_, w) in zip(cells, self.COLUMNS, strict=True)))
+        self.out.write("  " + subject.rstrip() + "\n")
+
+    def row(self, planned: Planned, outcome: str = "") -> None:
+        if not self._header_written:
+            self._header_written = True
+            names = [name for name, _ in self.COLUMNS]
+            if self.outcome_column:
+                names[4] = "result"
+            self._line(names, "subject")
+        d, mail = planned.decision, planned.mail
+        c = d.contact
+        name = full_name(c.first_name.strip(), c.last_name.strip(), planned.language) or c.id
+        sender = mail.from_.display_name if mail else (d.rep.name if d.rep else "")
+        action = outcome or d.action.value
+        reason = d.reason.value
+        subject = mail.subject if mail else (d.detail or "")
+        self._line([name, c.account_name, c.email.strip(), sender, action, reason], subject)
+
+    def summary(self, summary: Summary, dry_run: bool, notes: list[str] | None = None) -> None:
+        out = self.out
+        if not self._header_written:
+            out.write("no contacts to consider\n")
+        out.write(f"\n{summary.considered} considered: {summary.send} to send, {sum(summary.skip.values())} skipped\n")
+        for reason, count in sorted(summary.skip.items(), key=lambda kv: (-kv[1], kv[0])):
+            out.write(f"  {reason:<16} {count:>7}\n")
+        if dry_run:
+            out.write("dry run: nothing was sent and nothing was written\n")
+
+
+def describe(decision: Decision) -> str:
+    """One line for a person: 'send from 佐藤 健' or 'skip: active_deal (on another record)'."""
+    if decision.action is Action.SEND:
+        via = f" ({decision.detail})" if decision.detail else ""
+        return f"send from {decision.rep.name if decision.rep else '?'}{via}"
+    return f"skip: {decision.reason.value}" + (f" ({decision.detail})" if decision.detail else "")

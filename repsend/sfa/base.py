@@ -1,0 +1,134 @@
+"""What every SFA source provides, and the deal index the audience rules read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal, Protocol
+
+from repsend.models import Contact, Reason, Rep, id15, normalize_email
+
+Scope = Literal["account", "contact_role"]
+
+
+@dataclass(slots=True)
+class Deal:
+    """One Opportunity, reduced to what decides dormancy."""
+
+    id: str
+    account_id: str
+    contact_id: str  # the primary contact (Opportunity.ContactId), often empty
+    is_closed: bool
+    changed: date | None  # the later of LastModifiedDate and, for a closed deal, CloseDate
+
+
+@dataclass(slots=True)
+class DealIndex:
+    """Who is in an open deal, and who had a deal close or change recently, keyed by 15-char ID.
+
+    Its size grows with open and recently changed deals, never with contacts.
+    """
+
+    open_accounts: set[str] = field(default_factory=set)
+    open_contacts: set[str] = field(default_factory=set)
+    recent_accounts: set[str] = field(default_factory=set)
+    recent_contacts: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(
+        cls,
+        deals: Iterable[Deal],
+        roles: Iterable[tuple[str, str]],
+        recent_since: date,
+    ) -> DealIndex:
+        """``roles`` are (OpportunityId, ContactId) pairs from OpportunityContactRole."""
+        index = cls()
+        open_opps: set[str] = set()
+        recent_opps: set[str] = set()
+        for deal in deals:
+            account, contact = id15(deal.account_id), id15(deal.contact_id)
+            if not deal.is_closed:
+                open_opps.add(id15(deal.id))
+                if account:
+                    index.open_accounts.add(account)
+                if contact:
+                    index.open_contacts.add(contact)
+            elif deal.changed is not None and deal.changed >= recent_since:
+                recent_opps.add(id15(deal.id))
+                if account:
+                    index.recent_accounts.add(account)
+                if contact:
+                    index.recent_contacts.add(contact)
+        for opp_id, contact_id in roles:
+            opp, contact = id15(opp_id), id15(contact_id)
+            if not contact:
+                continue
+            if opp in open_opps:
+                index.open_contacts.add(contact)
+            elif opp in recent_opps:
+                index.recent_contacts.add(contact)
+        return index
+
+    def in_open_deal(self, contact: Contact, scope: Scope) -> bool:
+        if scope == "contact_role":
+            return id15(contact.id) in self.open_contacts
+        return id15(contact.account_id) in self.open_accounts or id15(contact.id) in self.open_contacts
+
+    def deal_changed_recently(self, contact: Contact, scope: Scope) -> bool:
+        if scope == "contact_role":
+            return id15(contact.id) in self.recent_contacts
+        return id15(contact.account_id) in self.recent_accounts or id15(contact.id) in self.recent_contacts
+
+
+def address_blocks(
+    flags: Iterable[tuple[str, str, str, bool, bool]], deals: DealIndex, scope: Scope
+) -> dict[str, Reason]:
+    """Addresses that no record may be mailed at, from (email, contact id, account id, opted out, bounced).
+
+    An opt-out, a bounce or an open deal on any record of an address holds for every record with that
+    address: it is one person, and the strongest reason wins.
+    """
+    blocks: dict[str, Reason] = {}
+    for email, contact_id, account_id, opted_out, bounced in flags:
+        address = normalize_email(email)
+        if not address:
+            continue
+        if opted_out:
+            reason = Reason.OPTED_OUT
+        elif bounced:
+            reason = Reason.BOUNCED
+        elif (
+            id15(account_id) in deals.open_accounts and scope == "account"
+        ) or id15(contact_id) in deals.open_contacts:
+            reason = Reason.ACTIVE_DEAL
+        else:
+            continue
+        held = blocks.get(address)
+        if held is None or _PRECEDENCE[reason] < _PRECEDENCE[held]:
+            blocks[address] = reason
+    return blocks
+
+
+_PRECEDENCE = {reason: rank for rank, reason in enumerate(Reason)}
+
+
+class Source(Protocol):
+    """An SFA: reps, deals and contacts. Contacts are streamed; nothing else grows with them."""
+
+    #: Things the run should say once (a missing optional column, a rule with nothing to go on).
+    notes: list[str]
+
+    def reps(self) -> dict[str, Rep]:
+        """Every user who owns contacts, keyed by 15-character ID."""
+        ...
+
+    def deals(self, recent_since: date, scope: Scope) -> DealIndex: ...
+
+    def blocked_addresses(self, deals: DealIndex, scope: Scope) -> dict[str, Reason]:
+        """Normalized address -> the reason no record with it may be mailed (see ``address_blocks``)."""
+        ...
+
+    def contacts(self) -> Iterator[Contact]: ...
+
+    def close(self) -> None: ...
