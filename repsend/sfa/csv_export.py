@@ -145,8 +145,12 @@ class _Reader:
                     hint = " (an export from Japanese Excel is cp932: set [sfa] encoding = \"cp932\")"
                     if self.encoding.lower().replace("_", "-") in ("cp932", "shift-jis", "sjis"):
                         hint = " (set [sfa] encoding to the file's encoding, e.g. \"utf-8\")"
-                    return f"{self.path}:{number}: not valid {self.encoding}{hint}"
-        return f"{self.path}: not valid {self.encoding}"
+                    return f"{self.path}:{number}: not valid {self._shown_encoding}{hint}"
+        return f"{self.path}: not valid {self._shown_encoding}"
+
+    @property
+    def _shown_encoding(self) -> str:
+        return "utf-8" if self.encoding == "utf-8-sig" else self.encoding
 
 
 def _cell(row: list[str], position: int | None) -> str:

@@ -1,0 +1,222 @@
+"""The command line through Typer's runner and as a real process: output, options, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from repsend.cli import app
+from tests.helpers import REPO, contact, deal, write_config, write_export
+
+runner = CliRunner()
+DEMO_AS_OF = "2026-11-23"
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env=env)
+
+
+def json_lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    rows = [contact(1), contact(2, HasOptedOutOfEmail="true"), contact(3), contact(4), contact(5)]
+    export = write_export(tmp_path / "export", rows, [deal(1, rows[3]["AccountId"])])
+    return write_config(tmp_path, export)
+
+
+def test_dry_run_json_lines_shape(small: Path) -> None:
+    result = invoke("dormant", "--dry-run", "--json", "--as-of", DEMO_AS_OF, "--config", str(small))
+    assert result.exit_code == 0, result.output
+    lines = json_lines(result.stdout)
+    decisions, summary = lines[:-1], lines[-1]
+    assert [d["type"] for d in decisions] == ["decision"] * 5
+    first = decisions[0]
+    assert {"contact_id", "email", "action", "reason", "rep_id", "from", "subject"} <= set(first)
+    assert first["from"] == "佐藤 健 <k.sato@acme.example>"
+    assert first["rep_id"] == "0055g00000AbCdEAAV"
+    assert first["subject"] == "ご無沙汰しております（株式会社アクメ 佐藤）"
+    assert [(d["action"], d["reason"]) for d in decisions] == [
+        ("send", "dormant"), ("skip", "opted_out"), ("send", "dormant"), ("skip", "active_deal"), ("send", "dormant"),
+    ]
+    assert decisions[1]["from"] is None and decisions[1]["subject"] is None
+    assert summary == {"type": "summary", "considered": 5, "send": 3, "skip": {"active_deal": 1, "opted_out": 1},
+                       "dry_run": True}
+
+
+def test_dry_run_table_and_summary(small: Path) -> None:
+    result = invoke("dormant", "--dry-run", "--as-of", DEMO_AS_OF, "--config", str(small))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["contact", "company", "address", "from", "action", "reason", "subject"]
+    assert "c1@example.co.jp" in lines[1] and "佐藤 健" in lines[1] and "send" in lines[1]
+    assert "5 considered: 3 to send, 2 skipped" in result.stdout
+    assert "dry run: nothing was sent and nothing was written" in result.stdout
+
+
+def test_limit_stops_after_n_sends(small: Path) -> None:
+    result = invoke("dormant", "--dry-run", "--json", "--limit", "2", "--as-of", DEMO_AS_OF, "--config", str(small))
+    summary = json_lines(result.stdout)[-1]
+    assert (summary["send"], summary["considered"]) == (2, 3)
+
+
+def test_as_of_moves_today(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "export", [contact(1, CreatedDate="2026-11-16")])
+    config = str(write_config(tmp_path, export))
+    now = json_lines(invoke("dormant", "--dry-run", "--json", "--as-of", "2026-11-23", "--config", config).stdout)
+    later = json_lines(invoke("dormant", "--dry-run", "--json", "--as-of", "2027-06-01", "--config", config).stdout)
+    assert now[0]["reason"] == "recent_activity" and later[0]["reason"] == "dormant"
+
+
+def test_config_from_the_environment(small: Path) -> None:
+    result = invoke("dormant", "--dry-run", "--json", "--as-of", DEMO_AS_OF, env={"REPSEND_CONFIG": str(small)})
+    assert json_lines(result.stdout)[-1]["considered"] == 5
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"mail": {"bogus": 1}}, "[mail] bogus: unknown key"),
+        ({"rate": {"per_minute": "fast"}}, "[rate] per_minute: Input should be a valid integer"),
+        ({"audience": {"active_deal_scope": "opportunity"}}, "[audience] active_deal_scope: expected 'account' or"),
+        ({"sfa": {"encoding": "sjis2"}}, "[sfa] encoding: unknown encoding 'sjis2'"),
+        ({"rate": {"timezone": "Mars/Base"}}, "[rate] timezone: unknown time zone 'Mars/Base'"),
+        ({"company": {"opt_out": ""}}, "[company] opt_out: String should have at least 1 character"),
+        ({"sfa": {"path": "/nonexistent/export"}}, "[sfa] path: /nonexistent/export is not a folder of CSV files"),
+    ],
+)
+def test_a_bad_config_names_file_key_and_expectation(tmp_path: Path, sections: dict, expected: str) -> None:
+    export = write_export(tmp_path / "export", [contact(1)])
+    config = write_config(tmp_path, export, **sections)
+    result = invoke("dormant", "--dry-run", "--config", str(config))
+    assert result.exit_code == 2
+    assert str(config) in result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_a_config_that_is_not_toml(tmp_path: Path) -> None:
+    config = tmp_path / "repsend.toml"
+    config.write_text("[sfa]\nkind = csv\n", encoding="utf-8")
+    result = invoke("dormant", "--dry-run", "--config", str(config))
+    assert result.exit_code == 2
+    assert f"{config}: not valid TOML: Invalid value (at line 2, column 8)" in result.stderr
+
+
+def test_a_missing_config_file(tmp_path: Path) -> None:
+    result = invoke("dormant", "--dry-run", "--config", str(tmp_path / "nope.toml"))
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'nope.toml'}: config file not found" in result.stderr
+
+
+def test_a_missing_template_stops_before_any_decision(small: Path) -> None:
+    result = invoke("dormant", "--dry-run", "--template", "winback", "--config", str(small))
+    assert result.exit_code == 2
+    assert "templates/winback/en.txt: template not found" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_malformed_export_stops_before_any_decision(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "export", [contact(1), contact(2, IsEmailBounced="maybe")])
+    result = invoke("dormant", "--dry-run", "--config", str(write_config(tmp_path, export)))
+    assert result.exit_code == 2
+    assert f"{export / 'Contact.csv'}:3: IsEmailBounced: 'maybe' is not a boolean" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_bad_as_of_is_a_usage_error(small: Path) -> None:
+    result = invoke("dormant", "--dry-run", "--as-of", "23/11/2026", "--config", str(small))
+    assert result.exit_code == 2
+    assert "is not a date: use YYYY-MM-DD" in result.output + result.stderr
+
+
+def test_preview_prints_the_whole_mail(small: Path) -> None:
+    result = invoke("preview", "0035g0000000001", "--as-of", DEMO_AS_OF, "--config", str(small))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "From: 佐藤 健 <k.sato@acme.example>\n" in out
+    assert "Reply-To: 佐藤 健 <k.sato@acme.example>\n" in out
+    assert "Subject: ご無沙汰しております（株式会社アクメ 佐藤）\n" in out
+    assert "Message-ID: <" in out and "@acme.example>" in out
+    assert "山田1様" in out and "optout@acme.example" in out
+
+
+def test_preview_says_why_a_contact_gets_no_mail(small: Path) -> None:
+    result = invoke("preview", "c2@example.co.jp", "--as-of", DEMO_AS_OF, "--config", str(small))
+    assert result.exit_code == 0
+    assert "skip: opted_out" in result.stdout and "From:" not in result.stdout
+    missing = invoke("preview", "nobody@example.com", "--config", str(small))
+    assert missing.exit_code == 2 and "no contact 'nobody@example.com'" in missing.stderr
+
+
+def demo_truth() -> tuple[set[str], set[str]]:
+    """From the demo files themselves: addresses that must never get a send."""
+    demo = REPO / "config" / "demo"
+    with open(demo / "Opportunity.csv", encoding="utf-8-sig", newline="") as f:
+        open_accounts = {r["AccountId"][:15] for r in csv.DictReader(f) if r["IsClosed"].lower() == "false"}
+    with open(demo / "Contact.csv", encoding="utf-8-sig", newline="") as f:
+        contacts = list(csv.DictReader(f))
+    never = set()
+    for r in contacts:
+        if (r["HasOptedOutOfEmail"].lower() == "true" or r["IsEmailBounced"].lower() == "true"
+                or r["AccountId"][:15] in open_accounts):
+            never.add(r["Email"].strip().lower())
+    return never, {r["Id"] for r in contacts}
+
+
+def test_the_demo_org_never_mails_an_open_deal_an_opt_out_or_a_bounce() -> None:
+    never, ids = demo_truth()
+    result = invoke("dormant", "--dry-run", "--json", "--as-of", DEMO_AS_OF)
+    assert result.exit_code == 0, result.stderr
+    lines = json_lines(result.stdout)
+    decisions = [d for d in lines if d["type"] == "decision"]
+    assert {d["contact_id"] for d in decisions} == ids
+    sent = [d for d in decisions if d["action"] == "send"]
+    assert sent and not {d["email"].strip().lower() for d in sent} & never
+    assert len({d["email"].strip().lower() for d in sent}) == len(sent)
+    reasons = set(lines[-1]["skip"])
+    assert {"no_email", "invalid_email", "opted_out", "bounced", "active_deal", "recent_activity",
+            "duplicate_email", "no_owner", "inactive_owner", "missing_field"} <= reasons
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("REPSEND_", "SF_", "SMTP_"))}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "repsend", *args], capture_output=True, text=True, env=full_env,
+                          timeout=60)
+
+
+def test_real_process_help_lists_the_exit_codes() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    assert "dormant" in result.stdout and "preview" in result.stdout
+    assert "Exit codes" in result.stdout
+
+
+def test_real_process_demo_dry_run() -> None:
+    result = run("dormant", "--dry-run", "--as-of", DEMO_AS_OF)
+    assert result.returncode == 0, result.stderr
+    assert "佐藤 健" in result.stdout
+    assert "dry run: nothing was sent and nothing was written" in result.stdout
+
+
+def test_real_process_user_error_has_no_traceback(tmp_path: Path) -> None:
+    result = run("dormant", "--dry-run", "--config", str(tmp_path / "missing.toml"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("repsend: ")
+
+
+def test_real_process_unknown_option_is_exit_2() -> None:
+    result = run("dormant", "--bogus")
+    assert result.returncode == 2
+    assert "No such option" in result.stderr

@@ -1,0 +1,123 @@
+"""The mail itself: header by header, in Japanese and English, and templates that must not ship."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+from repsend.compose import Company, MissingField, Templates, to_message
+from repsend.errors import ConfigError
+from repsend.models import Contact, Rep
+from tests.helpers import TEMPLATES
+
+SATO = Rep(id="0055g00000AbCdEAAV", name="佐藤 健", email="k.sato@acme.example", is_active=True,
+           first_name="健", last_name="佐藤", signature="佐藤 健\n株式会社アクメ 営業部 課長\n03-1234-5678")
+CARTER = Rep(id="0055g00000AbCdFAAV", name="Emily Carter", email="e.carter@acme.example", is_active=True,
+             first_name="Emily", last_name="Carter", signature="")
+COMPANY = Company("株式会社アクメ", "〒100-0005 東京都千代田区丸の内1-1-1", "optout@acme.example", "acme.example")
+YAMADA = Contact(id="0035g00000Q0000001", email="h.yamada@example.co.jp", owner_id=SATO.id, first_name="花子",
+                 last_name="山田", account_name="株式会社サンプル")
+MILLER = Contact(id="0035g00000Q0000002", email="john.miller@northwind.example.com", owner_id=CARTER.id,
+                 first_name="John", last_name="Miller", account_name="Northwind Traders Inc.")
+
+
+def parsed(raw: bytes):
+    return message_from_bytes(raw, policy=default)
+
+
+def test_japanese_mail_header_by_header() -> None:
+    mail = Templates(TEMPLATES, "dormant", ["ja"]).compose(YAMADA, SATO, COMPANY, "ja", "dormant")
+    raw = to_message(mail, message_id="<1.2@acme.example>", date="Mon, 23 Nov 2026 10:00:00 +0900").as_bytes()
+    msg = parsed(raw)
+    assert msg["From"].addresses[0].display_name == "佐藤 健"
+    assert msg["From"].addresses[0].addr_spec == "k.sato@acme.example"
+    assert str(msg["Reply-To"]) == "佐藤 健 <k.sato@acme.example>"
+    assert str(msg["To"]) == "山田 花子 <h.yamada@example.co.jp>"
+    assert str(msg["Subject"]) == "ご無沙汰しております（株式会社アクメ 佐藤）"
+    assert msg["Message-ID"] == "<1.2@acme.example>"
+    assert msg.get_content_type() == "text/plain"
+    assert msg.get_content_charset() == "utf-8"
+    assert "Sender" not in msg
+    assert all(ord(ch) < 128 for ch in raw.split(b"\r\n\r\n", 1)[0].decode("ascii")), "headers are encoded ASCII"
+    body = msg.get_content().replace("\r\n", "\n")
+    assert body.startswith("株式会社サンプル\n山田様\n\nご無沙汰しております。株式会社アクメの佐藤です。")
+    # The rep's own signature, then the company, its postal address and how to opt out.
+    tail = body.rstrip("\n").split("\n")[-8:]
+    assert tail == ["佐藤 健", "株式会社アクメ 営業部 課長", "03-1234-5678", "", "--", "株式会社アクメ",
+                    "〒100-0005 東京都千代田区丸の内1-1-1",
+                    "今後このようなご連絡が不要な場合は、お手数ですが optout@acme.example までお知らせください。"]
+    assert "None" not in body and "{{" not in body
+
+
+def test_english_mail_uses_the_reps_name_when_there_is_no_signature() -> None:
+    mail = Templates(TEMPLATES, "dormant", ["en"]).compose(MILLER, CARTER, COMPANY, "en", "dormant")
+    msg = parsed(to_message(mail).as_bytes())
+    assert str(msg["From"]) == "Emily Carter <e.carter@acme.example>"
+    assert str(msg["Subject"]) == "Catching up, John"
+    body = msg.get_content().replace("\r\n", "\n")
+    assert body.startswith("Hi John,\n")
+    assert "going at Northwind Traders Inc.." in body
+    assert "Best regards,\nEmily Carter\n\n--\n" in body
+    assert "write to optout@acme.example" in body
+
+
+def test_a_missing_value_is_never_rendered_blank() -> None:
+    no_first = Contact(id="1", email="x@example.com", owner_id=CARTER.id, last_name="Johnson")
+    with pytest.raises(MissingField) as err:
+        Templates(TEMPLATES, "dormant", ["en"]).compose(no_first, CARTER, COMPANY, "en", "dormant")
+    assert err.value.field == "contact.first_name"
+    # The Japanese template greets by family name and leaves the company line out when it is empty.
+    no_company = Contact(id="2", email="y@example.jp", owner_id=SATO.id, last_name="小林")
+    mail = Templates(TEMPLATES, "dormant", ["ja"]).compose(no_company, SATO, COMPANY, "ja", "dormant")
+    assert mail.body.startswith("小林様\n")
+    assert str(mail.to) == "小林 <y@example.jp>"
+
+
+def test_list_unsubscribe_is_one_click_and_not_folded() -> None:
+    url = "https://acme.example/unsubscribe?token=" + "a" * 120
+    mail = Templates(TEMPLATES, "dormant", ["ja"]).compose(YAMADA, SATO, COMPANY, "ja", "dormant")
+    raw = to_message(mail, unsubscribe_url=url).as_bytes()
+    assert f"List-Unsubscribe: <{url}>\r\n".encode() in raw
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
+
+
+def write_template(folder: Path, text: str, lang: str = "ja") -> Path:
+    (folder / "t").mkdir(parents=True, exist_ok=True)
+    (folder / "_legal").mkdir(exist_ok=True)
+    (folder / "_legal" / f"{lang}.txt").write_text("--\n{{ company.name }}\n", encoding="utf-8")
+    (folder / "t" / f"{lang}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Subject: x\n\nline2\n{% if contact.last_name %}\n", r"t/ja\.txt:4: template syntax error: Unexpected end"),
+        ("Subject: x\n\n{{ contact.frist_name }}\n", r"t/ja\.txt:3: unknown variable 'contact.frist_name'"),
+        ("Subject: x\n\n\n{{ customer.name }}\n", r"t/ja\.txt:4: unknown variable 'customer'"),
+        ("Hello\n\nbody\n", r"t/ja\.txt:1: a template starts with a 'Subject: ...' line"),
+    ],
+)
+def test_a_broken_template_stops_the_run_naming_file_and_line(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        Templates(write_template(tmp_path, text), "t", ["ja"])
+
+
+def test_a_missing_language_version_is_a_config_error(tmp_path: Path) -> None:
+    folder = write_template(tmp_path, "Subject: x\n\nbody\n")
+    with pytest.raises(ConfigError, match=r"t/en\.txt: template not found"):
+        Templates(folder, "t", ["ja", "en"])
+
+
+def test_configured_extra_fields_are_known_to_templates(tmp_path: Path) -> None:
+    folder = write_template(tmp_path, "Subject: {{ contact['Department'] }}\n\n{{ contact.last_name }}様\n")
+    with pytest.raises(ConfigError, match="unknown variable 'contact.Department'"):
+        Templates(folder, "t", ["ja"])
+    templates = Templates(folder, "t", ["ja"], extra_fields=["Department"])
+    with_dept = Contact(id="1", email="a@b.jp", owner_id="x", last_name="森", extra={"Department": "購買部"})
+    assert templates.compose(with_dept, SATO, COMPANY, "ja", "c").subject == "購買部"
+    with pytest.raises(MissingField, match="contact.Department"):
+        templates.compose(Contact(id="2", email="a@b.jp", owner_id="x", last_name="森"), SATO, COMPANY, "ja", "c")
