@@ -1,0 +1,539 @@
+"""A Salesforce org over its REST API (simple-salesforce): reps, deals and contacts, streamed.
+
+Every read is SOQL through ``query_all_iter``, which fetches 2,000 records a call and follows
+``nextRecordsUrl``: the number of calls grows with pages, never with contacts, and no page is held
+longer than it takes to turn its records into ``Contact``s.
+
+simple-salesforce and requests are imported on first use only: ``--help`` and a CSV run never pay for
+them, and this module is imported only when ``[sfa] kind = "salesforce"``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from repsend.errors import ConfigError, RepsendError, SFAError
+from repsend.models import Contact, Reason, Rep, id15
+from repsend.sfa.base import Deal, DealIndex, Scope, address_blocks
+
+if TYPE_CHECKING:
+    import requests
+    from simple_salesforce import Salesforce
+
+    from repsend.settings import Settings
+
+# (connect, read) seconds. simple-salesforce sets no timeout at all, so without one a dead link would
+# hang a nightly run forever; a big SOQL page may take a while to come, hence the long read.
+TIMEOUT = (10.0, 300.0)
+
+USER_SOQL = "SELECT Id, Name, FirstName, LastName, Email, IsActive, Title, Phone, Signature FROM User"
+BLOCKED_SOQL = (
+    "SELECT Id, Email, AccountId, HasOptedOutOfEmail, IsEmailBounced FROM Contact"
+    " WHERE Email != null AND (HasOptedOutOfEmail = true OR IsEmailBounced = true)"
+)
+CONTACT_FIELDS = (
+    "Id", "FirstName", "LastName", "Email", "HasOptedOutOfEmail", "IsEmailBounced", "LastActivityDate",
+    "CreatedDate", "AccountId", "Account.Name", "OwnerId", "Title",
+)  # fmt: skip
+
+# The contact pull in parts, open-deal contacts first (an order a later issue builds on).
+# SOQL's rules shape it:
+# - a semi-join (IN) or anti-join (NOT IN) sub-select cannot be combined with OR ("Semi join sub-selects
+#   are not allowed with the 'OR' operator", quoted in Salesforce's own Mobile SDK, forcedotcom/
+#   SalesforceMobileSDK-Android, ParentChildrenSyncDownTarget.java), and at most two may stand in one
+#   WHERE; so "no account OR account without an open deal" cannot be one query;
+# - no Salesforce page we found says whether `AccountId NOT IN (sub-select)` returns a contact whose
+#   AccountId is null, nor what a null inside the sub-select does to NOT IN (in SQL it empties the
+#   result). So nothing here depends on it: the sub-select drops nulls, the two joins only ever see a
+#   non-null AccountId, and the null ones are their own query. IN and NOT IN over one null-free set are
+#   complements, and `= null` / `!= null` split the rest: every contact comes out exactly once.
+# The three answers cost ceil(b/2000) + ceil(c/2000) + ceil(n/2000) calls, at most N/2000 + 3 whatever
+# the share in open deals. Id is never null, so the contact_role split needs two parts only.
+# (A contact changed between two parts could show twice or not at all: the audience rules re-check
+# every contact and stop a second mail to one address, and the next run sees it.)
+_OPEN_ACCOUNTS = "SELECT AccountId FROM Opportunity WHERE IsClosed = false AND AccountId != null"
+_OPEN_ROLES = (
+    "SELECT ContactId FROM OpportunityContactRole WHERE Opportunity.IsClosed = false AND ContactId != null"
+)
+CONTACT_PARTS: dict[str, tuple[str, ...]] = {
+    "account": (
+        f"AccountId != null AND AccountId IN ({_OPEN_ACCOUNTS})",
+        f"AccountId != null AND AccountId NOT IN ({_OPEN_ACCOUNTS})",
+        "AccountId = null",
+    ),
+    "contact_role": (f"Id IN ({_OPEN_ROLES})", f"Id NOT IN ({_OPEN_ROLES})"),
+}
+
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
+_API_VERSION = re.compile(r"\d+\.\d+")
+_HOST_LABELS = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_LOGIN_VARS = "SF_USERNAME, SF_PASSWORD and SF_SECURITY_TOKEN (SF_DOMAIN for a sandbox or My Domain)"
+_TOKEN_VARS = "SF_INSTANCE_URL and SF_ACCESS_TOKEN"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How to log in: a username and password (SOAP login), or an access token for an instance."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    security_token: str = field(default="", repr=False)
+    domain: str = "login"  # login, test, or a My Domain such as acme.my
+    instance_url: str = ""
+    access_token: str = field(default="", repr=False)
+
+    @property
+    def by_token(self) -> bool:
+        return bool(self.access_token)
+
+    @property
+    def host(self) -> str:
+        """Where the first request goes: the login host, or the instance for an access token."""
+        if self.by_token:
+            return urlparse(self.instance_url).hostname or self.instance_url
+        return f"{self.domain}.salesforce.com"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        together = self.password + self.security_token  # the SOAP login sends them glued
+        return tuple(s for s in (together, self.password, self.security_token, self.access_token) if s)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> tuple[Credentials, list[str]]:
+        """The credentials in the environment (with .env), and notes; ConfigError says what is missing."""
+
+        def get(name: str) -> str:
+            return (env.get(name) or "").strip()
+
+        username, password = get("SF_USERNAME"), env.get("SF_PASSWORD") or ""
+        instance_url, access_token = get("SF_INSTANCE_URL"), get("SF_ACCESS_TOKEN")
+        by_login = bool(username and password)
+        by_token = bool(instance_url and access_token)
+        notes: list[str] = []
+        if by_login:
+            if by_token:
+                # A username login can log in again when its session expires; a token cannot.
+                notes.append("Salesforce: both SF_USERNAME and SF_ACCESS_TOKEN are set; using the username login")
+            return cls(
+                username=username,
+                password=password,
+                security_token=get("SF_SECURITY_TOKEN"),  # empty is fine from the org's trusted IP ranges
+                domain=_login_domain(get("SF_DOMAIN")),
+            ), notes
+        if by_token:
+            return cls(instance_url=_instance_url(instance_url), access_token=access_token), notes
+        if username or password:
+            missing = "SF_PASSWORD" if username else "SF_USERNAME"
+            raise ConfigError(f"Salesforce credentials: {missing} is not set; set {_LOGIN_VARS}")
+        if instance_url or access_token:
+            missing = "SF_ACCESS_TOKEN" if instance_url else "SF_INSTANCE_URL"
+            raise ConfigError(f"Salesforce credentials: {missing} is not set; set {_TOKEN_VARS}")
+        raise ConfigError(
+            f"Salesforce credentials are not set: set {_LOGIN_VARS}, or {_TOKEN_VARS}, "
+            "in the environment or in .env"
+        )
+
+
+def _login_domain(raw: str) -> str:
+    """SF_DOMAIN as simple-salesforce wants it: "login", "test" or "acme.my", whatever form it came in."""
+    domain = re.sub(r"^https?://", "", raw.strip().lower()).split("/")[0]
+    domain = domain.removesuffix(".salesforce.com")
+    if not domain:
+        return "login"
+    if domain.endswith("force.com") or not _HOST_LABELS.fullmatch(domain):
+        raise ConfigError(
+            f"SF_DOMAIN: {raw!r} is not a Salesforce login domain; use login, test (a sandbox) or the "
+            "My Domain before .salesforce.com, such as acme.my"
+        )
+    return domain
+
+
+def _instance_url(raw: str) -> str:
+    url = raw if "://" in raw else f"https://{raw}"
+    if not urlparse(url).hostname:
+        raise ConfigError(f"SF_INSTANCE_URL: {raw!r} is not a URL like https://acme.my.salesforce.com")
+    return url
+
+
+def _dedupe(names: Sequence[str]) -> list[str]:
+    """Field names once each: SOQL names are case-insensitive and a field selected twice is an error."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name and name.lower() not in seen:
+            seen.add(name.lower())
+            out.append(name)
+    return out
+
+
+def _lookup(record: Mapping[str, Any], path: str) -> Any:
+    """A (dotted) field of a record; the API spells names its own way, so fall back to any case."""
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None  # an empty lookup comes back as null, not as a dict of nulls
+        if part in value:
+            value = value[part]
+        else:
+            lowered = part.lower()
+            value = next((v for k, v in value.items() if k.lower() == lowered), None)
+    return value
+
+
+def _text(value: Any) -> str:
+    """A field value for a template, written as a CSV export writes it."""
+    if value is None or isinstance(value, Mapping):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _date(value: Any) -> date | None:
+    """The date of "2025-03-14" or of "2025-03-14T09:30:00.000+0000" (as in UTC)."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _first_error(content: Any) -> tuple[str, str]:
+    """(errorCode, message) of an error answer: a JSON list of {"message", "errorCode"}."""
+    if isinstance(content, list) and content and isinstance(content[0], Mapping):
+        return str(content[0].get("errorCode") or ""), str(content[0].get("message") or "").strip()
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    return "", str(content or "").strip()[:300]
+
+
+def _counting_session(timeout: tuple[float, float]) -> requests.Session:
+    import requests
+
+    class CountingSession(requests.Session):
+        """Counts every HTTP request sent (login, queries, retries) and sets a default timeout."""
+
+        calls = 0
+
+        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", timeout)
+            return super().request(method, url, *args, **kwargs)
+
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            self.calls += 1
+            return super().send(request, **kwargs)
+
+    return CountingSession()
+
+
+class SalesforceSource:
+    """Reps, deals and contacts from a Salesforce org; see ``base.Source``."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        api_version: str = "59.0",
+        contact_fields: Sequence[str] = (),
+        language_field: str = "",
+        scope: Scope = "account",
+        config_path: Path | None = None,
+        notes: Sequence[str] = (),
+        timeout: tuple[float, float] = TIMEOUT,
+    ) -> None:
+        self.credentials = credentials
+        self.api_version = api_version
+        self.extra_fields = list(contact_fields)
+        self.language_field = language_field
+        # contacts() takes no scope: the one deals() was last asked for orders the pull.
+        self.scope: Scope = scope
+        self.config_path = config_path
+        self.notes: list[str] = list(notes)
+        self.timeout = timeout
+        self.select = _dedupe([*CONTACT_FIELDS, language_field, *self.extra_fields])
+        self._session: requests.Session | None = None
+        self._sf: Salesforce | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SalesforceSource:
+        """Check the config and the credentials now; log in only when the first query needs it."""
+        config = settings.config_path
+        if not _API_VERSION.fullmatch(settings.sfa.api_version):
+            raise ConfigError(
+                f"{config}: [sfa] api_version: expected a version like '59.0', got {settings.sfa.api_version!r}"
+            )
+        checks = [("[sfa] contact_fields", name) for name in settings.sfa.contact_fields]
+        checks.append(("[template] language_field", settings.template.language_field))
+        for key, name in checks:
+            if name and not _FIELD_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"{config}: {key}: {name!r} is not a Salesforce field API name "
+                    "(such as Department, Region__c or Account.Industry)"
+                )
+        credentials, notes = Credentials.from_env(settings.env)
+        return cls(
+            credentials,
+            api_version=settings.sfa.api_version,
+            contact_fields=settings.sfa.contact_fields,
+            language_field=settings.template.language_field,
+            scope=settings.audience.active_deal_scope,
+            config_path=config,
+            notes=notes,
+        )
+
+    # -- what the run asks -------------------------------------------------------------------------
+
+    def reps(self) -> dict[str, Rep]:
+        reps: dict[str, Rep] = {}
+        for r in self._query(USER_SOQL, "User"):
+            rep = Rep(
+                id=r.get("Id") or "",
+                name=r.get("Name") or "",
+                email=r.get("Email") or "",
+                is_active=r.get("IsActive") is True,
+                first_name=r.get("FirstName") or "",
+                last_name=r.get("LastName") or "",
+                title=r.get("Title") or "",
+                phone=r.get("Phone") or "",
+                signature=r.get("Signature") or "",
+            )
+            reps[id15(rep.id)] = rep
+        return reps
+
+    def deals(self, recent_since: date, scope: Scope) -> DealIndex:
+        self.scope = scope
+        since = recent_since.isoformat()
+
+        def recent(via: str) -> str:
+            return f"{via}LastModifiedDate >= {since}T00:00:00Z OR {via}CloseDate >= {since}"
+
+        opps = self._query(
+            "SELECT Id, AccountId, ContactId, IsClosed, CloseDate, LastModifiedDate FROM Opportunity"
+            f" WHERE IsClosed = false OR {recent('')}",
+            "Opportunity",
+        )
+        # The contact roles of the same deals: the same filter, through the role's Opportunity.
+        roles = self._query(
+            "SELECT OpportunityId, ContactId FROM OpportunityContactRole"
+            f" WHERE Opportunity.IsClosed = false OR {recent('Opportunity.')}",
+            "OpportunityContactRole",
+        )
+        return DealIndex.build(
+            (self._deal(r) for r in opps),
+            ((r.get("OpportunityId") or "", r.get("ContactId") or "") for r in roles),
+            recent_since,
+        )
+
+    def blocked_addresses(self, deals: DealIndex, scope: Scope) -> dict[str, Reason]:
+        self.scope = scope
+        flags = (
+            (
+                r.get("Email") or "",
+                r.get("Id") or "",
+                r.get("AccountId") or "",
+                r.get("HasOptedOutOfEmail") is True,
+                r.get("IsEmailBounced") is True,
+            )
+            for r in self._query(BLOCKED_SOQL, "Contact")
+        )
+        return address_blocks(flags, deals, scope)
+
+    def contacts(self) -> Iterator[Contact]:
+        select = ", ".join(self.select)
+        for where in CONTACT_PARTS[self.scope]:
+            for record in self._query(f"SELECT {select} FROM Contact WHERE {where}", "Contact"):
+                yield self._contact(record)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    @property
+    def api_calls(self) -> int:
+        """HTTP requests sent so far, the login included (Salesforce counts the queries against its limit)."""
+        return getattr(self._session, "calls", 0)
+
+    # -- records -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _deal(r: Mapping[str, Any]) -> Deal:
+        closed = r.get("IsClosed") is True
+        changed = _date(r.get("LastModifiedDate"))
+        close_date = _date(r.get("CloseDate"))
+        if closed and close_date is not None and (changed is None or close_date > changed):
+            changed = close_date
+        return Deal(
+            id=r.get("Id") or "",
+            account_id=r.get("AccountId") or "",
+            contact_id=r.get("ContactId") or "",
+            is_closed=closed,
+            changed=changed,
+        )
+
+    def _contact(self, r: Mapping[str, Any]) -> Contact:
+        sfid = r.get("Id") or ""
+        return Contact(
+            id=sfid,
+            email=r.get("Email") or "",
+            owner_id=r.get("OwnerId") or "",
+            first_name=r.get("FirstName") or "",
+            last_name=r.get("LastName") or "",
+            account_id=r.get("AccountId") or "",
+            account_name=_text(_lookup(r, "Account.Name")),
+            title=r.get("Title") or "",
+            opted_out=r.get("HasOptedOutOfEmail") is True,
+            bounced=r.get("IsEmailBounced") is True,
+            last_activity=_date(r.get("LastActivityDate")),
+            created=_date(r.get("CreatedDate")),
+            language_value=_text(_lookup(r, self.language_field)) if self.language_field else "",
+            extra={name: _text(_lookup(r, name)) for name in self.extra_fields},
+            origin=f"Salesforce Contact {sfid}",
+        )
+
+    # -- the wire ----------------------------------------------------------------------------------
+
+    def _client(self) -> Salesforce:
+        if self._sf is None:
+            from simple_salesforce import Salesforce
+
+            if self._session is None:
+                self._session = _counting_session(self.timeout)
+            c = self.credentials
+            if c.by_token:
+                self._sf = Salesforce(
+                    instance_url=c.instance_url,
+                    session_id=c.access_token,
+                    version=self.api_version,
+                    session=self._session,
+                )
+            else:
+                self._sf = Salesforce(
+                    username=c.username,
+                    password=c.password,
+                    security_token=c.security_token,
+                    domain=c.domain,
+                    version=self.api_version,
+                    session=self._session,
+                )
+        return self._sf
+
+    def _query(self, soql: str, sobject: str) -> Iterator[dict[str, Any]]:
+        """The records of one SOQL query, page after page; errors (at login too) become repsend errors.
+
+        They may come at any page, so the iteration is wrapped, not only the first call.
+        """
+        try:
+            yield from self._client().query_all_iter(soql)
+        except Exception as exc:
+            error = self._explain(exc, sobject)
+            if error is None:
+                raise
+            raise error from None  # the library's text holds URLs and bodies, never anything we need
+
+    def _explain(self, exc: Exception, sobject: str) -> RepsendError | None:
+        """The repsend error for a library error, in words a person can act on; None if not ours."""
+        import requests
+        from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
+
+        c = self.credentials
+        # Name the host that failed: a library error carries its URL, a requests error its request.
+        url = getattr(exc, "url", None) or getattr(getattr(exc, "request", None), "url", None) or ""
+        host = urlparse(str(url)).hostname or (self._sf.sf_instance if self._sf is not None else c.host)
+        if isinstance(exc, SalesforceAuthenticationFailed):
+            why = f"{exc.code}: {exc.auth_message}" if exc.code else exc.auth_message
+            return SFAError(
+                self._scrub(
+                    f"Salesforce login failed for {c.username} at {c.domain}.salesforce.com: {why} "
+                    "(check SF_USERNAME, SF_PASSWORD, SF_SECURITY_TOKEN and SF_DOMAIN)"
+                )
+            )
+        if isinstance(exc, SalesforceError):
+            code, message = _first_error(exc.content)
+            return self._explain_answer(exc.status, code, message, host, sobject)
+        if isinstance(exc, requests.Timeout):
+            return SFAError(f"Salesforce at {host} did not answer within {self.timeout[1]:g} seconds")
+        if isinstance(exc, requests.ConnectionError):
+            return SFAError(
+                f"cannot reach Salesforce at {host}: the connection failed (check the network, "
+                "HTTPS_PROXY, and SF_DOMAIN or SF_INSTANCE_URL)"
+            )
+        if isinstance(exc, requests.exceptions.JSONDecodeError):
+            return SFAError(f"Salesforce at {host} answered with something that is not JSON (a proxy?)")
+        if isinstance(exc, requests.RequestException):
+            return SFAError(self._scrub(f"cannot talk to Salesforce at {host}: {type(exc).__name__}"))
+        return None
+
+    def _explain_answer(self, status: int, code: str, message: str, host: str, sobject: str) -> RepsendError:
+        c = self.credentials
+        said = self._scrub(f"{code}: {message}" if code else message)
+        if status == 401:
+            if c.by_token:
+                return SFAError(
+                    f"Salesforce at {host}: the session expired or the access token is no longer valid "
+                    f"({said}); set a fresh SF_ACCESS_TOKEN, or log in with {_LOGIN_VARS} instead"
+                )
+            return SFAError(
+                f"Salesforce at {host} refused the session even after logging in again as {c.username} ({said})"
+            )
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            if "concurrent" in message.lower():
+                return SFAError(
+                    f"Salesforce at {host}: too many long requests at once in the org ({said}); try again "
+                    "in a few minutes"
+                )
+            return SFAError(
+                f"Salesforce at {host}: the org's daily API request limit is used up ({said}); try again "
+                "after it resets (it counts the last 24 hours), or ask the admin about the limit"
+            )
+        if code == "INVALID_FIELD":
+            return self._invalid_field(message, sobject)
+        if code == "API_DISABLED_FOR_ORG":
+            return SFAError(
+                f"Salesforce at {host}: this org or user has no API access ({said}); export the objects "
+                'as CSV and set [sfa] kind = "csv", or ask the admin for the "API Enabled" permission'
+            )
+        return SFAError(f"Salesforce at {host} answered {status} while reading {sobject}: {said}")
+
+    def _invalid_field(self, message: str, sobject: str) -> ConfigError:
+        """INVALID_FIELD names a field the config asked for (or one the API user may not see)."""
+        found = re.search(r"No such column '([^']+)' on entity '([^']+)'", message)
+        if found:
+            name, entity = found.groups()
+        else:
+            found = re.search(r"Didn't understand relationship '([^']+)'", message)
+            name, entity = (found.group(1) if found else "?"), sobject
+        lowered = name.lower()
+        keys = [
+            key
+            for key, fields in (
+                ("[sfa] contact_fields", self.extra_fields),
+                ("[template] language_field", [self.language_field]),
+            )
+            if any(lowered in f.lower().split(".") for f in fields if f)
+        ]
+        where = f"{self.config_path}: " if self.config_path else ""
+        if keys:
+            return ConfigError(
+                f"{where}{' / '.join(keys)}: Salesforce has no field {name!r} on {entity} that this user can "
+                "read (INVALID_FIELD); fix the field's API name (custom ones end in __c), or ask the admin "
+                "for read access to it"
+            )
+        return ConfigError(
+            f"{where}Salesforce has no field {name!r} on {entity} that this user can read (INVALID_FIELD); "
+            "check [sfa] contact_fields and [template] language_field, and the API user's field access"
+        )
+
+    def _scrub(self, text: str) -> str:
+        """Whatever a message quotes, it never carries a password, a security token or an access token."""
+        for secret in self.credentials.secrets:
+            text = text.replace(secret, "***")
+        return text

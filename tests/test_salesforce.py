@@ -1,0 +1,593 @@
+"""SalesforceSource against Salesforce's real answer shapes, served in-process by ``responses``.
+
+Nothing leaves the process: ``responses`` refuses any request it was not told to answer.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from repsend.errors import EXIT_SERVICE, EXIT_USAGE, ConfigError, SFAError
+from repsend.models import Contact, Reason, Rep, id15
+from repsend.settings import Settings
+from repsend.sfa import open_source
+from repsend.sfa.salesforce import CONTACT_PARTS, SalesforceSource
+from tests.sf_answers import (
+    INSTANCE,
+    LIMIT_EXCEEDED,
+    LOGIN_FAULT,
+    SERVER_DOWN,
+    SESSION,
+    SESSION_EXPIRED,
+    FakeOrg,
+    SoqlError,
+    sfid,
+)
+
+USERNAME = "k.sato@acme.example"
+PASSWORD = "Pa55-w0rd!Secret"
+TOKEN = "Tok3nXyZ987SeCrEt"
+ACCESS = "00D5g000004XYZ!AR8AQAccessTokenSecret"
+LOGIN_ENV = {"SF_USERNAME": USERNAME, "SF_PASSWORD": PASSWORD, "SF_SECURITY_TOKEN": TOKEN}
+TOKEN_ENV = {"SF_INSTANCE_URL": f"https://{INSTANCE}", "SF_ACCESS_TOKEN": ACCESS}
+SECRETS = (PASSWORD, TOKEN, ACCESS, SESSION)
+
+
+def make_settings(tmp_path: Path, env: dict[str, str] | None = None, **sections: Any) -> Settings:
+    sfa = {"kind": "salesforce", **sections.pop("sfa", {})}
+    return Settings(
+        company=dict(name="A", postal_address="B", opt_out="C", domain="acme.example"),
+        sfa=sfa,
+        env=LOGIN_ENV if env is None else env,
+        config_path=tmp_path / "repsend.toml",
+        **sections,
+    )
+
+
+def source_for(tmp_path: Path, env: dict[str, str] | None = None, **sections: Any) -> SalesforceSource:
+    return SalesforceSource.from_settings(make_settings(tmp_path, env, **sections))
+
+
+def assert_no_secret(message: str) -> None:
+    for secret in SECRETS:
+        assert secret not in message
+
+
+@pytest.fixture
+def rsps():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def org(rsps: responses.RequestsMock) -> FakeOrg:
+    fake = FakeOrg()
+    fake.install(rsps)
+    return fake
+
+
+def add_rep(org: FakeOrg, **fields: Any) -> dict[str, Any]:
+    defaults = dict(Name="佐藤 健", FirstName="健", LastName="佐藤", Email=USERNAME, IsActive=True)
+    return org.add("User", **{**defaults, **fields})
+
+
+def add_contact(org: FakeOrg, account: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    n = len(org.tables["Contact"]) + 1
+    defaults = dict(
+        FirstName="花子",
+        LastName=f"山田{n}",
+        Email=f"c{n}@example.co.jp",
+        HasOptedOutOfEmail=False,
+        IsEmailBounced=False,
+        CreatedDate="2022-04-08T01:15:00.000+0000",
+        AccountId=account["Id"] if account else None,
+        OwnerId=sfid("User", 1),
+    )
+    return org.add("Contact", **{**defaults, **fields})
+
+
+def add_opp(org: FakeOrg, account: dict[str, Any] | None, closed: bool, **fields: Any) -> dict[str, Any]:
+    defaults = dict(
+        AccountId=account["Id"] if account else None,
+        IsClosed=closed,
+        CloseDate="2026-01-29",
+        LastModifiedDate="2025-11-10T06:30:00.000+0000",
+    )
+    return org.add("Opportunity", **{**defaults, **fields})
+
+
+# -- logging in ------------------------------------------------------------------------------------
+
+
+def test_username_login_is_lazy_and_uses_soap_then_the_session(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    user = add_rep(org, Title="営業部 課長", Phone="03-1234-5678", Signature="佐藤 健\n株式会社アクメ")
+    quiet = add_rep(org, Name="鈴木 一郎", Email="i.suzuki@acme.example", IsActive=False, Signature=None)
+
+    source = open_source(make_settings(tmp_path))
+    assert isinstance(source, SalesforceSource)
+    assert len(rsps.calls) == 0  # nothing happens until the first question
+
+    reps = source.reps()
+
+    login, query = (call.request for call in rsps.calls)
+    assert login.method == "POST"
+    assert login.url == "https://login.salesforce.com/services/Soap/u/59.0"
+    body = login.body.decode() if isinstance(login.body, bytes) else login.body
+    assert f"<n1:username>{USERNAME}</n1:username>" in body
+    assert f"<n1:password>{PASSWORD}{TOKEN}</n1:password>" in body
+    assert query.url.startswith(f"https://{INSTANCE}/services/data/v59.0/query/?q=SELECT+Id%2C+Name")
+    assert query.headers["Authorization"] == f"Bearer {SESSION}"
+    assert reps == {
+        id15(user["Id"]): Rep(
+            id=user["Id"],
+            name="佐藤 健",
+            email=USERNAME,
+            is_active=True,
+            first_name="健",
+            last_name="佐藤",
+            title="営業部 課長",
+            phone="03-1234-5678",
+            signature="佐藤 健\n株式会社アクメ",
+        ),
+        id15(quiet["Id"]): Rep(
+            id=quiet["Id"], name="鈴木 一郎", email="i.suzuki@acme.example", is_active=False,
+            first_name="健", last_name="佐藤",
+        ),  # fmt: skip
+    }
+    assert source.api_calls == len(rsps.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("sf_domain", "login_host"),
+    [
+        ("acme.my", "acme.my.salesforce.com"),
+        ("test", "test.salesforce.com"),
+        ("https://acme.my.salesforce.com/", "acme.my.salesforce.com"),
+        ("", "login.salesforce.com"),
+    ],
+)
+def test_login_domain(tmp_path: Path, rsps: responses.RequestsMock, sf_domain: str, login_host: str) -> None:
+    org = FakeOrg()
+    org.install(rsps, login_domain=login_host.removesuffix(".salesforce.com"))
+    source = source_for(tmp_path, {**LOGIN_ENV, "SF_DOMAIN": sf_domain})
+    assert source.reps() == {}
+    assert rsps.calls[0].request.url == f"https://{login_host}/services/Soap/u/59.0"
+
+
+def test_api_version_comes_from_settings(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    org = FakeOrg(version="61.0")
+    org.install(rsps)
+    source_for(tmp_path, sfa={"api_version": "61.0"}).reps()
+    assert rsps.calls[0].request.url == "https://login.salesforce.com/services/Soap/u/61.0"
+    assert rsps.calls[1].request.url.startswith(f"https://{INSTANCE}/services/data/v61.0/query/")
+
+
+def test_access_token_skips_the_login(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    org = FakeOrg()
+    org.install(rsps, login_domain=None)
+    add_rep(org)
+    source = source_for(tmp_path, TOKEN_ENV)
+    assert len(source.reps()) == 1
+    (call,) = rsps.calls
+    assert call.request.headers["Authorization"] == f"Bearer {ACCESS}"
+    assert source.api_calls == 1
+
+
+def test_both_logins_set_prefers_the_username_and_says_so(tmp_path: Path) -> None:
+    source = source_for(tmp_path, {**LOGIN_ENV, **TOKEN_ENV})
+    assert not source.credentials.by_token
+    assert source.notes == ["Salesforce: both SF_USERNAME and SF_ACCESS_TOKEN are set; using the username login"]
+    assert_no_secret(repr(source.credentials))
+
+
+# -- contacts --------------------------------------------------------------------------------------
+
+
+def test_contact_fields_null_account_dates_and_extra_fields(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    acme = org.add("Account", Name="株式会社サンプル", Industry="Manufacturing")
+    hanako = add_contact(
+        org, acme, Email="h.yamada@example.co.jp", LastActivityDate="2025-03-14",
+        CreatedDate="2022-04-08T23:59:59.000+0000", Title="課長", MailingCountry="Japan", Department="情報システム部",
+        Region__c="Kanto", HasOptedOutOfEmail=True,
+    )  # fmt: skip
+    loner = add_contact(org, None, Email="solo@example.com", IsEmailBounced=True)
+    source = source_for(
+        tmp_path,
+        # a configured field may repeat a standard one, in any case: SOQL refuses a field selected twice
+        sfa={"contact_fields": ["Department", "account.industry", "Title", "Region__c", "email"]},
+        template={"language_field": "MailingCountry"},
+    )
+
+    by_id = {c.id: c for c in source.contacts()}
+
+    assert by_id[hanako["Id"]] == Contact(
+        id=hanako["Id"],
+        email="h.yamada@example.co.jp",
+        owner_id=sfid("User", 1),
+        first_name="花子",
+        last_name=hanako["LastName"],
+        account_id=acme["Id"],
+        account_name="株式会社サンプル",
+        title="課長",
+        opted_out=True,
+        bounced=False,
+        last_activity=date(2025, 3, 14),
+        created=date(2022, 4, 8),
+        language_value="Japan",
+        extra={
+            "Department": "情報システム部",
+            "account.industry": "Manufacturing",
+            "Title": "課長",
+            "Region__c": "Kanto",
+            "email": "h.yamada@example.co.jp",
+        },
+        origin=f"Salesforce Contact {hanako['Id']}",
+    )
+    solo = by_id[loner["Id"]]
+    assert (solo.account_id, solo.account_name, solo.bounced, solo.last_activity) == ("", "", True, None)
+    assert solo.extra == {
+        "Department": "", "account.industry": "", "Title": "", "Region__c": "", "email": "solo@example.com"
+    }  # fmt: skip
+    assert solo.language_value == ""
+    # the answer really held a null Account, not a dict of nulls
+    null_part = next(call for call in rsps.calls if "AccountId+%3D+null" in call.request.url)
+    assert '"Account": null' in null_part.response.text
+
+
+def test_paging_follows_next_records_url(tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg) -> None:
+    account = org.add("Account", Name="大口")
+    for _ in range(4500):
+        add_contact(org, account)
+    source = source_for(tmp_path)
+
+    ids = [c.id for c in source.contacts()]
+
+    assert len(ids) == len(set(ids)) == 4500
+    urls = [call.request.url for call in rsps.calls]
+    assert sum("/query/01g" in u for u in urls) == 2  # two more pages after the first of 2,000
+    assert any(u.endswith("-2000") for u in urls) and any(u.endswith("-4000") for u in urls)
+    assert source.api_calls == len(rsps.calls) == 1 + len(CONTACT_PARTS["account"]) + 2
+
+
+def build_mixed_org(org: FakeOrg) -> tuple[set[str], set[str]]:
+    """Contacts with and without accounts and open deals, and the nulls that trip NOT IN.
+
+    Returns the contacts in an open deal for the account scope and for the contact_role scope.
+    """
+    open_acct, also_open, closed_acct, quiet_acct = (org.add("Account", Name=n) for n in "ABCD")
+    open_opp = add_opp(org, open_acct, closed=False)
+    add_opp(org, also_open, closed=False)
+    add_opp(org, None, closed=False)  # an open deal with no account: a null in the sub-select
+    closed_opp = add_opp(org, closed_acct, closed=True)
+    contacts = {
+        name: add_contact(org, account)
+        for name, account in [
+            ("a1", open_acct), ("a2", open_acct), ("b1", also_open), ("c1", closed_acct), ("c2", closed_acct),
+            ("d1", quiet_acct), ("n1", None), ("n2", None), ("n3", None),
+        ]
+    }  # fmt: skip
+    org.add("OpportunityContactRole", OpportunityId=open_opp["Id"], ContactId=contacts["c1"]["Id"])
+    org.add("OpportunityContactRole", OpportunityId=open_opp["Id"], ContactId=contacts["n1"]["Id"])
+    org.add("OpportunityContactRole", OpportunityId=closed_opp["Id"], ContactId=contacts["d1"]["Id"])
+    org.add("OpportunityContactRole", OpportunityId=open_opp["Id"], ContactId=None)  # a null again
+    by_account = {contacts[n]["Id"] for n in ("a1", "a2", "b1")}
+    by_role = {contacts[n]["Id"] for n in ("c1", "n1")}
+    return by_account, by_role
+
+
+@pytest.mark.parametrize("null_semantics", ["sql", "lenient"])
+@pytest.mark.parametrize("scope", ["account", "contact_role"])
+def test_every_contact_exactly_once_open_deals_first(
+    tmp_path: Path, rsps: responses.RequestsMock, scope: str, null_semantics: Any
+) -> None:
+    org = FakeOrg(null_semantics=null_semantics)
+    org.install(rsps)
+    by_account, by_role = build_mixed_org(org)
+    source = source_for(tmp_path, audience={"active_deal_scope": scope})
+
+    ids = [c.id for c in source.contacts()]
+
+    assert sorted(ids) == sorted(org.tables["Contact"])  # all of them, none twice
+    first = by_account if scope == "account" else by_role
+    assert set(ids[: len(first)]) == first
+
+
+def test_contacts_follow_the_scope_deals_were_read_with(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    _, by_role = build_mixed_org(org)
+    source = source_for(tmp_path)  # the config says account
+    source.deals(date(2025, 1, 1), "contact_role")
+    ids = [c.id for c in source.contacts()]
+    assert set(ids[: len(by_role)]) == by_role
+
+
+def run_all(tmp_path: Path, rsps: responses.RequestsMock, open_share: float, n: int = 5000) -> dict[str, int]:
+    """A whole read of an org with ``n`` contacts, 100 an account; HTTP calls counted per step."""
+    org = FakeOrg()
+    org.install(rsps)
+    add_rep(org)
+    accounts = [org.add("Account", Name=f"A{i}") for i in range(n // 100)]
+    for i, account in enumerate(accounts):
+        if i < len(accounts) * open_share:
+            add_opp(org, account, closed=False)
+        for _ in range(100):
+            add_contact(org, account)
+    source = source_for(tmp_path)
+    counts = {}
+    source.reps()
+    counts["login+reps"] = source.api_calls
+    deals = source.deals(date(2025, 1, 1), "account")
+    counts["deals"] = source.api_calls - sum(counts.values())
+    source.blocked_addresses(deals, "account")
+    counts["blocked"] = source.api_calls - sum(counts.values())
+    assert sum(1 for _ in source.contacts()) == n
+    counts["contacts"] = source.api_calls - sum(counts.values())
+    assert source.api_calls == len(rsps.calls)
+    return counts
+
+
+def test_http_calls_grow_with_pages_not_with_contacts_nor_open_deals(tmp_path: Path) -> None:
+    measured = {}
+    for share in (0.0, 0.5):
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+            measured[share] = run_all(tmp_path, rsps, share)
+    pages = math.ceil(5000 / 2000)
+    for counts in measured.values():
+        assert counts["contacts"] <= pages + len(CONTACT_PARTS["account"]) - 1
+        assert sum(counts.values()) <= pages + 8
+    assert measured[0.0] == measured[0.5]
+
+
+# -- deals and blocked addresses -------------------------------------------------------------------
+
+
+def test_deals_open_recent_and_roles(tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg) -> None:
+    a_open, a_recent, a_late_close, a_old = (org.add("Account", Name=n) for n in "ABCD")
+    primary = add_contact(org, a_open)
+    in_role, in_recent_role, in_old_role = (add_contact(org, a_old) for _ in range(3))
+    open_opp = add_opp(org, a_open, closed=False, ContactId=primary["Id"])
+    recent = add_opp(
+        org, a_recent, closed=True, CloseDate="2025-02-01", LastModifiedDate="2025-02-03T01:00:00.000+0000"
+    )
+    # edited long ago, but closed recently: CloseDate counts
+    add_opp(
+        org, a_late_close, closed=True, CloseDate="2025-03-01", LastModifiedDate="2024-06-01T01:00:00.000+0000"
+    )
+    old = add_opp(org, a_old, closed=True, CloseDate="2024-05-01", LastModifiedDate="2024-05-02T01:00:00.000+0000")
+    org.add("OpportunityContactRole", OpportunityId=open_opp["Id"], ContactId=in_role["Id"])
+    org.add("OpportunityContactRole", OpportunityId=recent["Id"], ContactId=in_recent_role["Id"])
+    org.add("OpportunityContactRole", OpportunityId=old["Id"], ContactId=in_old_role["Id"])
+    source = source_for(tmp_path)
+
+    index = source.deals(date(2025, 1, 1), "account")
+
+    assert index.open_accounts == {id15(a_open["Id"])}
+    assert index.open_contacts == {id15(primary["Id"]), id15(in_role["Id"])}
+    assert index.recent_accounts == {id15(a_recent["Id"]), id15(a_late_close["Id"])}
+    assert index.recent_contacts == {id15(in_recent_role["Id"])}
+    opp_soql, role_soql = org.queries
+    assert "LastModifiedDate >= 2025-01-01T00:00:00Z OR CloseDate >= 2025-01-01" in opp_soql
+    assert "Opportunity.LastModifiedDate >= 2025-01-01T00:00:00Z" in role_soql
+    assert source.api_calls == 3
+
+
+def test_blocked_addresses_hold_for_every_record_of_the_address(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    acct = org.add("Account", Name="A")
+    add_contact(org, acct, Email="Taro@Example.jp", HasOptedOutOfEmail=True)
+    add_contact(org, acct, Email="taro@example.jp")  # the same person on another record
+    add_contact(org, None, Email="gone@example.jp", IsEmailBounced=True)
+    add_contact(org, None, Email="both@example.jp", IsEmailBounced=True)
+    add_contact(org, None, Email=" BOTH@example.jp ", HasOptedOutOfEmail=True)
+    add_contact(org, acct, Email="fine@example.jp")
+    add_contact(org, acct, Email=None, HasOptedOutOfEmail=True)
+    source = source_for(tmp_path)
+    index = source.deals(date(2025, 1, 1), "account")
+    before = source.api_calls
+
+    blocks = source.blocked_addresses(index, "account")
+
+    assert blocks == {
+        "taro@example.jp": Reason.OPTED_OUT,
+        "gone@example.jp": Reason.BOUNCED,
+        "both@example.jp": Reason.OPTED_OUT,
+    }
+    assert source.api_calls - before == 1
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_failed_login_names_the_user_and_the_domain(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    FakeOrg().install(rsps, login_domain=None)
+    rsps.add(
+        responses.POST,
+        "https://login.salesforce.com/services/Soap/u/59.0",
+        body=LOGIN_FAULT,
+        status=500,
+        content_type="text/xml",
+    )
+    with pytest.raises(SFAError) as caught:
+        source_for(tmp_path).reps()
+    message = str(caught.value)
+    assert caught.value.exit_code == EXIT_SERVICE
+    assert message.startswith(
+        f"Salesforce login failed for {USERNAME} at login.salesforce.com: INVALID_LOGIN: Invalid username, "
+        "password, security token; or user locked out."
+    )
+    assert_no_secret(message)
+
+
+def test_daily_limit_surfaces_mid_stream(tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg) -> None:
+    account = org.add("Account", Name="大口")
+    for _ in range(4500):
+        add_contact(org, account)
+    org.failures.append(("-2000", LIMIT_EXCEEDED))  # the second page
+    stream = source_for(tmp_path).contacts()
+    got = 0
+    with pytest.raises(SFAError) as caught:
+        for _ in stream:
+            got += 1
+    assert got == 2000
+    message = str(caught.value)
+    assert caught.value.exit_code == EXIT_SERVICE
+    assert "daily API request limit is used up" in message and "REQUEST_LIMIT_EXCEEDED" in message
+    assert "after it resets" in message
+    assert_no_secret(message)
+
+
+def test_expired_access_token(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    org = FakeOrg()
+    org.install(rsps, login_domain=None)
+    org.failures.append(("/query/", SESSION_EXPIRED))
+    with pytest.raises(SFAError) as caught:
+        source_for(tmp_path, TOKEN_ENV).reps()
+    message = str(caught.value)
+    assert "access token is no longer valid" in message and "set a fresh SF_ACCESS_TOKEN" in message
+    assert "INVALID_SESSION_ID" in message
+    assert_no_secret(message)
+
+
+def test_expired_session_with_username_logs_in_again(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    add_rep(org)
+    org.failures.append(("/query/", SESSION_EXPIRED))
+    source = source_for(tmp_path)
+    assert len(source.reps()) == 1
+    assert [c.request.method for c in rsps.calls] == ["POST", "GET", "POST", "GET"]
+    assert source.api_calls == 4
+
+
+def test_unreachable_login_host(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    rsps.add(
+        responses.POST,
+        "https://acme.my.salesforce.com/services/Soap/u/59.0",
+        body=requests.ConnectionError("Max retries exceeded (Name or service not known)"),
+    )
+    with pytest.raises(SFAError) as caught:
+        source_for(tmp_path, {**LOGIN_ENV, "SF_DOMAIN": "acme.my"}).reps()
+    assert str(caught.value).startswith("cannot reach Salesforce at acme.my.salesforce.com")
+    assert_no_secret(str(caught.value))
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (requests.ConnectionError("Connection reset by peer"), f"cannot reach Salesforce at {INSTANCE}"),
+        (requests.ReadTimeout("read timed out"), f"Salesforce at {INSTANCE} did not answer within 300 seconds"),
+    ],
+)
+def test_network_failure_during_a_query_names_the_host(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, failure: Exception, expected: str
+) -> None:
+    org.failures.append(("/query/", failure))
+    with pytest.raises(SFAError) as caught:
+        source_for(tmp_path, TOKEN_ENV).reps()
+    assert str(caught.value).startswith(expected)
+    assert_no_secret(str(caught.value))
+
+
+@pytest.mark.parametrize(
+    ("sections", "field", "entity", "key"),
+    [
+        ({"sfa": {"contact_fields": ["Regoin__c"]}}, "Regoin__c", "Contact", "[sfa] contact_fields"),
+        ({"sfa": {"contact_fields": ["Account.Industy"]}}, "Industy", "Account", "[sfa] contact_fields"),
+        ({"sfa": {"contact_fields": ["Acount.Industry"]}}, "Acount", "Contact", "[sfa] contact_fields"),
+        ({"template": {"language_field": "Languge__c"}}, "Languge__c", "Contact", "[template] language_field"),
+    ],
+)
+def test_unknown_field_is_a_config_error(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, sections: Any, field: str, entity: str, key: str
+) -> None:
+    add_contact(org, None)
+    with pytest.raises(ConfigError) as caught:
+        list(source_for(tmp_path, **sections).contacts())
+    message = str(caught.value)
+    assert caught.value.exit_code == EXIT_USAGE
+    assert message.startswith(f"{tmp_path / 'repsend.toml'}: {key}: ")
+    assert f"no field '{field}' on {entity}" in message
+    assert_no_secret(message)
+
+
+def test_other_salesforce_errors_say_status_and_code(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    org.failures.append(("/query/", SERVER_DOWN))
+    with pytest.raises(SFAError) as caught:
+        source_for(tmp_path).reps()
+    assert str(caught.value) == (
+        f"Salesforce at {INSTANCE} answered 503 while reading User: "
+        "SERVER_UNAVAILABLE: Server is temporarily unavailable"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({}, ["SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN", "SF_INSTANCE_URL", "SF_ACCESS_TOKEN"]),
+        ({"SF_USERNAME": USERNAME}, ["SF_PASSWORD is not set"]),
+        ({"SF_PASSWORD": PASSWORD, "SF_SECURITY_TOKEN": TOKEN}, ["SF_USERNAME is not set"]),
+        ({"SF_INSTANCE_URL": f"https://{INSTANCE}"}, ["SF_ACCESS_TOKEN is not set"]),
+        ({"SF_ACCESS_TOKEN": ACCESS}, ["SF_INSTANCE_URL is not set"]),
+        ({**LOGIN_ENV, "SF_DOMAIN": "acme.lightning.force.com"}, ["SF_DOMAIN", "acme.my"]),
+    ],
+)
+def test_missing_or_wrong_credentials(tmp_path: Path, env: dict[str, str], names: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        source_for(tmp_path, env)
+    for name in names:
+        assert name in str(caught.value)
+    assert_no_secret(str(caught.value))
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"sfa": {"api_version": "v59.0"}}, "[sfa] api_version: expected a version like '59.0'"),
+        ({"sfa": {"contact_fields": ["Account Name"]}}, "[sfa] contact_fields: 'Account Name' is not"),
+        ({"template": {"language_field": "Mailing Country"}}, "[template] language_field: 'Mailing Country'"),
+    ],
+)
+def test_config_mistakes_fail_before_any_request(tmp_path: Path, sections: Any, expected: str) -> None:
+    with pytest.raises(ConfigError, match=None) as caught:
+        source_for(tmp_path, **sections)
+    assert expected in str(caught.value)
+
+
+# -- the test double and the import ----------------------------------------------------------------
+
+
+def test_the_fake_refuses_what_salesforce_refuses() -> None:
+    org = FakeOrg()
+    sub = "(SELECT ContactId FROM OpportunityContactRole)"
+    with pytest.raises(SoqlError, match="not allowed with the 'OR' operator"):
+        org.run(f"SELECT Id FROM Contact WHERE AccountId = null OR Id IN {sub}")
+    with pytest.raises(SoqlError, match="Maximum 2"):
+        org.run(f"SELECT Id FROM Contact WHERE Id IN {sub} AND Id IN {sub} AND Id IN {sub}")
+    with pytest.raises(SoqlError, match="duplicate field"):
+        org.run("SELECT Id, id FROM Contact")
+
+
+def test_importing_the_module_loads_neither_simple_salesforce_nor_requests() -> None:
+    code = (
+        "import sys, repsend.sfa.salesforce; "
+        "print(sorted(m for m in ('simple_salesforce', 'requests') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
