@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["tests.smtp_server"]
+
 ISOLATED = (
     "REPSEND_CONFIG", "REPSEND_DATABASE_URL", "SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN", "SF_DOMAIN",
     "SF_INSTANCE_URL", "SF_ACCESS_TOKEN", "SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD",
