@@ -6,16 +6,29 @@ the WHERE clause, pages by 2,000 with ``nextRecordsUrl``, and refuses what Sales
 unknown field, a field selected twice, a semi-join combined with OR, more than two semi-joins). So a
 test checks what a query really selects, not what the code hoped it would.
 
-It reads only the SOQL subset repsend writes: ``SELECT f, ... FROM Obj [WHERE ...]`` with AND, OR,
-parentheses, ``=``/``!=``/``>=``/``<=``/``>``/``<`` against true, false, null, dates, datetimes and
-quoted strings, and ``field [NOT] IN (SELECT ...)``.
+It reads only the SOQL subset repsend writes: ``SELECT f, ... FROM Obj [WHERE ...]`` (or ``SELECT COUNT()``)
+with AND, OR, parentheses, ``=``/``!=``/``>=``/``<=``/``>``/``<`` against true, false, null, dates, datetimes
+and quoted strings, and ``field [NOT] IN (SELECT ...)``.
+
+It also answers the Bulk API 2.0 query endpoints as simple-salesforce 1.12.10 calls them (bulk2.py,
+``SFBulk2Type.query``): POST ``/jobs/query`` creates a job (job info JSON, state ``UploadComplete``);
+GET ``/jobs/query/{id}`` is polled until ``JobComplete`` (or ``Failed`` with ``errorMessage``); GET
+``/jobs/query/{id}/results?maxRecords=N[&locator=L]`` returns one CSV set (header row, every value quoted,
+LF, ``true``/``false``, empty for null, a parent field as ``Account.Name``) with the headers
+``Sforce-NumberOfRecords`` and ``Sforce-Locator`` (the string ``null`` on the last set). Shapes from
+Salesforce's Bulk API 2.0 guide: "Create a Query Job", "Get Information About a Query Job", "Get Results
+for a Query Job".
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
 import itertools
 import json
 import re
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, Literal
@@ -115,7 +128,16 @@ class FakeOrg:
         self.calls = 0
         # (part of the URL path, answer): the next request whose path holds it gets the answer instead.
         self.failures: list[tuple[str, tuple[int, Any] | Exception]] = []
-        self._cursors: dict[str, list[dict[str, Any]]] = {}
+        # What each answered request was: (kind, SOQL), kind one of query, more, count, bulk-create,
+        # bulk-poll, bulk-results; a benchmark sorts the calls by it.
+        self.answered: list[tuple[str, str]] = []
+        self.sizes: dict[str, int] = {}  # SOQL -> the records it matched, when last run
+        # Bulk API 2.0: how many polls answer InProgress before JobComplete, and the errorMessage the
+        # next job fails with (state Failed), if any.
+        self.bulk_polls_in_progress = 0
+        self.bulk_failure: str | None = None
+        self.jobs: dict[str, _Job] = {}
+        self._cursors: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self._serial = itertools.count(1)
 
     # -- data --------------------------------------------------------------------------------------
@@ -130,12 +152,24 @@ class FakeOrg:
         self.tables[sobject][row["Id"]] = row
         return row
 
+    def forget(self) -> None:
+        """Drop what past requests left (cursors, jobs, the logs), keeping the data: a fresh session."""
+        self.queries.clear()
+        self.answered.clear()
+        self.sizes.clear()
+        self._cursors.clear()
+        self.jobs.clear()
+        self.calls = 0
+
     # -- HTTP --------------------------------------------------------------------------------------
 
     def install(self, rsps: responses.RequestsMock, login_domain: str | None = "login") -> None:
         """Answer queries; and the SOAP login at ``{login_domain}.salesforce.com`` unless None."""
         base = re.escape(f"https://{self.instance}/services/data/v{self.version}/query/")
         rsps.add_callback(responses.GET, re.compile(base + ".*"), callback=self._answer)
+        jobs = re.compile(re.escape(f"https://{self.instance}/services/data/v{self.version}/jobs/query") + ".*")
+        rsps.add_callback(responses.POST, jobs, callback=self._bulk)
+        rsps.add_callback(responses.GET, jobs, callback=self._bulk)
         if login_domain is not None:
             rsps.add(
                 responses.POST,
@@ -147,6 +181,33 @@ class FakeOrg:
     def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
         self.calls += 1
         url = urlparse(request.url or "")
+        failed = self._failure(request)
+        if failed is not None:
+            return failed
+        if url.path.endswith("/query/"):
+            soql = parse_qs(url.query)["q"][0]
+            self.queries.append(soql)
+            try:
+                select = _Parser(soql).statement()
+                rows = self._rows(select, soql)
+                if select.count:  # SELECT COUNT(): the number in totalSize, no records
+                    self.answered.append(("count", soql))
+                    return self._json(200, {"totalSize": len(rows), "done": True, "records": []})
+                records = self._records(select, rows, soql)
+            except SoqlError as exc:
+                self.answered.append(("query", soql))
+                return self._json(400, [{"message": exc.message, "errorCode": exc.code}])
+            self.answered.append(("query", soql))
+            self.sizes[soql] = len(records)
+            locator = f"01g5g{next(self._serial):010d}AAA"
+            self._cursors[locator] = (soql, records)
+            return self._json(200, self._page(locator, 0))
+        locator, _, offset = url.path.rsplit("/", 1)[1].partition("-")
+        self.answered.append(("more", self._cursors[locator][0]))
+        return self._json(200, self._page(locator, int(offset)))
+
+    def _failure(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception | None:
+        """The answer a test queued for this request (by a part of its URL), if any."""
         for i, (part, failure) in enumerate(self.failures):
             if part in (request.url or ""):
                 del self.failures[i]
@@ -154,21 +215,10 @@ class FakeOrg:
                     failure.request = request  # as requests does
                     return failure
                 return self._json(failure[0], failure[1])
-        if url.path.endswith("/query/"):
-            soql = parse_qs(url.query)["q"][0]
-            self.queries.append(soql)
-            try:
-                records = self.run(soql)
-            except SoqlError as exc:
-                return self._json(400, [{"message": exc.message, "errorCode": exc.code}])
-            locator = f"01g5g{next(self._serial):010d}AAA"
-            self._cursors[locator] = records
-            return self._json(200, self._page(locator, 0))
-        locator, _, offset = url.path.rsplit("/", 1)[1].partition("-")
-        return self._json(200, self._page(locator, int(offset)))
+        return None
 
     def _page(self, locator: str, offset: int) -> dict[str, Any]:
-        records = self._cursors[locator]
+        records = self._cursors[locator][1]
         end = offset + self.page_size
         page: dict[str, Any] = {"totalSize": len(records), "done": end >= len(records)}
         if not page["done"]:
@@ -183,18 +233,116 @@ class FakeOrg:
         }
         return status, headers, json.dumps(body, ensure_ascii=False)
 
+    # -- Bulk API 2.0 ------------------------------------------------------------------------------
+
+    def _bulk(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
+        self.calls += 1
+        failed = self._failure(request)
+        if failed is not None:
+            return failed
+        url = urlparse(request.url or "")
+        tail = url.path.split("/jobs/query", 1)[1].strip("/")
+        if request.method == "POST" and not tail:
+            return self._bulk_create(request)
+        job_id, _, what = tail.partition("/")
+        job = self.jobs.get(job_id)
+        if job is None:
+            return self._json(404, [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}])
+        if what == "results":
+            return self._bulk_results(job, parse_qs(url.query))
+        self.answered.append(("bulk-poll", job.soql))
+        if job.polls_left > 0:
+            job.polls_left -= 1
+            job.info["state"] = "InProgress"
+        else:
+            job.info.update(job.final)
+        return self._json(200, job.info)
+
+    def _bulk_create(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        # No real sleep may happen while a job "runs": simple-salesforce waits with bulk2.sleep.
+        from simple_salesforce import bulk2
+
+        assert bulk2.sleep is not time.sleep, "patch simple_salesforce.bulk2.sleep: a test never really sleeps"
+        body = json.loads(request.body or "{}")
+        soql = body.get("query", "")
+        self.answered.append(("bulk-create", soql))
+        self.queries.append(soql)
+        try:
+            select = _Parser(soql).statement()
+            if select.count:  # the guide says Bulk API 2.0 refuses COUNT(); the real wording is not known here
+                raise SoqlError("MALFORMED_QUERY", "(fake) Bulk API 2.0 does not support aggregate functions")
+            rows = self._rows(select, soql)
+            paths = self._resolve_fields(select, soql)
+        except SoqlError as exc:
+            return self._json(400, [{"errorCode": exc.code, "message": exc.message}])
+        self.sizes[soql] = len(rows)
+        job_id = f"7505g{next(self._serial):010d}AAA"
+        info: dict[str, Any] = {
+            "id": job_id,
+            "operation": body.get("operation", "query"),
+            "object": select.sobject,
+            "createdById": "0055g00000AbCdEAAV",
+            "createdDate": "2025-06-02T01:00:00.000+0000",
+            "systemModstamp": "2025-06-02T01:00:00.000+0000",
+            "state": "UploadComplete",
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(self.version),
+            "lineEnding": body.get("lineEnding", "LF"),
+            "columnDelimiter": body.get("columnDelimiter", "COMMA"),
+        }
+        final: dict[str, Any] = {"jobType": "V2Query", "numberRecordsProcessed": len(rows), "retries": 0,
+                                 "totalProcessingTime": 334, "isPkChunkingSupported": True}
+        if self.bulk_failure is not None:
+            final.update(state="Failed", errorMessage=self.bulk_failure, numberRecordsProcessed=0)
+            self.bulk_failure = None
+        else:
+            final["state"] = "JobComplete"
+        header = [".".join(path) for path in paths]
+        lines = [[_csv_value(self._get(select.sobject, row, path)) for path in paths] for row in rows]
+        self.jobs[job_id] = _Job(soql, info, final, self.bulk_polls_in_progress, header, lines)
+        return self._json(200, info)
+
+    def _bulk_results(self, job: _Job, params: dict[str, list[str]]) -> tuple[int, dict[str, str], str]:
+        self.answered.append(("bulk-results", job.soql))
+        if job.final["state"] != "JobComplete" or job.info["state"] != "JobComplete":
+            return self._json(412, [{"errorCode": "JOB_NOT_COMPLETE", "message": "can only download query "
+                                     "results of successfully completed bulk job with status: JOB_COMPLETE"}])
+        max_records = int(params.get("maxRecords", ["50000"])[0])
+        locator = params.get("locator", [""])[0]
+        start = int(base64.b64decode(locator + "=" * (-len(locator) % 4))) if locator else 0
+        end = min(start + max_records, len(job.lines))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writerow(job.header)  # every set is a whole CSV, header first
+        writer.writerows(job.lines[start:end])
+        following = base64.b64encode(str(end).encode()).decode().rstrip("=") if end < len(job.lines) else "null"
+        headers = {
+            "Content-Type": "text/csv",
+            "Sforce-Locator": following,
+            "Sforce-NumberOfRecords": str(end - start),
+            "Sforce-Limit-Info": f"api-usage={self.calls}/15000",
+        }
+        return 200, headers, buffer.getvalue()
+
     # -- SOQL --------------------------------------------------------------------------------------
 
     def run(self, soql: str) -> list[dict[str, Any]]:
         select = _Parser(soql).statement()
+        return self._records(select, self._rows(select, soql), soql)
+
+    def _rows(self, select: _Select, soql: str) -> list[dict[str, Any]]:
+        """The table rows a query matches, after refusing what Salesforce refuses."""
         semi = _semi_joins(select.where)
         if len(semi) > 2:
             raise SoqlError("MALFORMED_QUERY", "Maximum 2 semi join sub-selects are allowed")
         if _semi_under_or(select.where):
             raise SoqlError("MALFORMED_QUERY", "Semi join sub-selects are not allowed with the 'OR' operator")
-        paths = self._resolve_fields(select, soql)
         test = self._predicate(select.sobject, select.where, soql)
-        rows = [row for row in self.tables[select.sobject].values() if test(row)]
+        return [row for row in self.tables[select.sobject].values() if test(row)]
+
+    def _records(self, select: _Select, rows: list[dict[str, Any]], soql: str) -> list[dict[str, Any]]:
+        paths = self._resolve_fields(select, soql)
         return [self._project(select.sobject, row, paths) for row in rows]
 
     def _resolve_fields(self, select: _Select, soql: str) -> list[list[str]]:
@@ -323,8 +471,34 @@ def _literal(token: str) -> Any:
 
 
 class _Select:
-    def __init__(self, fields: list[str], sobject: str, where: Any) -> None:
-        self.fields, self.sobject, self.where = fields, sobject, where
+    def __init__(self, fields: list[str], sobject: str, where: Any, count: bool = False) -> None:
+        self.fields, self.sobject, self.where, self.count = fields, sobject, where, count
+
+
+class _Job:
+    """A Bulk API 2.0 query job: its info, what it ends as, and its result rows (CSV values)."""
+
+    def __init__(
+        self, soql: str, info: dict[str, Any], final: dict[str, Any], polls: int, header: list[str],
+        lines: list[list[str]],
+    ) -> None:
+        self.soql, self.info, self.final, self.polls_left = soql, info, final, polls
+        self.header, self.lines = header, lines
+
+
+_DATETIME_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
+
+
+def _csv_value(value: Any) -> str:
+    """A value as a Bulk API 2.0 CSV writes it: true/false, empty for null, a UTC datetime ending in Z."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if _DATETIME_UTC.fullmatch(text):
+        return text[:-5] + "Z"
+    return text
 
 
 _TOKEN = re.compile(r"\s*(?:('(?:[^'\\]|\\.)*')|(!=|>=|<=|=|<|>|\(|\)|,)|([A-Za-z0-9_.:+\-]+))")
@@ -360,10 +534,15 @@ class _Parser:
 
     def select(self) -> _Select:
         self.take("SELECT")
-        fields = [self.take()]
-        while self.peek(","):
-            self.take(",")
-            fields.append(self.take())
+        count = self.peek("COUNT") and self.tokens[self.at + 1 : self.at + 3] == ["(", ")"]
+        if count:
+            self.at += 3
+            fields: list[str] = []
+        else:
+            fields = [self.take()]
+            while self.peek(","):
+                self.take(",")
+                fields.append(self.take())
         self.take("FROM")
         sobject = self.take()
         if sobject not in SCHEMA:
@@ -372,7 +551,7 @@ class _Parser:
         if self.peek("WHERE"):
             self.take("WHERE")
             where = self.disjunction()
-        return _Select(fields, sobject, where)
+        return _Select(fields, sobject, where, count)
 
     def disjunction(self) -> Any:
         parts = [self.conjunction()]

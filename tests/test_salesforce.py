@@ -5,6 +5,7 @@ Nothing leaves the process: ``responses`` refuses any request it was not told to
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from repsend.errors import EXIT_SERVICE, EXIT_USAGE, ConfigError, SFAError
 from repsend.models import Contact, Reason, Rep, id15
 from repsend.settings import Settings
 from repsend.sfa import open_source
-from repsend.sfa.salesforce import CONTACT_PARTS, SalesforceSource
+from repsend.sfa.salesforce import BULK_WAIT, CONTACT_PARTS, SalesforceSource, _csv_records
 from tests.sf_answers import (
     INSTANCE,
     LIMIT_EXCEEDED,
@@ -568,6 +569,203 @@ def test_config_mistakes_fail_before_any_request(tmp_path: Path, sections: Any, 
     with pytest.raises(ConfigError, match=None) as caught:
         source_for(tmp_path, **sections)
     assert expected in str(caught.value)
+
+
+# -- the Bulk API 2.0 path -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """simple-salesforce waits for a bulk job with bulk2.sleep: recorded here, never slept."""
+    from simple_salesforce import bulk2
+
+    waits: list[float] = []
+    monkeypatch.setattr(bulk2, "sleep", waits.append)
+    return waits
+
+
+def build_varied_org(org: FakeOrg) -> None:
+    """Contacts whose values test a CSV: commas, quotes, line breaks, empty lookups, nulls, booleans."""
+    build_mixed_org(org)
+    add_rep(org)
+    acct = org.add("Account", Name='株式会社 "テスト", 東京\n本社', Industry="Manufacturing")
+    add_contact(
+        org, acct, FirstName="Emily, Jr.", LastName='O"Brien', Title="Head of\nSales", HasOptedOutOfEmail=True,
+        LastActivityDate="2024-12-01", MailingCountry="United States", Department="R&D", Region__c="APAC",
+    )
+    add_contact(org, acct, IsEmailBounced=True, Email=None, FirstName=None, CreatedDate="2021-01-31T23:59:59.000+0000")
+    add_contact(org, None, Title="true", LastName="false", MailingCountry="日本")  # text that looks boolean
+
+
+def pull(
+    tmp_path: Path, threshold: int, scope: str = "account", fields: Any = None, **tuning: Any
+) -> tuple[SalesforceSource, list[Contact]]:
+    """All contacts, with [sfa] bulk_threshold; ``tuning`` sets bulk_page or bulk_wait on the source."""
+    extra = ["Department", "Account.Industry", "Region__c"] if fields is None else fields
+    sfa = {"bulk_threshold": threshold, "contact_fields": extra}
+    source = source_for(tmp_path, sfa=sfa, audience={"active_deal_scope": scope})
+    for name, value in tuning.items():
+        setattr(source, name, value)
+    return source, list(source.contacts())
+
+
+@pytest.mark.parametrize("scope", ["account", "contact_role"])
+def test_bulk_gives_the_same_contacts_as_rest_in_the_same_order(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float], scope: str
+) -> None:
+    build_varied_org(org)
+    rest_source, by_rest = pull(tmp_path, 0, scope)
+    bulk_source, by_bulk = pull(tmp_path, 1, scope)
+
+    assert (rest_source.contact_api, bulk_source.contact_api) == ("rest", "bulk2")
+    assert len(by_bulk) == len(org.tables["Contact"])
+    assert by_bulk == by_rest  # every field, the extra ones too, and the open-deal-first order
+    quoted = next(c for c in by_bulk if c.first_name == "Emily, Jr.")
+    assert (quoted.last_name, quoted.title, quoted.opted_out) == ('O"Brien', "Head of\nSales", True)
+    assert quoted.account_name == '株式会社 "テスト", 東京\n本社'
+    assert quoted.extra == {"Department": "R&D", "Account.Industry": "Manufacturing", "Region__c": "APAC"}
+    assert any(c.bounced and c.email == "" and c.created == date(2021, 1, 31) for c in by_bulk)
+    assert len(slept) == len(CONTACT_PARTS[scope])  # one wait per job, none of it real
+
+
+def test_bulk_calls_count_and_shapes(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float]
+) -> None:
+    open_acct, quiet_acct = org.add("Account", Name="Open"), org.add("Account", Name="Quiet")
+    add_opp(org, open_acct, closed=False)
+    for account, n in ((open_acct, 30), (quiet_acct, 120), (None, 0)):
+        for _ in range(n):
+            add_contact(org, account)
+    source, contacts = pull(tmp_path, 100, bulk_page=50)
+
+    assert len(contacts) == 150
+    sizes = (30, 120, 0)  # open deals, no open deal, no account
+    sets = [max(1, math.ceil(n / 50)) for n in sizes]  # an empty result is still one results call
+    assert source.contact_count == 150
+    assert source.api_calls == len(rsps.calls) == 1 + 1 + sum(2 + k for k in sets)  # login, COUNT(), jobs
+    kinds = [kind for kind, _ in org.answered]
+    assert kinds == ["count"] + sum((["bulk-create", "bulk-poll"] + ["bulk-results"] * k for k in sets), [])
+    creates = [c.request for c in rsps.calls if c.request.method == "POST" and "/jobs/query" in c.request.url]
+    assert [json.loads(r.body)["operation"] for r in creates] == ["query"] * 3
+    assert all(r.headers["Authorization"] == f"Bearer {SESSION}" for r in creates)
+    results = [c for c in rsps.calls if "/results" in c.request.url]
+    assert all("maxRecords=50" in c.request.url for c in results)
+    assert [c.response.headers["Sforce-Locator"] != "null" for c in results] == [False, True, True, False, False]
+    assert [c.response.headers["Sforce-NumberOfRecords"] for c in results] == ["30", "50", "50", "20", "0"]
+    assert "locator=" in results[2].request.url and "locator=" not in results[1].request.url
+    assert slept == [BULK_WAIT] * 3
+
+
+def test_bulk_polls_until_the_job_completes_without_sleeping(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float]
+) -> None:
+    add_contact(org, None)
+    org.bulk_polls_in_progress = 2
+    source, contacts = pull(tmp_path, 1, bulk_wait=0.5)
+    assert len(contacts) == 1
+    polls = [kind for kind, _ in org.answered].count("bulk-poll")
+    assert polls == 3 * len(CONTACT_PARTS["account"])
+    # simple-salesforce: sleep(wait) first, then wait + e**n/1000 while that stays under 2 seconds
+    assert slept[:3] == pytest.approx([0.5, 0.501, 0.5 + math.e / 1000])
+
+
+def test_below_the_threshold_costs_one_count_then_rest(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    for _ in range(3):
+        add_contact(org, None)
+    source, contacts = pull(tmp_path, 4)
+    assert (len(contacts), source.contact_count, source.contact_api) == (3, 3, "rest")
+    assert org.queries[0] == "SELECT COUNT() FROM Contact"
+    assert not org.jobs
+    assert source.api_calls == 1 + 1 + len(CONTACT_PARTS["account"])
+
+
+def test_no_threshold_no_count(tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg) -> None:
+    add_contact(org, None)
+    source, _ = pull(tmp_path, 0)
+    assert source.contact_count is None and not any("COUNT()" in q for q in org.queries)
+
+
+def test_failed_bulk_job_is_a_service_error(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float]
+) -> None:
+    add_contact(org, None)
+    org.bulk_failure = "InvalidBatch : Failed to process query: UNKNOWN_EXCEPTION: An unexpected error occurred"
+    with pytest.raises(SFAError) as caught:
+        pull(tmp_path, 1)
+    message = str(caught.value)
+    assert caught.value.exit_code == EXIT_SERVICE
+    assert message.startswith(f"Salesforce at {INSTANCE}: the Bulk API 2.0 job reading Contact failed: InvalidBatch")
+    assert "UNKNOWN_EXCEPTION" in message and "bulk_threshold = 0" in message
+    assert_no_secret(message)
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (LIMIT_EXCEEDED, "daily API request limit is used up"),
+        ((400, [{"errorCode": "ExceededQuota", "message": "Query job limit exceeded"}]), "Bulk API 2.0 allowance"),
+        (SESSION_EXPIRED, "refused the session during the Bulk API 2.0 pull of Contact"),
+    ],
+)
+def test_bulk_refusals_are_service_errors(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float], failure: Any, expected: str
+) -> None:
+    add_contact(org, None)
+    org.failures.append(("/jobs/query", failure))
+    with pytest.raises(SFAError) as caught:
+        pull(tmp_path, 1)
+    assert caught.value.exit_code == EXIT_SERVICE
+    assert expected in str(caught.value)
+    assert_no_secret(str(caught.value))
+
+
+def test_bulk_answer_in_an_unexpected_shape_is_a_service_error(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float]
+) -> None:
+    add_contact(org, None)
+    org.failures.append(("/results", (200, "<html>a proxy's page</html>")))  # no Sforce-NumberOfRecords
+    with pytest.raises(SFAError) as caught:
+        pull(tmp_path, 1)
+    assert "answered the Bulk API 2.0 in an unexpected shape while reading Contact (KeyError" in str(caught.value)
+
+
+def test_bulk_unknown_field_is_a_config_error(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float]
+) -> None:
+    add_contact(org, None)
+    with pytest.raises(ConfigError) as caught:
+        pull(tmp_path, 1, fields=["Regoin__c"])
+    assert "[sfa] contact_fields: Salesforce has no field 'Regoin__c' on Contact" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Job failure. Response content: OrderedDict([('id', '7505g0000000001AAA'), ('state', 'Aborted')])",
+            "job reading Contact was aborted",
+        ),
+        ("Job failure. Response content: {'id': '750', 'state': 'Aborted'}", "job reading Contact was aborted"),
+        ("Job timeout. Job status: InProgress", "did not finish within a day (state InProgress)"),
+    ],
+)
+def test_bulk_job_ends_in_words(tmp_path: Path, text: str, expected: str) -> None:
+    from simple_salesforce.exceptions import SalesforceOperationError
+
+    error = source_for(tmp_path)._explain(SalesforceOperationError(text), "Contact", bulk=True)
+    assert isinstance(error, SFAError) and expected in str(error) and "OrderedDict" not in str(error)
+
+
+def test_bulk_csv_sets_read_like_rest_records() -> None:
+    text = '\ufeff"ID","FIRSTNAME","Account.Name","HasOptedOutOfEmail","Title"\n"003","a\nb","","true",""\n'
+    wanted = ["Id", "FirstName", "Account.Name", "HasOptedOutOfEmail", "Title"]
+    assert list(_csv_records(text, wanted)) == [
+        {"Id": "003", "FirstName": "a\nb", "Account": {"Name": None}, "HasOptedOutOfEmail": True, "Title": None}
+    ]
+    assert list(_csv_records("", wanted)) == []
+    assert list(_csv_records('"Id"\n', wanted)) == []
 
 
 # -- the test double and the import ----------------------------------------------------------------

@@ -4,14 +4,19 @@ Every read is SOQL through ``query_all_iter``, which fetches 2,000 records a cal
 ``nextRecordsUrl``: the number of calls grows with pages, never with contacts, and no page is held
 longer than it takes to turn its records into ``Contact``s.
 
+A large org (``[sfa] bulk_threshold``) has its contacts pulled through the Bulk API 2.0 instead: one query
+job per part of the pull, its results read in CSV sets of up to 50,000 records, each parsed as it comes.
+
 simple-salesforce and requests are imported on first use only: ``--help`` and a CSV run never pay for
 them, and this module is imported only when ``[sfa] kind = "salesforce"``.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -69,6 +74,16 @@ CONTACT_PARTS: dict[str, tuple[str, ...]] = {
     ),
     "contact_role": (f"Id IN ({_OPEN_ROLES})", f"Id NOT IN ({_OPEN_ROLES})"),
 }
+
+COUNT_SOQL = "SELECT COUNT() FROM Contact"
+# Bulk API 2.0. Records per results call: simple-salesforce's default, and a CSV set of a few tens of
+# megabytes at most, of which two are alive at once (the one parsed and, while it downloads, the next).
+BULK_PAGE = 50_000
+# Seconds simple-salesforce waits before its first look at a job, and about as long between looks
+# (bulk2.py, _Bulk2Client.wait_for_job: sleep(wait), then wait + e**n/1000); every look is an API call.
+BULK_WAIT = 5.0
+# The fields whose "true"/"false" text the REST answer gives as JSON booleans.
+_BOOLEANS = frozenset({"hasoptedoutofemail", "isemailbounced"})
 
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 _API_VERSION = re.compile(r"\d+\.\d+")
@@ -249,6 +264,9 @@ class SalesforceSource:
         config_path: Path | None = None,
         notes: Sequence[str] = (),
         timeout: tuple[float, float] = TIMEOUT,
+        bulk_threshold: int = 0,
+        bulk_page: int = BULK_PAGE,
+        bulk_wait: float = BULK_WAIT,
     ) -> None:
         self.credentials = credentials
         self.api_version = api_version
@@ -259,6 +277,13 @@ class SalesforceSource:
         self.config_path = config_path
         self.notes: list[str] = list(notes)
         self.timeout = timeout
+        # From this many contacts on, contacts come through the Bulk API 2.0; 0: never.
+        self.bulk_threshold = bulk_threshold
+        self.bulk_page = bulk_page
+        self.bulk_wait = bulk_wait
+        #: What the last contacts() pull used, and the org's contacts as COUNT() gave them (None: not asked).
+        self.contact_api: str = ""
+        self.contact_count: int | None = None
         self.select = _dedupe([*CONTACT_FIELDS, language_field, *self.extra_fields])
         self._session: requests.Session | None = None
         self._sf: Salesforce | None = None
@@ -288,6 +313,7 @@ class SalesforceSource:
             scope=settings.audience.active_deal_scope,
             config_path=config,
             notes=notes,
+            bulk_threshold=settings.sfa.bulk_threshold,
         )
 
     # -- what the run asks -------------------------------------------------------------------------
@@ -348,9 +374,16 @@ class SalesforceSource:
         return address_blocks(flags, deals, scope)
 
     def contacts(self) -> Iterator[Contact]:
+        """Every contact once, open-deal ones first; through the Bulk API 2.0 for an org past the threshold.
+
+        Either way the same parts in the same order, and the same ``Contact`` for the same record.
+        """
         select = ", ".join(self.select)
+        bulk = self._use_bulk()
+        self.contact_api = "bulk2" if bulk else "rest"
         for where in CONTACT_PARTS[self.scope]:
-            for record in self._query(f"SELECT {select} FROM Contact WHERE {where}", "Contact"):
+            soql = f"SELECT {select} FROM Contact WHERE {where}"
+            for record in self._bulk_query(soql) if bulk else self._query(soql, "Contact"):
                 yield self._contact(record)
 
     def close(self) -> None:
@@ -401,6 +434,37 @@ class SalesforceSource:
 
     # -- the wire ----------------------------------------------------------------------------------
 
+    def _use_bulk(self) -> bool:
+        """Whether the org is past [sfa] bulk_threshold: one COUNT() call, made only when a threshold is set."""
+        if self.bulk_threshold <= 0:
+            return False
+        with self._errors("Contact"):
+            self.contact_count = int(self._client().query(COUNT_SOQL)["totalSize"])
+        return self.contact_count >= self.bulk_threshold
+
+    def _bulk_query(self, soql: str) -> Iterator[dict[str, Any]]:
+        """The records of one SOQL query through a Bulk API 2.0 job, as the REST answer would give them.
+
+        simple-salesforce (bulk2.py, ``SFBulk2Type.query``) creates the job (POST jobs/query), polls it
+        (GET jobs/query/{id}) until JobComplete, then yields the CSV text of each results set (GET
+        .../results?maxRecords=&locator=, following Sforce-Locator). Each set is parsed as it comes.
+        """
+        with self._errors("Contact", bulk=True):
+            sets = self._client().bulk2.Contact.query(soql, max_records=self.bulk_page, wait=self.bulk_wait)
+            for text in sets:
+                yield from _csv_records(text, self.select)
+
+    @contextmanager
+    def _errors(self, sobject: str, bulk: bool = False) -> Iterator[None]:
+        """Library errors (at login too) become repsend errors; anything else goes on as it is."""
+        try:
+            yield
+        except Exception as exc:
+            error = self._explain(exc, sobject, bulk)
+            if error is None:
+                raise
+            raise error from None  # the library's text holds URLs and bodies, never anything we need
+
     def _client(self) -> Salesforce:
         if self._sf is None:
             from simple_salesforce import Salesforce
@@ -431,18 +495,17 @@ class SalesforceSource:
 
         They may come at any page, so the iteration is wrapped, not only the first call.
         """
-        try:
+        with self._errors(sobject):
             yield from self._client().query_all_iter(soql)
-        except Exception as exc:
-            error = self._explain(exc, sobject)
-            if error is None:
-                raise
-            raise error from None  # the library's text holds URLs and bodies, never anything we need
 
-    def _explain(self, exc: Exception, sobject: str) -> RepsendError | None:
+    def _explain(self, exc: Exception, sobject: str, bulk: bool = False) -> RepsendError | None:
         """The repsend error for a library error, in words a person can act on; None if not ours."""
         import requests
-        from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
+        from simple_salesforce.exceptions import (
+            SalesforceAuthenticationFailed,
+            SalesforceError,
+            SalesforceOperationError,
+        )
 
         c = self.credentials
         # Name the host that failed: a library error carries its URL, a requests error its request.
@@ -458,7 +521,9 @@ class SalesforceSource:
             )
         if isinstance(exc, SalesforceError):
             code, message = _first_error(exc.content)
-            return self._explain_answer(exc.status, code, message, host, sobject)
+            return self._explain_answer(exc.status, code, message, host, sobject, bulk)
+        if isinstance(exc, SalesforceOperationError):
+            return self._bulk_failed(str(exc), host, sobject)
         if isinstance(exc, requests.Timeout):
             return SFAError(f"Salesforce at {host} did not answer within {self.timeout[1]:g} seconds")
         if isinstance(exc, requests.ConnectionError):
@@ -470,12 +535,27 @@ class SalesforceSource:
             return SFAError(f"Salesforce at {host} answered with something that is not JSON (a proxy?)")
         if isinstance(exc, requests.RequestException):
             return SFAError(self._scrub(f"cannot talk to Salesforce at {host}: {type(exc).__name__}"))
+        if bulk and isinstance(exc, KeyError | ValueError | csv.Error):
+            # a job answer without its id or a results set without Sforce-NumberOfRecords, or CSV the
+            # csv module refuses (a field past its 131,072-character limit): a proxy, or a changed API
+            return SFAError(
+                f"Salesforce at {host} answered the Bulk API 2.0 in an unexpected shape while reading {sobject} "
+                f"({type(exc).__name__}: {self._scrub(str(exc))[:100]}); set [sfa] bulk_threshold = 0 to read "
+                "contacts through the REST API instead"
+            )
         return None
 
-    def _explain_answer(self, status: int, code: str, message: str, host: str, sobject: str) -> RepsendError:
+    def _explain_answer(
+        self, status: int, code: str, message: str, host: str, sobject: str, bulk: bool = False
+    ) -> RepsendError:
         c = self.credentials
         said = self._scrub(f"{code}: {message}" if code else message)
         if status == 401:
+            if bulk and not c.by_token:  # simple-salesforce logs in again for REST calls, not for bulk2 ones
+                return SFAError(
+                    f"Salesforce at {host} refused the session during the Bulk API 2.0 pull of {sobject} ({said}); "
+                    "run again"
+                )
             if c.by_token:
                 return SFAError(
                     f"Salesforce at {host}: the session expired or the access token is no longer valid "
@@ -494,6 +574,11 @@ class SalesforceSource:
                 f"Salesforce at {host}: the org's daily API request limit is used up ({said}); try again "
                 "after it resets (it counts the last 24 hours), or ask the admin about the limit"
             )
+        if code.lower() == "exceededquota":
+            return SFAError(
+                f"Salesforce at {host}: the org's Bulk API 2.0 allowance for the last 24 hours is used up "
+                f"({said}); try again later, or set [sfa] bulk_threshold = 0 to read contacts through the REST API"
+            )
         if code == "INVALID_FIELD":
             return self._invalid_field(message, sobject)
         if code == "API_DISABLED_FOR_ORG":
@@ -502,6 +587,25 @@ class SalesforceSource:
                 'as CSV and set [sfa] kind = "csv", or ask the admin for the "API Enabled" permission'
             )
         return SFAError(f"Salesforce at {host} answered {status} while reading {sobject}: {said}")
+
+    def _bulk_failed(self, text: str, host: str, sobject: str) -> SFAError:
+        """A Bulk API 2.0 job that ended Failed or Aborted, or never ended (simple-salesforce's words)."""
+        state = re.search(r"'state'(?:, |: )'(\w+)'|Job status: (\w+)", text)
+        state_name = next((g for g in state.groups() if g), "") if state else ""
+        detail = text.removeprefix("Job failure. Response content: ")
+        if detail.startswith(("OrderedDict(", "{")):  # no errorMessage: the library quotes the job info
+            detail = ""
+        if text.startswith("Job timeout"):
+            what = f"did not finish within a day (state {state_name or '?'})"
+        elif state_name == "Aborted":
+            what = "was aborted (in Setup, Bulk Data Load Jobs?)"
+        else:
+            what = "failed"
+        said = f": {self._scrub(detail)[:300]}" if detail else ""
+        return SFAError(
+            f"Salesforce at {host}: the Bulk API 2.0 job reading {sobject} {what}{said}; run again, or set "
+            "[sfa] bulk_threshold = 0 to read contacts through the REST API"
+        )
 
     def _invalid_field(self, message: str, sobject: str) -> ConfigError:
         """INVALID_FIELD names a field the config asked for (or one the API user may not see)."""
@@ -537,3 +641,40 @@ class SalesforceSource:
         for secret in self.credentials.secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of a text, each with its line break, without copying the whole text at once (nor a BOM)."""
+    start, end = (1 if text.startswith("\ufeff") else 0), len(text)
+    while start < end:
+        stop = text.find("\n", start)
+        stop = end if stop < 0 else stop + 1
+        yield text[start:stop]
+        start = stop
+
+
+def _csv_records(text: str, wanted: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """The records of one Bulk API 2.0 CSV results set, shaped as the REST answer gives them.
+
+    Every set starts with its header row. A header names the field as the query did (``Account.Name``
+    for a parent's field); the letter case is not relied on: a header takes the spelling asked for. An
+    empty value is null (the CSV cannot tell an empty text from null, and repsend need not), and the
+    boolean fields become booleans; a parent's fields nest under the relationship, as in the JSON.
+    """
+    reader = csv.reader(_lines(text))
+    header = next(reader, None)
+    if not header:
+        return
+    spelled = {name.lower(): name for name in wanted}
+    paths = [spelled.get(name.lower(), name).split(".") for name in header]
+    for row in reader:
+        record: dict[str, Any] = {}
+        for path, raw in zip(paths, row, strict=False):
+            value: Any = raw if raw != "" else None
+            if len(path) == 1 and path[0].lower() in _BOOLEANS:
+                value = raw.lower() == "true"
+            target = record
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value
+        yield record
