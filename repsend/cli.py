@@ -71,13 +71,18 @@ ConfigOption = Annotated[
 ]
 
 
-def _parse_day(value: str | None) -> date:
+def _parse_day(value: str | None, timezone: str) -> date:
+    """--as-of, or today where the reps are (the rate time zone), not where the server is."""
     if value is None:
-        return date.today()
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        return datetime.now(ZoneInfo(timezone)).date()
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-23") from None
+        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-23",
+                                 param_hint="--as-of") from None
 
 
 AsOfOption = Annotated[
@@ -109,6 +114,9 @@ def dormant(
     template: Annotated[
         str | None, typer.Option("--template", metavar="NAME", help="Template (default: [campaign] template).")
     ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Outside the send window: sleep until it opens instead of exiting.")
+    ] = False,
     as_of: AsOfOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -116,42 +124,88 @@ def dormant(
 
     Example: repsend dormant --dry-run --limit 20
     """
+    from repsend.runner import RunOptions
     from repsend.settings import load_settings
-
-    day = _parse_day(as_of)
-    settings = load_settings(config)
-    if not dry_run:
-        raise RepsendError(
-            "sending is not built yet: run `repsend dormant --dry-run` to see who would get a note"
-        )
-    _dry_run(settings, day, campaign, template, limit, json_lines)
-
-
-def _dry_run(settings: Any, day: date, campaign: str | None, template: str | None, limit: int | None,
-             json_lines: bool) -> None:
-    from repsend.report import JsonLines, Table
-    from repsend.runner import RunOptions, Summary, plan
     from repsend.sfa import open_source
 
+    if as_of is not None:
+        _parse_day(as_of, "UTC")  # a malformed date is a usage error before the config is read
+    settings = load_settings(config)
     options = RunOptions(
-        as_of=day,
+        as_of=_parse_day(as_of, settings.rate.timezone),
         campaign=campaign or settings.campaign.name,
         template=template or settings.campaign.template,
         limit=limit,
     )
     source = open_source(settings)
-    summary = Summary()
     try:
-        planned = plan(settings, source, options, summary=summary)
-        _print_notes(source.notes)
-        shown = len(source.notes)
-        out = JsonLines(sys.stdout) if json_lines else Table(sys.stdout)
-        for item in planned:
-            out.row(item)
-        _print_notes(source.notes[shown:])
-        out.summary(summary, dry_run=True)
+        if dry_run:
+            _dry_run(settings, source, options, json_lines)
+        else:
+            _send(settings, source, options, json_lines, wait)
     finally:
         source.close()
+
+
+def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None:
+    """Everything a run does up to the mail server; the send log is only read, if it exists."""
+    from repsend.clock import SystemClock
+    from repsend.report import JsonLines, Table
+    from repsend.runner import Summary, plan
+    from repsend.sending import read_history
+
+    history = None
+    log = _open_log_readonly(settings)
+    if log is not None:
+        try:
+            history = read_history(log, settings, options.campaign, options.as_of, SystemClock().now())
+        finally:
+            log.close()
+    summary = Summary()
+    planned = plan(settings, source, options, history, summary=summary)
+    _print_notes(source.notes)
+    shown = len(source.notes)
+    out = JsonLines(sys.stdout) if json_lines else Table(sys.stdout)
+    for item in planned:
+        out.row(item)
+    _print_notes(source.notes[shown:])
+    out.summary(summary, dry_run=True)
+
+
+def _open_log_readonly(settings: Any) -> Any:
+    from repsend.sendlog import SendLog
+
+    return SendLog.open_readonly(settings.database_url)
+
+
+def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool) -> None:
+    from repsend.clock import SystemClock
+    from repsend.report import RunPrinter
+    from repsend.sending import send_run
+    from repsend.sendlog import SendLog
+    from repsend.transport import open_transport
+
+    clock = SystemClock()
+    printer = RunPrinter(sys.stdout, json_lines, progress=sys.stderr if sys.stderr.isatty() else None)
+    log = SendLog.open(settings.database_url)
+    try:
+        result = send_run(
+            settings, source, options, log=log, open_transport=lambda: open_transport(settings, clock),
+            clock=clock, reporter=printer, wait=wait,
+        )
+    finally:
+        log.close()
+    _print_notes(source.notes)
+    if result.recovered:
+        _print_notes([f"{result.recovered} send(s) were interrupted by a crash or kill and are now 'unknown' "
+                      "in the send log: they will not be sent again automatically"])
+    if result.window_opens is not None:
+        typer.echo(f"repsend: nothing sent: {result.stopped}; run with --wait to sleep until then", err=True)
+        raise typer.Exit(0)
+    printer.summary(result.summary, result)
+    if result.stopped:
+        typer.echo(f"repsend: {result.stopped}", err=True)
+    raise typer.Exit(result.exit_code)
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -178,10 +232,9 @@ def preview(
     from repsend.settings import load_settings
     from repsend.sfa import open_source
 
-    day = _parse_day(as_of)
     settings = load_settings(config)
     options = RunOptions(
-        as_of=day,
+        as_of=_parse_day(as_of, settings.rate.timezone),
         campaign=campaign or settings.campaign.name,
         template=template or settings.campaign.template,
     )

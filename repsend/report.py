@@ -126,3 +126,52 @@ def describe(decision: Decision) -> str:
         via = f" ({decision.detail})" if decision.detail else ""
         return f"send from {decision.rep.name if decision.rep else '?'}{via}"
     return f"skip: {decision.reason.value}" + (f" ({decision.detail})" if decision.detail else "")
+
+
+class RunPrinter:
+    """Prints a real run as it goes: the table or JSON Lines on stdout, a progress line on a terminal."""
+
+    def __init__(self, out: TextIO, json_lines: bool, progress: TextIO | None = None) -> None:
+        self.json = JsonLines(out) if json_lines else None
+        self.table = None if json_lines else Table(out, outcome_column=True)
+        self.out = out
+        self.progress_stream = None if json_lines else progress
+        self._progress_shown = False
+
+    def decision(self, planned: Planned, outcome: Any) -> None:
+        self._clear_progress()
+        if self.json is not None:
+            self.json.row(planned, outcome.fields() if outcome is not None else {"outcome": None})
+        else:
+            assert self.table is not None
+            self.table.row(planned, outcome.state if outcome is not None else "")
+        self.out.flush()
+
+    def progress(self, done: int, total: int, outcomes: Mapping[str, int]) -> None:
+        if self.progress_stream is None:
+            return
+        width_ = 30
+        filled = width_ * done // max(total, 1)
+        bar = "#" * filled + "-" * (width_ - filled)
+        others = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()) if k != "sent" and v)
+        self.progress_stream.write(f"\r[{bar}] {done}/{total} sent {outcomes.get('sent', 0)}"
+                                   + (f", {others}" if others else ""))
+        self.progress_stream.flush()
+        self._progress_shown = True
+
+    def _clear_progress(self) -> None:
+        if self._progress_shown and self.progress_stream is not None:
+            self.progress_stream.write("\r\033[K")
+            self._progress_shown = False
+
+    def summary(self, summary: Summary, result: Any) -> None:
+        self._clear_progress()
+        if self.json is not None:
+            self.json.summary(summary, dry_run=False, extra=result.fields())
+            return
+        assert self.table is not None
+        self.table.summary(summary, dry_run=False)
+        counts = result.fields()
+        done = ", ".join(f"{counts[k]} {k}" for k in ("sent", "failed", "deferred", "unknown", "taken", "not_sent")
+                         if counts[k] or k == "sent")
+        self.out.write(f"run {result.run_id}: {done}\n")

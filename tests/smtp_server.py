@@ -59,7 +59,7 @@ class Received:
 @dataclass
 class _Fault:
     stage: Stage
-    action: Literal["reply", "reply_close", "drop"]
+    action: Literal["reply", "reply_close", "drop", "hang"]
     code: int = 0
     text: str = ""
     after: int = 0  # only once this many messages were accepted
@@ -97,6 +97,7 @@ class SmtpSink:
         self.messages: list[Received] = []
         self.unanswered: list[Received] = []  # content received, then the connection dropped (EOM drop)
         self._faults: list[_Fault] = []
+        self.hung = threading.Event()
         self._log = _Log()
         self._lock = threading.Lock()
         self._ready = False
@@ -208,6 +209,15 @@ class SmtpSink:
         """
         self._add(_Fault(_stage(at), "drop", after=after, refuse_connections=refuse_connections))
 
+    def hang(self, after: int, at: Stage = "EOM") -> threading.Event:
+        """Once `after` messages were accepted, never answer at `at` (once): the client waits forever.
+
+        For killing a client in the middle of an SMTP transaction; the returned event is set when the
+        server starts hanging, so a test waits on it instead of sleeping.
+        """
+        self._add(_Fault(_stage(at), "hang", after=after))
+        return self.hung
+
     def stop_listening(self) -> None:
         """Refuse new connections from now on; open ones go on."""
         loop = self.controller.loop
@@ -296,6 +306,9 @@ class _SinkSMTP(SMTP):
         if fault.action == "reply":
             await self.push(f"{fault.code} {fault.text}")
             return True
+        if fault.action == "hang":
+            self.sink.hung.set()
+            await _hang()
         if fault.refuse_connections:
             self.sink._stop_listening_in_loop()
         if fault.action == "reply_close":
@@ -381,6 +394,10 @@ class _Handler:
         if fault is not None:
             if fault.action == "reply":
                 return f"{fault.code} {fault.text}"
+            if fault.action == "hang":
+                self.sink._record(received, accepted=False)
+                self.sink.hung.set()
+                await _hang()
             if fault.action == "drop":
                 self.sink._record(received, accepted=False)
             if fault.refuse_connections:

@@ -1,0 +1,649 @@
+"""The send log: one row per send attempt, written before the mail leaves. The source of truth.
+
+A send is a row before it is a mail: ``claim`` commits a ``sending`` row before the SMTP transaction
+starts, ``finish`` records what the server said. A row left ``sending`` by a crash or a kill becomes
+``unknown`` at the next start (``recover``) and is never sent again automatically: at most once,
+because a duplicate personal note is worse than a missing one. A partial unique index on
+(campaign, address) for every state but ``deferred`` stops two concurrent runs from both sending.
+
+SQLite by default (WAL, BEGIN IMMEDIATE, a long busy timeout, so a second process waits instead of
+failing), any SQLAlchemy URL otherwise (PostgreSQL is tested). The schema is versioned with Alembic
+(``repsend/migrations``) and upgraded to head on ``open``; ``tests/test_sendlog.py`` pins it.
+"""
+
+import os
+import sqlite3
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import (
+    URL,
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    make_url,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from repsend.audience import History
+from repsend.errors import ConfigError, ServiceError
+from repsend.models import id15, normalize_email
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# States of a send attempt.
+SENDING: Final = "sending"  # claimed and committed; the SMTP transaction may be under way
+SENT: Final = "sent"  # the server accepted the message (2xx after DATA)
+FAILED: Final = "failed"  # the server refused it for good (5xx): never retried for this campaign
+DEFERRED: Final = "deferred"  # not delivered, safe to try in a later run (4xx after retries, or a drop before DATA)
+UNKNOWN: Final = "unknown"  # the outcome is not known (a crash mid-send): never sent again automatically
+STATES: Final = frozenset({SENDING, SENT, FAILED, DEFERRED, UNKNOWN})
+FINAL_STATES: Final = frozenset({SENT, FAILED, DEFERRED, UNKNOWN})
+# States that may have put a mail in the inbox: they count for cooldown and for the rep's daily cap.
+MAILED_STATES: Final = (SENT, SENDING, UNKNOWN)
+
+RUN_COUNTS: Final = ("considered", "sent", "failed", "deferred", "unknown", "skipped")
+
+# A second process waits this long for SQLite's write lock before giving up ("database is locked").
+BUSY_TIMEOUT_S: Final = 60.0
+# One application-wide key for pg_advisory_xact_lock, so that two runs never migrate at once.
+_PG_MIGRATION_LOCK: Final = zlib.crc32(b"repsend.sendlog.migrate")
+
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the value is stored as naive UTC
+    (one format, so that string comparison is time comparison) and read back as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"send log times must be aware datetimes, got naive {value!r}")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class _Base(SQLModel, registry=registry()):
+    """The send log's own metadata, apart from ``SQLModel.metadata``, so that migrations see only it."""
+
+
+metadata = _Base.metadata
+
+_NOT_DEFERRED = text("state != 'deferred'")
+
+
+class SendAttempt(_Base, table=True):
+    """One attempt to send one mail; ``address`` is normalized (trimmed, lower case)."""
+
+    __tablename__ = "send_attempt"
+    __table_args__ = (
+        Index("ix_send_attempt_campaign_address", "campaign", "address"),
+        Index("ix_send_attempt_address_created_at", "address", "created_at"),
+        Index("ix_send_attempt_rep_id_created_at", "rep_id", "created_at"),
+        # At most one live row per campaign and address: the key that makes a send at most once.
+        Index(
+            "uq_send_attempt_campaign_address_live",
+            "campaign",
+            "address",
+            unique=True,
+            sqlite_where=_NOT_DEFERRED,
+            postgresql_where=_NOT_DEFERRED,
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=Integer)
+    run_id: str = Field(sa_type=String)
+    campaign: str = Field(sa_type=String)
+    contact_id: str = Field(sa_type=String)
+    address: str = Field(sa_type=String)
+    rep_id: str = Field(sa_type=String)
+    rep_email: str = Field(sa_type=String)
+    subject: str = Field(sa_type=Text)
+    message_id: str = Field(sa_type=String)
+    template: str = Field(sa_type=String)
+    language: str = Field(sa_type=String)
+    state: str = Field(sa_type=String)
+    smtp_code: int | None = Field(default=None, sa_type=Integer)
+    smtp_text: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+def _count() -> Any:
+    return Field(default=0, sa_type=Integer, sa_column_kwargs={"server_default": "0"})
+
+
+class Run(_Base, table=True):
+    """One run of a campaign: who ran it where, and what it counted."""
+
+    __tablename__ = "run"
+
+    id: str = Field(primary_key=True, sa_type=String)
+    campaign: str = Field(sa_type=String)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    host: str = Field(sa_type=String)
+    pid: int = Field(sa_type=Integer)
+    considered: int = _count()
+    sent: int = _count()
+    failed: int = _count()
+    deferred: int = _count()
+    unknown: int = _count()
+    skipped: int = _count()
+    exit_code: int | None = Field(default=None, sa_type=Integer)
+
+
+_attempt = SendAttempt.__table__  # type: ignore[attr-defined]
+_run = Run.__table__  # type: ignore[attr-defined]
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> "Config":
+    """An Alembic ``Config`` built in code (no alembic.ini): the migrations ship inside the package.
+
+    ``SendLog.open`` passes its connection. A developer adding a revision passes a URL instead::
+
+        from alembic import command
+        from repsend.sendlog import alembic_config
+        command.revision(alembic_config(url="sqlite:///dev.db"), "add x", autogenerate=True)
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def safe_name(url: str) -> str:
+    """The database as it may appear in a message or a log: never with its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (sa_exc.ArgumentError, ValueError):  # ValueError: a port that is no number
+        # Not parseable, so the password cannot be found: show the scheme only.
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        return f"{scheme}://..." if scheme and len(scheme) < 40 else "(malformed URL)"
+
+
+def _reason(exc: BaseException, password: str | None) -> str:
+    """The driver's own words, on one line, with the password scrubbed in case a driver echoes it."""
+    orig = getattr(exc, "orig", None) or exc
+    words = "; ".join(line.strip() for line in str(orig).strip().splitlines() if line.strip())
+    if password:
+        words = words.replace(password, "***")
+    return words or type(orig).__name__
+
+
+class SendLog:
+    """The send log on one long-lived connection: each write is one short transaction."""
+
+    def __init__(self, engine: Engine, connection: Connection, name: str, *, readonly: bool = False) -> None:
+        self._engine = engine
+        self._conn = connection
+        self.name = name  # the URL with the password hidden
+        self.readonly = readonly
+        self._password = engine.url.password if isinstance(engine.url.password, str) else None
+
+    def __repr__(self) -> str:
+        return f"SendLog({self.name!r}{', readonly' if self.readonly else ''})"
+
+    # -- opening -------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str) -> "SendLog":
+        """Open (creating if needed) and migrate to head; safe when two processes open at once."""
+        parsed = _parse(url)
+        name = safe_name(url)
+        if parsed.get_backend_name() == "sqlite":
+            _make_parent(parsed, name)
+        engine = _create_engine(parsed, name, readonly=False)
+        connection: Connection | None = None
+        try:
+            connection = engine.connect()
+            log = cls(engine, connection, name)
+            log._migrate()
+        except BaseException as exc:
+            if connection is not None:
+                connection.close()
+            engine.dispose()
+            if isinstance(exc, sa_exc.DBAPIError):
+                raise _map_error(exc, name, parsed, "cannot open") from None
+            raise
+        return log
+
+    @classmethod
+    def open_readonly(cls, url: str) -> "SendLog | None":
+        """Open only to read (``--dry-run`` writes nothing anywhere); None when there is no log yet.
+
+        SQLite: a missing file is never created, the file is opened with ``mode=ro``, nothing is
+        migrated. A schema that is missing gives None; an older one is read as it is.
+        """
+        parsed = _parse(url)
+        name = safe_name(url)
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database or ""
+            if database in ("", ":memory:") or not Path(database).expanduser().is_file():
+                return None
+        engine = _create_engine(parsed, name, readonly=True)
+        connection: Connection | None = None
+        try:
+            connection = engine.connect()
+            with connection.begin():
+                present = inspect(connection).has_table(_attempt.name)
+        except BaseException as exc:
+            if connection is not None:
+                connection.close()
+            engine.dispose()
+            if isinstance(exc, sa_exc.DBAPIError):
+                raise _map_error(exc, name, parsed, "cannot read") from None
+            raise
+        if not present:
+            connection.close()
+            engine.dispose()
+            return None
+        return cls(engine, connection, name, readonly=True)
+
+    def _migrate(self) -> None:
+        """Upgrade to head inside one write transaction, so that a second process waits, then finds head."""
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        conn = self._conn
+        config = alembic_config(conn)
+        script = ScriptDirectory.from_config(config)
+        with conn.begin():  # SQLite: BEGIN IMMEDIATE (see _create_engine)
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            current = MigrationContext.configure(conn).get_current_revision()
+            if current == script.get_current_head():
+                return
+            if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+                # A newer repsend migrated this log: never guess at a schema we do not know.
+                raise ConfigError(
+                    f"send log {self.name}: the schema is at revision {current}, newer than this repsend knows "
+                    f"({script.get_current_head()}): upgrade repsend"
+                )
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self._conn.close()
+        self._engine.dispose()
+
+    def __enter__(self) -> "SendLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[Connection]:
+        if self.readonly:
+            raise RuntimeError(f"send log {self.name} is open read-only: cannot {action}")
+        try:
+            with self._conn.begin():
+                yield self._conn
+        except sa_exc.IntegrityError:
+            raise
+        except sa_exc.DBAPIError as exc:  # the database failed; anything else is a bug and propagates
+            raise ServiceError(f"send log {self.name}: cannot {action}: {_reason(exc, self._password)}") from None
+        except sa_exc.StatementError as exc:  # a value the column cannot take (a naive datetime): a bug
+            raise exc.orig if isinstance(exc.orig, ValueError) else exc from None
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[Connection]:
+        try:
+            with self._conn.begin():
+                yield self._conn
+        except sa_exc.DBAPIError as exc:
+            raise ServiceError(f"send log {self.name}: cannot {action}: {_reason(exc, self._password)}") from None
+        except sa_exc.StatementError as exc:
+            raise exc.orig if isinstance(exc.orig, ValueError) else exc from None
+
+    # -- runs ----------------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, campaign: str, now: datetime, host: str, pid: int) -> None:
+        """Record that a run began, so that rows can be traced to a host and process."""
+        with self._write("start the run") as conn:
+            conn.execute(insert(_run).values(id=run_id, campaign=campaign, started_at=now, host=host, pid=pid))
+
+    def finish_run(self, run_id: str, now: datetime, counts: dict[str, int], exit_code: int) -> None:
+        """Record how a run ended; ``counts`` keys are among ``RUN_COUNTS`` (missing ones stay 0)."""
+        unknown_keys = set(counts) - set(RUN_COUNTS)
+        if unknown_keys:
+            raise ValueError(f"unknown run counts: {', '.join(sorted(unknown_keys))}")
+        with self._write("finish the run") as conn:
+            conn.execute(update(_run).where(_run.c.id == run_id).values(finished_at=now, exit_code=exit_code, **counts))
+
+    def runs(self) -> list[Run]:
+        with self._read("read the runs") as conn:
+            return [Run(**row._mapping) for row in conn.execute(select(_run).order_by(_run.c.started_at))]
+
+    # -- attempts ------------------------------------------------------------------------------------
+
+    def recover(self, now: datetime, host: str | None = None, stale_after: timedelta = timedelta(hours=1)) -> int:
+        """Rows left ``sending`` by a run that is gone become ``unknown``; returns how many.
+
+        A run is gone when it finished, when it ran on ``host`` (this machine) and its process no longer
+        exists, when its row is missing, or when the attempt is older than ``stale_after`` (no SMTP
+        transaction lasts that long). A run still under way elsewhere keeps its rows: its own ``finish``
+        will record the real outcome. Unknown blocks the address for the campaign for good: the mail may
+        have left, and a duplicate personal note is worse than a missing one.
+        """
+        a, r = _attempt.c, _run.c
+        with self._write("recover interrupted sends") as conn:
+            rows = conn.execute(
+                select(a.id, a.created_at, r.host, r.pid, r.finished_at)
+                .select_from(_attempt.outerjoin(_run, a.run_id == r.id))
+                .where(a.state == SENDING)
+            ).all()
+            gone = [
+                row.id
+                for row in rows
+                if row.host is None
+                or row.finished_at is not None
+                or row.created_at < now - stale_after
+                or (row.host == host and not _process_alive(row.pid))
+            ]
+            if gone:
+                conn.execute(update(_attempt).where(a.id.in_(gone)).values(state=UNKNOWN, finished_at=now))
+            return len(gone)
+
+    def claim(
+        self,
+        *,
+        run_id: str,
+        campaign: str,
+        contact_id: str,
+        address: str,
+        rep_id: str,
+        rep_email: str,
+        subject: str,
+        message_id: str,
+        template: str,
+        language: str,
+        now: datetime,
+    ) -> int | None:
+        """Commit a ``sending`` row before the SMTP transaction starts; its id, or None if taken.
+
+        None means a row of this campaign for this address already exists in a state other than
+        ``deferred`` (an earlier run, or a concurrent one that won the race): do not send.
+        """
+        address = normalize_email(address)
+        values = dict(
+            run_id=run_id,
+            campaign=campaign,
+            contact_id=contact_id,
+            address=address,
+            rep_id=rep_id,
+            rep_email=rep_email,
+            subject=subject,
+            message_id=message_id,
+            template=template,
+            language=language,
+            state=SENDING,
+            created_at=now,
+        )
+        try:
+            with self._write("claim a send") as conn:
+                row_id = conn.execute(insert(_attempt).values(**values)).inserted_primary_key[0]
+        except sa_exc.IntegrityError as exc:
+            # The partial unique key (the expected case) or something else (a bug: say so).
+            if self._holder(campaign, address):
+                return None
+            raise ServiceError(f"send log {self.name}: cannot claim a send: {_reason(exc, self._password)}") from None
+        return int(row_id)
+
+    def _holder(self, campaign: str, address: str) -> bool:
+        with self._read("claim a send") as conn:
+            query = select(_attempt.c.id).where(
+                _attempt.c.campaign == campaign, _attempt.c.address == address, _attempt.c.state != DEFERRED
+            )
+            return conn.execute(query.limit(1)).first() is not None
+
+    def finish(self, row_id: int, state: str, now: datetime, code: int | None, text: str | None) -> None:
+        """Record the outcome of a claimed send (``sent``, ``failed``, ``deferred`` or ``unknown``).
+
+        Updates by id whatever the row's state, so that the real outcome wins even if a concurrent
+        run's ``recover`` marked this in-flight row ``unknown`` meanwhile.
+        """
+        if state not in FINAL_STATES:
+            raise ValueError(f"not a final send state: {state!r} (expected one of {', '.join(sorted(FINAL_STATES))})")
+        with self._write("record a send") as conn:
+            result = conn.execute(
+                update(_attempt)
+                .where(_attempt.c.id == row_id)
+                .values(state=state, finished_at=now, smtp_code=code, smtp_text=text)
+            )
+        if result.rowcount != 1:
+            raise ValueError(f"send log {self.name}: no send attempt {row_id}")
+
+    def history(self, campaign: str, cooldown_since: datetime, day_start: datetime, day_end: datetime) -> History:
+        """What the audience needs to know before a run, in three aggregate queries.
+
+        - campaign_addresses: this campaign's addresses in any state but ``deferred``;
+        - last_mailed: address -> day of its latest ``sent``/``sending``/``unknown`` row (any campaign)
+          created on or after ``cooldown_since``, the day taken in ``cooldown_since``'s time zone;
+        - rep_sent_today: id15 of the rep -> such rows created in [day_start, day_end).
+        """
+        zone: tzinfo = cooldown_since.tzinfo or UTC
+        a = _attempt.c
+        with self._read("read the send history") as conn:
+            addresses = frozenset(
+                conn.execute(select(a.address).where(a.campaign == campaign, a.state != DEFERRED).distinct()).scalars()
+            )
+            latest = conn.execute(
+                select(a.address, func.max(a.created_at))
+                .where(a.state.in_(MAILED_STATES), a.created_at >= cooldown_since)
+                .group_by(a.address)
+            ).all()
+            per_rep = conn.execute(
+                select(a.rep_id, func.count())
+                .where(a.state.in_(MAILED_STATES), a.created_at >= day_start, a.created_at < day_end)
+                .group_by(a.rep_id)
+            ).all()
+        rep_sent_today: dict[str, int] = {}
+        for rep_id, count in per_rep:  # 15- and 18-character forms of one rep add up
+            key = id15(rep_id)
+            rep_sent_today[key] = rep_sent_today.get(key, 0) + int(count)
+        return History(
+            campaign_addresses=addresses,
+            last_mailed={address: when.astimezone(zone).date() for address, when in latest},
+            rep_sent_today=rep_sent_today,
+        )
+
+    def rows(self, campaign: str | None = None) -> list[SendAttempt]:
+        """Every attempt (of one campaign), oldest first: for reports and tests."""
+        query = select(_attempt).order_by(_attempt.c.id)
+        if campaign is not None:
+            query = query.where(_attempt.c.campaign == campaign)
+        with self._read("read the send log") as conn:
+            return [SendAttempt(**row._mapping) for row in conn.execute(query)]
+
+
+# -- engines -----------------------------------------------------------------------------------------
+
+
+def _process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except (sa_exc.ArgumentError, ValueError):  # ValueError: a port that is no number
+        raise ConfigError(
+            f"send log {safe_name(url)}: not a database URL (expected e.g. sqlite:///path/repsend.db "
+            "or postgresql://user:password@host/db)"
+        ) from None
+
+
+def _make_parent(url: URL, name: str) -> None:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    parent = Path(database).expanduser().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"send log {name}: cannot create the folder {parent}: {exc.strerror}") from None
+
+
+def _create_engine(url: URL, name: str, *, readonly: bool) -> Engine:
+    try:
+        if url.get_backend_name() == "sqlite":
+            return _sqlite_engine(url, readonly=readonly)
+        engine = create_engine(_with_installed_driver(url))
+    except ImportError as exc:
+        raise ConfigError(
+            f"send log {name}: the database driver is not installed ({exc.name or exc}); "
+            "for PostgreSQL: pip install 'repsend[postgres]'"
+        ) from None
+    except sa_exc.NoSuchModuleError:
+        raise ConfigError(f"send log {name}: unknown database type {url.drivername!r}") from None
+    except sa_exc.ArgumentError as exc:
+        password = url.password if isinstance(url.password, str) else None
+        raise ConfigError(f"send log {name}: {_reason(exc, password)}") from None
+    if readonly and engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            dbapi_connection.commit()
+
+    return engine
+
+
+def _with_installed_driver(url: URL) -> URL:
+    """``postgresql://`` means psycopg2 to SQLAlchemy 2.0 and psycopg (3) to 2.1: use whichever is here."""
+    if url.drivername != "postgresql":
+        return url
+    import importlib.util
+
+    for driver in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(driver) is not None:
+            return url.set(drivername=f"postgresql+{driver}")
+    return url
+
+
+def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
+    """SQLAlchemy's pysqlite recipe: the driver's own transaction handling off, our BEGIN on.
+
+    Writers use BEGIN IMMEDIATE: the write lock is taken at the start (waiting up to the busy timeout
+    for another process) rather than on the first write, where SQLite cannot wait and says "database
+    is locked". Read-only connections open the file with ``mode=ro`` and use a plain BEGIN.
+    """
+    if readonly:
+        path = Path(url.database or "").expanduser().resolve()
+
+        def connect() -> sqlite3.Connection:
+            # A WAL database opened with mode=ro still creates (and leaves) -wal and -shm files when no
+            # writer has them open. No -wal file means no writer is open: the main file holds
+            # everything, so read it as immutable (no locks, no files). A writer that opens meanwhile
+            # writes to its WAL and leaves the main file alone until a checkpoint (1,000 pages or its
+            # close), so a dry run's few quick reads still see a consistent file.
+            # https://www.sqlite.org/wal.html#read_only_databases
+            query = "mode=ro" if Path(f"{path}-wal").exists() else "mode=ro&immutable=1"
+            return sqlite3.connect(f"{path.as_uri()}?{query}", uri=True, timeout=BUSY_TIMEOUT_S)
+
+        engine = create_engine("sqlite://", creator=connect)
+    else:
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+    begin = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # no implicit BEGIN/COMMIT by the sqlite3 module
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.close()
+        if not readonly:
+            _enable_wal(dbapi_connection)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+def _enable_wal(dbapi_connection: sqlite3.Connection) -> None:
+    """WAL mode (readers never block the writer, nor it them), also when two processes create the file.
+
+    Switching a new file to WAL upgrades a read lock to a write lock, where SQLite does not call the
+    busy handler (it could deadlock) and fails at once with "database is locked" if another process is
+    doing the same. So on that error wait for the other process the way SQLite does wait, with the
+    busy handler of a fresh BEGIN IMMEDIATE, and look again: by then the file is usually WAL already.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                dbapi_connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+        dbapi_connection.execute("ROLLBACK")
+
+
+def _map_error(exc: sa_exc.DBAPIError, name: str, url: URL, action: str) -> Exception:
+    """Exit 2 for a path or URL to fix, exit 3 for a server that refuses or a lock never released."""
+    password = url.password if isinstance(url.password, str) else None
+    reason = _reason(exc, password)
+    if url.get_backend_name() == "sqlite":
+        busy = "locked" in reason or "busy" in reason
+        error: type[Exception] = ServiceError if busy else ConfigError
+        if busy:
+            reason += f" (another process held the lock for over {BUSY_TIMEOUT_S:.0f} s)"
+        return error(f"send log {name}: {action}: {reason}")
+    return ServiceError(f"send log {name}: {action}: {reason}")

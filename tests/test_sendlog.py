@@ -1,0 +1,589 @@
+"""The send log against a real SQLite file and a real PostgreSQL server: at most once, even when racing.
+
+PostgreSQL: one throwaway database per module (``repsend_test_<random>``, dropped at the end) and one
+fresh schema per test, so that runs never collide. Skipped, with the reason, only when the server
+cannot be reached (set REPSEND_TEST_POSTGRES to point elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import traceback
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from repsend import sendlog
+from repsend.errors import ConfigError, ServiceError
+from repsend.sendlog import SendLog, alembic_config
+from tests.pg import ADMIN_URL, _admin_connect, _fresh_schema  # noqa: F401
+
+REPO = Path(__file__).resolve().parent.parent
+
+T0 = datetime(2024, 6, 3, 0, 0, tzinfo=UTC)
+REP18 = "0055g00000AbCdEAAV"
+REP15 = REP18[:15]
+OTHER_REP = "0055g00000AbCdFAAV"
+SUBJECT = "ご無沙汰しております"
+
+
+# -- databases ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A brand-new, not yet created send log on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log' / 'repsend.db'}"
+    return _fresh_schema(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def log(url: str) -> Iterator[SendLog]:
+    opened = SendLog.open(url)
+    yield opened
+    opened.close()
+
+
+def _plain_engine(url: str) -> sa.Engine:
+    return sa.create_engine(sendlog._with_installed_driver(sa.make_url(url)))
+
+
+def claim(
+    log: SendLog,
+    address: str,
+    *,
+    campaign: str = "dormant",
+    rep_id: str = REP18,
+    when: datetime = T0,
+    run_id: str = "run1",
+) -> int | None:
+    return log.claim(
+        run_id=run_id,
+        campaign=campaign,
+        contact_id="0035g0000000001AAA",
+        address=address,
+        rep_id=rep_id,
+        rep_email="k.sato@acme.example",
+        subject=SUBJECT,
+        message_id=f"<{uuid.uuid4().hex}@acme.example>",
+        template="dormant",
+        language="ja",
+        now=when,
+    )
+
+
+def attempt(log: SendLog, address: str, state: str, **kw: Any) -> int:
+    """A claimed send that ended in ``state`` (``sending``: left as a crash would)."""
+    row = claim(log, address, **kw)
+    assert row is not None
+    if state != "sending":
+        log.finish(row, state, kw.get("when", T0) + timedelta(seconds=2), 250 if state == "sent" else 550, "x")
+    return row
+
+
+# -- claim, finish, recover --------------------------------------------------------------------------
+
+
+def test_claim_then_finish_and_the_unique_key(log: SendLog) -> None:
+    first = claim(log, "  Hanako@Example.CO.JP ")
+    assert isinstance(first, int)
+    log.finish(first, "sent", T0 + timedelta(seconds=1), 250, "2.0.0 Ok: queued")
+    # Another run, the same campaign and person (another spelling): taken.
+    assert claim(log, "hanako@example.co.jp", run_id="run2") is None
+    # A deferred row leaves room for a later try, and only one.
+    later = attempt(log, "taro@example.com", "deferred")
+    retry = claim(log, "taro@example.com", run_id="run2")
+    assert retry is not None and retry != later
+    assert claim(log, "taro@example.com", run_id="run3") is None
+    # A failed (5xx) row blocks for good; another campaign is not blocked.
+    attempt(log, "jiro@example.com", "failed")
+    assert claim(log, "jiro@example.com", run_id="run2") is None
+    assert claim(log, "hanako@example.co.jp", campaign="spring") is not None
+
+    rows = log.rows("dormant")
+    assert [(r.address, r.state) for r in rows] == [
+        ("hanako@example.co.jp", "sent"),
+        ("taro@example.com", "deferred"),
+        ("taro@example.com", "sending"),
+        ("jiro@example.com", "failed"),
+    ]
+    sent = rows[0]
+    assert (sent.smtp_code, sent.smtp_text, sent.rep_id, sent.subject) == (250, "2.0.0 Ok: queued", REP18, SUBJECT)
+    assert sent.created_at == T0 and sent.created_at.tzinfo is not None
+    assert sent.finished_at == T0 + timedelta(seconds=1)
+    assert len(log.rows()) == 5
+
+
+def test_finish_checks_its_arguments(log: SendLog) -> None:
+    row = claim(log, "a@example.com")
+    assert row is not None
+    with pytest.raises(ValueError, match="not a final send state"):
+        log.finish(row, "sending", T0, None, None)
+    with pytest.raises(ValueError, match="no send attempt"):
+        log.finish(row + 1000, "sent", T0, 250, "ok")
+    with pytest.raises(ValueError, match="aware"):
+        log.finish(row, "sent", T0.replace(tzinfo=None), 250, "ok")
+
+
+def test_recover_turns_sending_into_unknown_which_blocks_for_good(log: SendLog) -> None:
+    attempt(log, "crash@example.com", "sending", when=T0)
+    attempt(log, "done@example.com", "sent", when=T0)
+    later = T0 + timedelta(hours=5)
+    assert log.recover(later) == 1
+    assert log.recover(later) == 0
+    states = {r.address: (r.state, r.finished_at) for r in log.rows()}
+    assert states["crash@example.com"] == ("unknown", later)
+    history = log.history("dormant", T0 - timedelta(days=90), T0, T0 + timedelta(days=1))
+    assert "crash@example.com" in history.campaign_addresses
+    assert history.last_mailed["crash@example.com"] == T0.date()
+    assert history.rep_sent_today == {REP15: 2}
+    assert claim(log, "crash@example.com", run_id="run2") is None
+
+
+def test_runs(log: SendLog) -> None:
+    log.start_run("r1", "dormant", T0, "host-a", 4242)
+    log.finish_run("r1", T0 + timedelta(minutes=3), {"considered": 10, "sent": 7, "skipped": 3}, 0)
+    log.start_run("r2", "dormant", T0 + timedelta(hours=1), "host-a", 4243)
+    with pytest.raises(ValueError, match="unknown run counts: bogus"):
+        log.finish_run("r2", T0, {"bogus": 1}, 0)
+    r1, r2 = log.runs()
+    assert (r1.id, r1.considered, r1.sent, r1.failed, r1.skipped, r1.exit_code) == ("r1", 10, 7, 0, 3, 0)
+    assert r1.finished_at == T0 + timedelta(minutes=3)
+    assert (r2.host, r2.pid, r2.finished_at, r2.exit_code, r2.unknown) == ("host-a", 4243, None, None, 0)
+
+
+# -- history -----------------------------------------------------------------------------------------
+
+
+def test_history_cooldown_window(log: SendLog) -> None:
+    tick = timedelta(microseconds=1)
+    attempt(log, "before@example.com", "sent", when=T0 - tick)
+    attempt(log, "edge@example.com", "sent", when=T0)
+    attempt(log, "edge@example.com", "sent", when=T0 + timedelta(days=2), campaign="spring")  # the latest wins
+    attempt(log, "failed@example.com", "failed", when=T0)  # never reached the inbox
+    attempt(log, "deferred@example.com", "deferred", when=T0)
+    attempt(log, "other@example.com", "unknown", when=T0, campaign="spring")
+    attempt(log, "late@example.com", "sent", when=T0 + timedelta(hours=20))
+
+    history = log.history("dormant", T0, T0, T0 + timedelta(days=1))
+    assert history.campaign_addresses == {
+        "before@example.com",
+        "edge@example.com",
+        "failed@example.com",
+        "late@example.com",
+    }
+    assert history.last_mailed == {
+        "edge@example.com": (T0 + timedelta(days=2)).date(),
+        "other@example.com": T0.date(),
+        "late@example.com": T0.date(),
+    }
+
+    # The day is taken in the time zone of cooldown_since: 20:00 UTC is the next morning in Tokyo.
+    tokyo = timezone(timedelta(hours=9))
+    history = log.history("spring", T0.astimezone(tokyo), T0, T0 + timedelta(days=1))
+    assert history.last_mailed["late@example.com"] == (T0 + timedelta(days=1)).date()
+    assert history.campaign_addresses == {"edge@example.com", "other@example.com"}
+
+
+def test_history_rep_sent_today(log: SendLog) -> None:
+    day_start, day_end = T0, T0 + timedelta(days=1)
+    tick = timedelta(microseconds=1)
+    attempt(log, "a@example.com", "sent", rep_id=REP18, when=day_start)
+    attempt(log, "b@example.com", "sent", rep_id=REP15, when=day_end - tick)  # a 15-character export id
+    attempt(log, "c@example.com", "sending", rep_id=REP18, when=day_start + timedelta(hours=1))
+    attempt(log, "d@example.com", "unknown", rep_id=REP18, when=day_start + timedelta(hours=2))
+    attempt(log, "e@example.com", "failed", rep_id=REP18, when=day_start + timedelta(hours=3))
+    attempt(log, "f@example.com", "deferred", rep_id=REP18, when=day_start + timedelta(hours=4))
+    attempt(log, "g@example.com", "sent", rep_id=REP18, when=day_end)
+    attempt(log, "h@example.com", "sent", rep_id=REP18, when=day_start - tick)
+    attempt(log, "i@example.com", "sent", rep_id=OTHER_REP, when=day_start, campaign="spring")
+
+    history = log.history("dormant", T0 - timedelta(days=90), day_start, day_end)
+    assert history.rep_sent_today == {REP15: 4, OTHER_REP[:15]: 1}
+
+
+# -- two processes -----------------------------------------------------------------------------------
+
+WORKER = r"""
+import json, sys
+from datetime import UTC, datetime
+from repsend.sendlog import SendLog
+
+mode, tag, urls = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print("ready", flush=True)
+sys.stdin.readline()  # both processes start together
+now = datetime.now(UTC)
+won = []
+if mode == "open":
+    for url in urls:
+        SendLog.open(url).close()
+else:
+    log = SendLog.open(urls[0])
+    for i in range(200):
+        row = log.claim(
+            run_id=tag, campaign="race", contact_id=f"003{i}", address=f"c{i}@example.com", rep_id="005",
+            rep_email="rep@acme.example", subject="s", message_id=f"<{tag}.{i}@acme.example>", template="t",
+            language="ja", now=now,
+        )
+        if row is not None:
+            log.finish(row, "sent", now, 250, "ok")
+            won.append(i)
+    log.close()
+print(json.dumps(won))
+"""
+
+
+def race(mode: str, urls: list[str]) -> list[list[int]]:
+    """Run two worker processes that start at the same moment; what each one won."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, mode, tag, json.dumps(urls)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for tag in ("a", "b")
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                pytest.fail(f"worker did not start: {proc.communicate(timeout=30)[1]}")
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert "locked" not in err
+            assert proc.returncode == 0, err
+            results.append(json.loads(out))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_two_processes_claim_each_address_exactly_once(url: str) -> None:
+    # The database is brand-new: both processes also race to create and migrate it.
+    won_a, won_b = race("claim", [url])
+    assert not set(won_a) & set(won_b)
+    assert sorted(won_a + won_b) == list(range(200))
+    with SendLog.open(url) as log:
+        rows = log.rows("race")
+    assert len(rows) == 200
+    assert {r.address for r in rows} == {f"c{i}@example.com" for i in range(200)}
+    assert {r.state for r in rows} == {"sent"}
+
+
+def test_two_processes_open_new_sqlite_files_at_once(tmp_path: Path) -> None:
+    urls = [f"sqlite:///{tmp_path / f'f{i}' / 'repsend.db'}" for i in range(8)]
+    race("open", urls)
+    for url in urls:
+        with SendLog.open(url) as log:
+            assert log.rows() == []
+        with _plain_engine(url).connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0001"]
+
+
+# -- SQLite specifics and the read-only log ----------------------------------------------------------
+
+
+def test_sqlite_runs_in_wal_mode_and_creates_its_folder(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "repsend.db"
+    SendLog.open(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_open_readonly_never_creates_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "repsend.db"
+    assert SendLog.open_readonly(f"sqlite:///{path}") is None
+    assert not path.parent.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_readonly_reads_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "repsend.db"
+    with SendLog.open(f"sqlite:///{path}") as writer:
+        attempt(writer, "a@example.com", "sent")
+        attempt(writer, "b@example.com", "sending")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    log = SendLog.open_readonly(f"sqlite:///{path}")
+    assert log is not None
+    history = log.history("dormant", T0 - timedelta(days=1), T0, T0 + timedelta(days=1))
+    assert history.campaign_addresses == {"a@example.com", "b@example.com"}
+    assert history.rep_sent_today == {REP15: 2}
+    with pytest.raises(RuntimeError, match="read-only"):
+        log.recover(T0)
+    with pytest.raises(RuntimeError, match="read-only"):
+        claim(log, "c@example.com")
+    log.close()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_open_readonly_beside_a_running_writer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'repsend.db'}"
+    with SendLog.open(url) as writer:
+        attempt(writer, "a@example.com", "sending")
+        reader = SendLog.open_readonly(url)
+        assert reader is not None
+        assert reader.history("dormant", T0, T0, T0).campaign_addresses == {"a@example.com"}
+        reader.close()
+
+
+def test_open_readonly_without_the_schema_is_none(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE unrelated (x)")
+    assert SendLog.open_readonly(f"sqlite:///{path}") is None
+
+
+def test_open_readonly_on_postgresql(pg_database: sa.URL) -> None:
+    url = _fresh_schema(pg_database)
+    assert SendLog.open_readonly(url) is None
+    with SendLog.open(url) as writer:
+        attempt(writer, "a@example.com", "sent")
+    log = SendLog.open_readonly(url)
+    assert log is not None
+    assert log.history("dormant", T0, T0, T0).campaign_addresses == {"a@example.com"}
+    with log._conn.begin(), pytest.raises(sa.exc.InternalError, match="read-only"):  # the server refuses too
+        log._conn.exec_driver_sql("DELETE FROM send_attempt")
+    log.close()
+
+
+# -- the schema and its migrations -------------------------------------------------------------------
+
+PINNED_SCHEMA: dict[str, Any] = {
+    "alembic_version": {
+        "columns": [("version_num", "String", False, None)],
+        "pk": ["version_num"],
+        "indexes": [],
+    },
+    "run": {
+        "columns": [
+            ("id", "String", False, None),
+            ("campaign", "String", False, None),
+            ("started_at", "DateTime", False, None),
+            ("finished_at", "DateTime", True, None),
+            ("host", "String", False, None),
+            ("pid", "Integer", False, None),
+            ("considered", "Integer", False, "0"),
+            ("sent", "Integer", False, "0"),
+            ("failed", "Integer", False, "0"),
+            ("deferred", "Integer", False, "0"),
+            ("unknown", "Integer", False, "0"),
+            ("skipped", "Integer", False, "0"),
+            ("exit_code", "Integer", True, None),
+        ],
+        "pk": ["id"],
+        "indexes": [],
+    },
+    "send_attempt": {
+        "columns": [
+            ("id", "Integer", False, None),
+            ("run_id", "String", False, None),
+            ("campaign", "String", False, None),
+            ("contact_id", "String", False, None),
+            ("address", "String", False, None),
+            ("rep_id", "String", False, None),
+            ("rep_email", "String", False, None),
+            ("subject", "Text", False, None),
+            ("message_id", "String", False, None),
+            ("template", "String", False, None),
+            ("language", "String", False, None),
+            ("state", "String", False, None),
+            ("smtp_code", "Integer", True, None),
+            ("smtp_text", "Text", True, None),
+            ("created_at", "DateTime", False, None),
+            ("finished_at", "DateTime", True, None),
+        ],
+        "pk": ["id"],
+        "indexes": [
+            ("ix_send_attempt_address_created_at", ["address", "created_at"], False, None),
+            ("ix_send_attempt_campaign_address", ["campaign", "address"], False, None),
+            ("ix_send_attempt_rep_id_created_at", ["rep_id", "created_at"], False, None),
+            ("uq_send_attempt_campaign_address_live", ["campaign", "address"], True, "state!='deferred'"),
+        ],
+    },
+}
+
+
+def _kind(column_type: sa.types.TypeEngine[Any], dialect: str) -> str:
+    for generic in (sa.Text, sa.String, sa.DateTime, sa.Integer):
+        if isinstance(column_type, generic):
+            if generic is sa.DateTime and dialect == "postgresql" and not column_type.timezone:  # type: ignore[attr-defined]
+                return "DateTime without time zone"
+            return generic.__name__
+    return repr(column_type)
+
+
+def _default(value: str | None) -> str | None:
+    if value is None or value.startswith("nextval("):  # PostgreSQL's SERIAL
+        return None
+    return value.strip("'")
+
+
+def _where(index: dict[str, Any]) -> str | None:
+    options = index.get("dialect_options", {})
+    where = options.get("postgresql_where") or options.get("sqlite_where")
+    return None if where is None else re.sub(r"::\w+|[()\s]", "", str(where)).replace("<>", "!=")
+
+
+def describe(url: str) -> dict[str, Any]:
+    """The schema as the database itself reports it, in terms both backends share."""
+    engine = _plain_engine(url)
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        dialect = conn.dialect.name
+        schema = {
+            table: {
+                "columns": [
+                    (c["name"], _kind(c["type"], dialect), c["nullable"], _default(c["default"]))
+                    for c in inspector.get_columns(table)
+                ],
+                "pk": inspector.get_pk_constraint(table)["constrained_columns"],
+                "indexes": sorted(
+                    (ix["name"], ix["column_names"], bool(ix["unique"]), _where(ix))
+                    for ix in inspector.get_indexes(table)
+                ),
+            }
+            for table in sorted(inspector.get_table_names())
+        }
+    engine.dispose()
+    return schema
+
+
+def test_schema_is_pinned(log: SendLog, url: str) -> None:
+    """A change to the tables must come with a new migration, and this literal must change with it."""
+    assert describe(url) == PINNED_SCHEMA
+
+
+def test_models_match_the_migrations(log: SendLog, url: str) -> None:
+    engine = _plain_engine(url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        assert compare_metadata(context, sendlog.metadata) == []
+        assert context.get_current_revision() == "0001"
+    engine.dispose()
+
+
+def test_rows_written_at_0001_survive_upgrade_to_head(url: str) -> None:
+    if url.startswith("sqlite"):
+        Path(sa.make_url(url).database or "").parent.mkdir(parents=True)
+    engine = _plain_engine(url)
+    with engine.connect() as conn:
+        with conn.begin():
+            command.upgrade(alembic_config(conn), "0001")
+        stamp = "2024-06-01 09:00:00.000000" if conn.dialect.name == "sqlite" else "2024-06-01 09:00:00+00"
+        with conn.begin():
+            conn.execute(
+                sa.text(
+                    "INSERT INTO send_attempt (run_id, campaign, contact_id, address, rep_id, rep_email, subject,"
+                    " message_id, template, language, state, smtp_code, smtp_text, created_at, finished_at)"
+                    " VALUES ('old', 'dormant', '003', 'kept@example.com', :rep, 'r@acme.example', 'subject',"
+                    " '<m@acme.example>', 'dormant', 'ja', 'sent', 250, 'ok', :stamp, :stamp)"
+                ),
+                {"rep": REP18, "stamp": stamp},
+            )
+            conn.execute(
+                sa.text("INSERT INTO run (id, campaign, started_at, host, pid) VALUES ('old', 'dormant', :s, 'h', 1)"),
+                {"s": stamp},
+            )
+    engine.dispose()
+
+    with SendLog.open(url) as log:
+        (row,) = log.rows()
+        assert (row.address, row.state, row.rep_id) == ("kept@example.com", "sent", REP18)
+        assert row.created_at == datetime(2024, 6, 1, 9, tzinfo=UTC)
+        assert [(r.id, r.sent) for r in log.runs()] == [("old", 0)]
+        assert claim(log, "kept@example.com") is None
+    with SendLog.open(url) as log:  # opening again at head is a no-op
+        assert len(log.rows()) == 1
+
+
+def test_migrations_go_down_and_up_again(log: SendLog, url: str) -> None:
+    log.close()
+    engine = _plain_engine(url)
+    with engine.connect() as conn:
+        with conn.begin():
+            command.downgrade(alembic_config(conn), "base")
+        assert set(sa.inspect(conn).get_table_names()) == {"alembic_version"}
+    engine.dispose()
+    with SendLog.open(url) as log:
+        assert claim(log, "a@example.com") is not None
+
+
+def test_a_schema_newer_than_this_repsend_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'repsend.db'}"
+    SendLog.open(url).close()
+    with sqlite3.connect(tmp_path / "repsend.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(ConfigError, match="revision 9999, newer than this repsend knows"):
+        SendLog.open(url)
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+def _full_text(exc: BaseException) -> str:
+    """What a traceback would show of the error and its chain (not the source lines)."""
+    return "".join(line for line in traceback.format_exception(exc) if not line.startswith("  "))
+
+
+def test_an_unreachable_server_is_a_service_error_without_the_password() -> None:
+    with pytest.raises(ServiceError) as caught:
+        SendLog.open("postgresql://u:s3cret@127.0.0.1:1/x")
+    message = str(caught.value)
+    assert "s3cret" not in _full_text(caught.value)
+    assert message.startswith("send log postgresql://u:***@127.0.0.1:1/x: cannot open:")
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ("not a database url", "not a database URL"),
+        ("nosuch://u:s3cret@db.example/x", "unknown database type 'nosuch'"),
+    ],
+)
+def test_a_malformed_url_is_a_config_error(bad: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected) as caught:
+        SendLog.open(bad)
+    assert "s3cret" not in _full_text(caught.value)
+
+
+def test_a_sqlite_path_that_cannot_be_a_database_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "garbage.db").write_bytes(b"not sqlite" * 500)
+    with pytest.raises(ConfigError, match="cannot create the folder"):
+        SendLog.open(f"sqlite:///{tmp_path / 'file' / 'repsend.db'}")
+    with pytest.raises(ConfigError, match="cannot open"):
+        SendLog.open(f"sqlite:///{tmp_path}")  # a folder
+    for opener in (SendLog.open, SendLog.open_readonly):
+        with pytest.raises(ConfigError, match="not a database"):
+            opener(f"sqlite:///{tmp_path / 'garbage.db'}")
+
+
+def test_the_log_never_shows_its_password() -> None:
+    assert sendlog.safe_name("postgresql://u:s3cret@db.example/x") == "postgresql://u:***@db.example/x"
+    assert "s3cret" not in sendlog.safe_name("postgresql://u:s3cret@db.example:bad/x")
