@@ -246,6 +246,49 @@ def preview(
     typer.echo(text, nl=False)
 
 
+@app.command(name="log", epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def log_command(
+    campaign: Annotated[str | None, typer.Option("--campaign", metavar="NAME", help="Only this campaign.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="YYYY-MM-DD", help="Only attempts on or after this day.")
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option("--state", metavar="STATE", help="Only sent, failed, deferred, unknown or sending."),
+    ] = None,
+    rep: Annotated[str | None, typer.Option("--rep", metavar="REP", help="Only this rep (address or User Id).")] = None,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="JSON Lines: one attempt per line, then a summary.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Who was mailed, by whom, when, and what came of it; newest first. Reads, never writes.
+
+    Example: repsend log --since 2026-11-01 --state failed
+    """
+    from zoneinfo import ZoneInfo
+
+    from repsend.logview import print_log, select_rows
+    from repsend.sendlog import STATES, SendLog, safe_name
+    from repsend.settings import load_settings
+
+    if state is not None and state not in STATES:
+        raise typer.BadParameter(f"{state!r}: use one of {', '.join(sorted(STATES))}", param_hint="--state")
+    day = _parse_day(since, "UTC") if since else None
+    settings = load_settings(config)
+    log = SendLog.open_readonly(settings.database_url)
+    if log is None:
+        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing was sent", err=True)
+        return
+    zone = ZoneInfo(settings.rate.timezone)
+    try:
+        rows = select_rows(log.rows(campaign), day, state, rep, zone)
+    finally:
+        log.close()
+    print_log(rows, sys.stdout, json_lines, zone)
+
+
 def main() -> None:
     try:
         app()

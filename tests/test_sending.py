@@ -335,3 +335,28 @@ def test_two_runs_at_once_on_sqlite(tmp_path: Path, smtp_sink: SmtpSink) -> None
 
 def test_two_runs_at_once_on_postgresql(tmp_path: Path, smtp_sink: SmtpSink, postgres_url: str) -> None:
     concurrent_runs(tmp_path, smtp_sink, {"REPSEND_DATABASE_URL": postgres_url})
+
+
+def test_the_send_log_as_a_manager_reads_it(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    from typer.testing import CliRunner
+
+    from repsend.cli import app
+
+    smtp_sink.refuse("c2@example.co.jp")
+    config = cli_config(tmp_path, 3)
+    empty = CliRunner().invoke(app, ["log", "--config", str(config)])
+    assert empty.exit_code == 0 and "no send log" in empty.stderr
+    assert not (tmp_path / "repsend.db").exists()
+    cli(config, env=smtp_sink.env()).communicate(timeout=60)
+    table = CliRunner().invoke(app, ["log", "--config", str(config)])
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:6] == ["when", "campaign", "from", "to", "state", "code"]
+    assert "3 attempts: 1 failed, 2 sent" in table.stdout
+    assert "k.sato@acme.example" in table.stdout and "2 sent" in lines[-1]
+    failed = CliRunner().invoke(app, ["log", "--state", "failed", "--json", "--config", str(config)])
+    records = [json.loads(line) for line in failed.stdout.splitlines()]
+    assert [(r["address"], r["state"], r["smtp_code"]) for r in records[:-1]] == [("c2@example.co.jp", "failed", 550)]
+    assert records[-1] == {"type": "summary", "attempts": 1, "states": {"failed": 1}}
+    later = CliRunner().invoke(app, ["log", "--since", "2099-01-01", "--config", str(config)])
+    assert "no send attempts match" in later.stdout
