@@ -30,6 +30,8 @@ app = typer.Typer(
     ),
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: it starts faster than rich rendering and keeps "[campaign] name" as written.
+    rich_markup_mode=None,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -149,18 +151,10 @@ def dormant(
 
 def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None:
     """Everything a run does up to the mail server; the send log is only read, if it exists."""
-    from repsend.clock import SystemClock
     from repsend.report import JsonLines, Table
     from repsend.runner import Summary, plan
-    from repsend.sending import read_history
 
-    history = None
-    log = _open_log_readonly(settings)
-    if log is not None:
-        try:
-            history = read_history(log, settings, options.campaign, options.as_of, SystemClock().now())
-        finally:
-            log.close()
+    history = _read_history_readonly(settings, options)
     summary = Summary()
     planned = plan(settings, source, options, history, summary=summary)
     _print_notes(source.notes)
@@ -172,10 +166,19 @@ def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None
     out.summary(summary, dry_run=True)
 
 
-def _open_log_readonly(settings: Any) -> Any:
+def _read_history_readonly(settings: Any, options: Any) -> Any:
+    """What the send log knows (already sent, cooldown, caps), read without writing; None without a log."""
+    from repsend.clock import SystemClock
+    from repsend.sending import read_history
     from repsend.sendlog import SendLog
 
-    return SendLog.open_readonly(settings.database_url)
+    log = SendLog.open_readonly(settings.database_url)
+    if log is None:
+        return None
+    try:
+        return read_history(log, settings, options.campaign, options.as_of, SystemClock().now())
+    finally:
+        log.close()
 
 
 def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool) -> None:
@@ -240,7 +243,8 @@ def preview(
     )
     source = open_source(settings)
     try:
-        text = render_preview(settings, source, options, contact, raw=raw)
+        history = _read_history_readonly(settings, options)
+        text = render_preview(settings, source, options, contact, raw=raw, history=history)
     finally:
         source.close()
     typer.echo(text, nl=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 
+from repsend.audience import History
 from repsend.compose import POLICY, to_message
 from repsend.errors import UsageError
 from repsend.models import id15, normalize_email
@@ -14,12 +15,13 @@ from repsend.settings import Settings
 from repsend.sfa.base import Source
 
 
-def render_preview(settings: Settings, source: Source, options: RunOptions, wanted: str, raw: bool = False) -> str:
+def render_preview(settings: Settings, source: Source, options: RunOptions, wanted: str, raw: bool = False,
+                   history: History | None = None) -> str:
     """Runs the whole selection (a duplicate is only a duplicate of an earlier record) and shows one."""
     by_address = "@" in wanted
     key = normalize_email(wanted) if by_address else id15(wanted)
     found = []
-    for item in plan(settings, source, options):
+    for item in plan(settings, source, options, history):
         contact = item.decision.contact
         if (normalize_email(contact.email) if by_address else id15(contact.id)) == key:
             found.append(item)

@@ -220,3 +220,17 @@ def test_real_process_unknown_option_is_exit_2() -> None:
     result = run("dormant", "--bogus")
     assert result.returncode == 2
     assert "No such option" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["dormant", "preview", "log"])
+def test_the_readme_documents_every_option(command: str) -> None:
+    """Docs that cannot drift: each option in --help is in the README, and each command has an example."""
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    help_text = invoke(command, "--help").stdout
+    options = set(re.findall(r"(--[a-z][a-z-]+)", help_text)) - {"--help"}
+    assert options, help_text
+    missing = sorted(option for option in options if option not in readme)
+    assert not missing, f"README lacks {missing} of `repsend {command}`"
+    assert "Example:" in help_text and f"repsend {command}" in readme
