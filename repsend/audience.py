@@ -20,6 +20,10 @@ from repsend.sfa.base import DealIndex, Scope
 _ADDRESS = re.compile(r"^[^@\s\"(),:;<>\[\\\]]+@[^@\s\"(),:;<>\[\\\]]+\.[^@\s\"(),:;<>\[\\\].]{2,}$")
 
 
+_SENDS = (Reason.DORMANT, Reason.FALLBACK_SENDER)
+_ADDRESS_BLOCKS = (Reason.OPTED_OUT, Reason.BOUNCED, Reason.SUPPRESSED)
+
+
 def is_valid_address(address: str) -> bool:
     return bool(_ADDRESS.match(address)) and ".." not in address and not address.startswith(".")
 
@@ -63,14 +67,16 @@ class Audience:
         self.history = history or History()
         self._chosen: set[str] = set()
         self._rep_count: dict[str, int] = dict(self.history.rep_sent_today)
+        self._plain_deals = type(deals) is DealIndex
 
     def decide(self, contact: Contact) -> Decision:
         """The decision for one contact; a ``send`` is provisional until ``accept`` (see below)."""
-        reason, rep, detail = self._reason(contact)
-        action = Action.SEND if reason in (Reason.DORMANT, Reason.FALLBACK_SENDER) else Action.SKIP
+        address = normalize_email(contact.email)
+        reason, rep, detail = self._reason(contact, address)
+        action = Action.SEND if reason in _SENDS else Action.SKIP
         if reason is Reason.ACTIVE_DEAL:
             # A person in an open deal through one record is in it through all their records.
-            self.blocks.setdefault(normalize_email(contact.email), Reason.ACTIVE_DEAL)
+            self.blocks.setdefault(address, Reason.ACTIVE_DEAL)
         return Decision(contact, action, reason, rep, detail)
 
     def accept(self, decision: Decision) -> Decision:
@@ -89,8 +95,12 @@ class Audience:
         self._chosen.add(normalize_email(decision.contact.email))
         return decision
 
-    def _reason(self, contact: Contact) -> tuple[Reason, Rep | None, str]:
-        address = normalize_email(contact.email)
+    def capped(self, rep: Rep) -> bool:
+        """Whether ``accept`` would turn a send from ``rep`` into rep_cap: a count only goes up."""
+        cap = self.rules.per_rep_per_day
+        return bool(cap) and self._rep_count.get(id15(rep.id), 0) >= cap
+
+    def _reason(self, contact: Contact, address: str) -> tuple[Reason, Rep | None, str]:
         if not address:
             return Reason.NO_EMAIL, None, ""
         if not is_valid_address(address):
@@ -100,31 +110,48 @@ class Audience:
         if contact.bounced:
             return Reason.BOUNCED, None, ""
         blocked = self.blocks.get(address)
-        if blocked in (Reason.OPTED_OUT, Reason.BOUNCED, Reason.SUPPRESSED):
+        if blocked is not None and blocked in _ADDRESS_BLOCKS:
             return blocked, None, "on another record" if blocked is not Reason.SUPPRESSED else ""
-        if address in self.history.campaign_addresses:
+        history = self.history
+        if address in history.campaign_addresses:
             return Reason.ALREADY_SENT, None, ""
         rules = self.rules
-        if self.deals.in_open_deal(contact, rules.scope):
+        deals = self.deals
+        if self._plain_deals:
+            # DealIndex.in_open_deal and deal_changed_recently, with each ID cut to 15 characters once.
+            contact_key = id15(contact.id)
+            by_account = rules.scope != "contact_role"
+            account_key = id15(contact.account_id) if by_account else ""
+            if by_account:
+                in_open_deal = account_key in deals.open_accounts or contact_key in deals.open_contacts
+            else:
+                in_open_deal = contact_key in deals.open_contacts
+        else:
+            in_open_deal = deals.in_open_deal(contact, rules.scope)
+        if in_open_deal:
             return Reason.ACTIVE_DEAL, None, ""
         if blocked is Reason.ACTIVE_DEAL:
             return Reason.ACTIVE_DEAL, None, "on another record"
-        if self._recently_touched(contact):
+        since = rules.dormant_since
+        created = contact.created
+        last_activity = contact.last_activity
+        if (created is not None and created >= since) or (last_activity is not None and last_activity >= since):
             return Reason.RECENT_ACTIVITY, None, ""
-        last = self.history.last_mailed.get(address)
+        if self._plain_deals:
+            if by_account:
+                recent = account_key in deals.recent_accounts or contact_key in deals.recent_contacts
+            else:
+                recent = contact_key in deals.recent_contacts
+        else:
+            recent = deals.deal_changed_recently(contact, rules.scope)
+        if recent:
+            return Reason.RECENT_ACTIVITY, None, ""
+        last = history.last_mailed.get(address)
         if last is not None and last >= rules.cooldown_since:
             return Reason.COOLDOWN, None, f"last mailed {last.isoformat()}"
         if address in self._chosen:
             return Reason.DUPLICATE_EMAIL, None, ""
         return self._sender(contact)
-
-    def _recently_touched(self, contact: Contact) -> bool:
-        since = self.rules.dormant_since
-        return (
-            (contact.created is not None and contact.created >= since)
-            or (contact.last_activity is not None and contact.last_activity >= since)
-            or self.deals.deal_changed_recently(contact, self.rules.scope)
-        )
 
     def _sender(self, contact: Contact) -> tuple[Reason, Rep | None, str]:
         owner = self.reps.get(id15(contact.owner_id)) if contact.owner_id else None

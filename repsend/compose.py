@@ -8,11 +8,13 @@ so that no template can forget it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,203 @@ class _Fields(dict):
         self.prefix = prefix
 
 
+# A field a template names like an attribute of _Fields (contact.items, rep.prefix): Jinja answers with the
+# attribute, not the value, so such a template is always rendered by Jinja itself.
+_ATTRIBUTE_NAMES = frozenset(dir(_Fields("", {})))
+_GROUPS = ("contact", "rep", "company")
+_MARKER = re.compile("\x00([0-9]+)\x00")
+
+
+def _printed_fields(tree: nodes.Template) -> tuple[tuple[int, str], ...] | None:
+    """The fields a template prints, as (group, key) with group 0 contact, 1 rep, 2 company, when all it
+    does is print fields, text, constants, ``campaign`` and ``language``, with ``default`` filters and
+    ``{% if %}`` on whether a field is defined. Such a template's output is its text with the values of
+    the fields that are defined dropped in, so ``_Compiled`` renders it once per shape (which fields are
+    defined) and formats the values in after that. Anything else (loops, set, other filters or tests,
+    comparisons, calls): None, and Jinja renders every mail."""
+    refs: dict[tuple[int, str], None] = {}
+
+    def field(node: nodes.Node) -> bool:
+        if isinstance(node, nodes.Getattr):
+            key = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            key = node.arg.value
+        else:
+            return False
+        owner = node.node
+        if not isinstance(owner, nodes.Name) or owner.name not in _GROUPS or key in _ATTRIBUTE_NAMES:
+            return False
+        refs[(_GROUPS.index(owner.name), key)] = None
+        return True
+
+    def plain_call(node: nodes.Filter | nodes.Test) -> bool:
+        return not node.kwargs and node.dyn_args is None and node.dyn_kwargs is None
+
+    def value(node: nodes.Node) -> bool:
+        if isinstance(node, nodes.Const):
+            return True
+        if isinstance(node, nodes.Name):
+            return node.name in ("campaign", "language")
+        if isinstance(node, nodes.Filter):
+            return (
+                node.name in ("default", "d") and node.node is not None and value(node.node)
+                and len(node.args) <= 2 and all(value(arg) for arg in node.args) and plain_call(node)
+            )
+        return field(node)
+
+    def test(node: nodes.Node) -> bool:
+        if isinstance(node, nodes.Test):
+            return node.name in ("defined", "undefined") and not node.args and plain_call(node) and value(node.node)
+        if isinstance(node, nodes.Not):
+            return test(node.node)
+        if isinstance(node, nodes.And | nodes.Or):
+            return test(node.left) and test(node.right)
+        return value(node)
+
+    def statements(body: list[nodes.Node]) -> bool:
+        for node in body:
+            if isinstance(node, nodes.Output):
+                if not all(isinstance(child, nodes.TemplateData) or value(child) for child in node.nodes):
+                    return False
+            elif isinstance(node, nodes.If):
+                if not (test(node.test) and statements(node.body) and statements(node.elif_)
+                        and statements(node.else_)):
+                    return False
+            else:
+                return False
+        return True
+
+    # By group (contact, rep, company), each in the order first printed: the order of _Compiled's values.
+    return tuple(sorted(refs, key=lambda ref: ref[0])) if statements(tree.body) else None
+
+
+class _Values:
+    """A rep's or a company's template values, made once per object (compose sees the same few again
+    and again), with what is derived from them: a rep's From, texts that depend only on a company."""
+
+    __slots__ = ("owner", "values", "plain", "from_", "texts")
+
+    def __init__(self, owner: Any, values: dict[str, Any]) -> None:
+        self.owner = owner  # kept alive, so that its id() names it for as long as this entry is cached
+        self.values = values
+        self.plain = all(value is None or type(value) is str for value in values.values())
+        self.from_: Address | HeaderInjection | None = None
+        self.texts: dict[tuple[int, str, str], str] = {}
+
+
+class _Format:
+    """A shape's output: ``text % pick(values)``, the text with ``%s`` where each value is printed."""
+
+    __slots__ = ("text", "pick")
+
+    def __init__(self, text: str, order: tuple[int, ...]) -> None:
+        self.text = text
+        if len(order) == 1:
+            index = order[0]
+            self.pick: Callable[[list[Any]], tuple[Any, ...]] = lambda values: (values[index],)
+        elif order:
+            self.pick = itemgetter(*order)
+        else:
+            self.pick = lambda values: ()
+
+
+class _Compiled:
+    """One template, with its output per shape once ``_printed_fields`` has vouched for it.
+
+    A shape is (campaign, language, which printed fields are defined). Its entry is a ``_Format``, the
+    field a render of that shape misses (MissingField), or None: Jinja renders that shape every time.
+    An entry is made from a render with a marker for each defined value, then checked against a real
+    render of the mail that asked for it.
+    """
+
+    __slots__ = ("template", "refs", "keys", "company_only", "shapes")
+
+    def __init__(self, template: jinja2.Template, refs: tuple[tuple[int, str], ...] | None) -> None:
+        self.template = template
+        self.refs = refs
+        self.keys = tuple(tuple(key for group, key in refs or () if group == g) for g in range(3))
+        self.company_only = refs is not None and not self.keys[0] and not self.keys[1]
+        self.shapes: dict[tuple[Any, ...], _Format | MissingField | None] = {}
+
+    def fast(self, contact: dict[str, Any], rep: _Values, company: _Values, campaign: str, language: str,
+             plain: bool) -> str | None:
+        """The text from the shape's entry; None when Jinja must render it. ``plain``: every value is a
+        str or None (anything else is left to Jinja)."""
+        if self.refs is None or not plain:
+            return None
+        if self.company_only:
+            # Printing only company fields: the same text for every mail of the campaign and language.
+            memo = (id(self), campaign, language)
+            text = company.texts.get(memo)
+            if text is None:
+                text = self._format(contact, rep, company, campaign, language)
+                if text is not None:
+                    company.texts[memo] = text
+            return text
+        return self._format(contact, rep, company, campaign, language)
+
+    def _format(self, contact: dict[str, Any], rep: _Values, company: _Values, campaign: str,
+                language: str) -> str | None:
+        contact_keys, rep_keys, company_keys = self.keys
+        values = [*map(contact.get, contact_keys), *map(rep.values.get, rep_keys),
+                  *map(company.values.get, company_keys)]
+        shape = (campaign, language, *map(bool, values))  # defined: neither None nor empty
+        entry = self.shapes.get(shape, self)
+        if entry is self:
+            groups = (contact, rep.values, company.values)
+            entry = self._learn(shape, groups, values, campaign, language)
+        if entry is None:
+            return None
+        if type(entry) is _Format:
+            return entry.text % entry.pick(values)
+        raise MissingField(entry.field)  # type: ignore[union-attr]
+
+    def _learn(self, shape: tuple[Any, ...], groups: tuple[Mapping[str, Any], ...], values: list[Any],
+               campaign: str, language: str) -> _Format | MissingField | None:
+        entry: _Format | MissingField | None = None
+        marked: tuple[dict[str, Any], ...] = ({}, {}, {})
+        for i, (group, key) in enumerate(self.refs or ()):
+            if values[i]:
+                marked[group][key] = f"\x00{i}\x00"
+        try:
+            text = self.template.render(_context(marked, campaign, language))
+            pieces = _MARKER.split(text)  # text, field index, text, ...
+            if not any("\x00" in piece for piece in pieces[::2]):
+                entry = _Format(
+                    "%s".join(piece.replace("%", "%%") for piece in pieces[::2]),
+                    tuple(int(index) for index in pieces[1::2]),
+                )
+        except MissingField as missing:
+            entry = MissingField(missing.field)
+        except Exception:  # noqa: BLE001 - anything unexpected: Jinja renders this shape every time
+            entry = None
+        if entry is not None:
+            # Checked against the real render of this mail; a difference leaves the shape to Jinja.
+            try:
+                real: str | MissingField = self.template.render(_context(groups, campaign, language))
+            except MissingField as missing:
+                real = missing
+            if isinstance(entry, _Format):
+                ok = isinstance(real, str) and entry.text % entry.pick(values) == real
+            else:
+                ok = isinstance(real, MissingField) and real.field == entry.field
+            if not ok:
+                entry = None
+        if len(self.shapes) < 1024:
+            self.shapes[shape] = entry
+        return entry
+
+
+def _context(groups: tuple[Mapping[str, Any], ...], campaign: str, language: str) -> dict[str, Any]:
+    return {
+        "contact": _Fields("contact", groups[0]),
+        "rep": _Fields("rep", groups[1]),
+        "company": _Fields("company", groups[2]),
+        "campaign": campaign,
+        "language": language,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Mail:
     """A composed mail, before it gets its Message-ID and Date at send time."""
@@ -121,13 +320,16 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self._main: dict[str, jinja2.Template] = {}
-        self._legal: dict[str, jinja2.Template] = {}
+        self._main: dict[str, _Compiled] = {}
+        self._legal: dict[str, _Compiled] = {}
         for language in sorted(set(languages)):
             self._main[language] = self._load(f"{name}/{language}.txt", needs_subject=True)
             self._legal[language] = self._load(f"{LEGAL_DIR}/{language}.txt", needs_subject=False)
+        # Per Rep and Company object, by identity: its template values (see _Values).
+        self._reps: dict[int, _Values] = {}
+        self._companies: dict[int, _Values] = {}
 
-    def _load(self, relative: str, needs_subject: bool) -> jinja2.Template:
+    def _load(self, relative: str, needs_subject: bool) -> _Compiled:
         path = self.folder / relative
         try:
             source = path.read_text(encoding="utf-8")
@@ -144,7 +346,7 @@ class Templates:
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(f"{path}:{exc.lineno}: template syntax error: {exc.message}") from None
         self._check_names(tree, path)
-        return self.env.get_template(relative)
+        return _Compiled(self.env.get_template(relative), _printed_fields(tree))
 
     def _check_names(self, tree: nodes.Template, path: Path) -> None:
         """Unknown variables stop the run before any decision: a typo must not skip every contact."""
@@ -175,58 +377,113 @@ class Templates:
         self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str
     ) -> Mail:
         """The mail for one contact; raises MissingField or HeaderInjection for a contact to skip."""
-        name = full_name(contact.first_name.strip(), contact.last_name.strip(), language)
-        context = {
-            "contact": _Fields(
-                "contact",
-                {
-                    "id": contact.id,
-                    "first_name": contact.first_name.strip(),
-                    "last_name": contact.last_name.strip(),
-                    "name": name,
-                    "email": contact.email.strip(),
-                    "account_name": contact.account_name.strip(),
-                    "title": contact.title.strip(),
-                    **{k: v.strip() for k, v in contact.extra.items()},
-                },
-            ),
-            "rep": _Fields(
-                "rep",
-                {
-                    "id": rep.id,
-                    "name": rep.name.strip(),
-                    "first_name": rep.first_name.strip(),
-                    "last_name": rep.last_name.strip(),
-                    "email": rep.email.strip(),
-                    "title": rep.title.strip(),
-                    "phone": rep.phone.strip(),
-                    "signature": rep.signature.strip(),
-                },
-            ),
-            "company": _Fields("company", _company_fields(company)),
-            "campaign": campaign,
-            "language": language,
+        return self._compose(contact, rep, company, language, campaign, True)  # type: ignore[return-value]
+
+    def check(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str) -> None:
+        """Raises what ``compose`` would raise, without making the mail: for a contact whose mail would be
+        thrown away (its rep has reached the daily cap), only whether it could be composed counts."""
+        self._compose(contact, rep, company, language, campaign, False)
+
+    def _compose(
+        self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str, make: bool
+    ) -> Mail | None:
+        first_name = contact.first_name.strip()
+        last_name = contact.last_name.strip()
+        # full_name, inline
+        before, after = (last_name, first_name) if language == "ja" else (first_name, last_name)
+        name = f"{before} {after}" if before and after else before or after
+        email = contact.email.strip()
+        contact_values = {
+            "id": contact.id,
+            "first_name": first_name,
+            "last_name": last_name,
+            "name": name,
+            "email": email,
+            "account_name": contact.account_name.strip(),
+            "title": contact.title.strip(),
         }
-        text = self._main[language].render(context)
-        legal = self._legal[language].render(context).strip("\n")
+        if contact.extra:
+            contact_values.update({k: v.strip() for k, v in contact.extra.items()})
+        rep_values = self._reps.get(id(rep))
+        if rep_values is None or rep_values.owner is not rep:
+            rep_values = self._rep_values(rep)
+        company_values = self._companies.get(id(company))
+        if company_values is None or company_values.owner is not company:
+            company_values = self._company_values(company)
+        plain = type(contact.id) is str and rep_values.plain and company_values.plain
+        # One context for both renders when Jinja renders either, as a single render call would see it.
+        context = None
+        main = self._main[language]
+        text = main.fast(contact_values, rep_values, company_values, campaign, language, plain)
+        if text is None:
+            context = _context((contact_values, rep_values.values, company_values.values), campaign, language)
+            text = main.template.render(context)
+        legal_template = self._legal[language]
+        legal = None
+        if context is None:
+            legal = legal_template.fast(contact_values, rep_values, company_values, campaign, language, plain)
+        if legal is None:
+            legal = legal_template.template.render(
+                context or _context((contact_values, rep_values.values, company_values.values), campaign, language)
+            )
+        legal = legal.strip("\n")
         first, _, rest = text.partition("\n")
         subject = first.removeprefix("Subject:").strip()
-        body = rest.strip("\n") + "\n\n" + legal + "\n"
-        for part, where in ((subject, "subject"), (body, "body")):
-            for marker in ("{{", "}}", "{%", "%}"):
-                if marker in part:
-                    raise MissingField(f"unrendered {marker!r} in the {where}")
+        rest = rest.strip("\n")
+        # Every marker has a brace: without one, there is nothing to look for.
+        if "{" in subject or "}" in subject or "{" in rest or "}" in rest or "{" in legal or "}" in legal:
+            body = rest + "\n\n" + legal + "\n"
+            for part, where in ((subject, "subject"), (body, "body")):
+                for marker in ("{{", "}}", "{%", "%}"):
+                    if marker in part:
+                        raise MissingField(f"unrendered {marker!r} in the {where}")
         if not subject:
             raise MissingField("subject")
         _check_header("Subject", subject)
+        if make:
+            to = _address("To", name, email)
+        else:
+            _check_address("To", name, email)
+        from_ = rep_values.from_
+        if from_ is None:
+            try:
+                from_ = _address("From", rep.name.strip(), rep.email.strip())
+            except HeaderInjection as bad:
+                from_ = HeaderInjection(bad.header)
+            rep_values.from_ = from_  # an Address is immutable: one per rep serves every mail
+        if type(from_) is HeaderInjection:
+            raise HeaderInjection(from_.header)
+        if not make:
+            return None
         return Mail(
-            to=_address("To", name, contact.email.strip()),
-            from_=_address("From", rep.name.strip(), rep.email.strip()),
+            to=to,
+            from_=from_,  # type: ignore[arg-type]
             subject=subject,
-            body=body,
+            body=rest + "\n\n" + legal + "\n",
             language=language,
             template=self.name,
         )
+
+    def _rep_values(self, rep: Rep) -> _Values:
+        if len(self._reps) >= 4096:
+            self._reps.clear()
+        entry = self._reps[id(rep)] = _Values(rep, {
+            "id": rep.id,
+            "name": rep.name.strip(),
+            "first_name": rep.first_name.strip(),
+            "last_name": rep.last_name.strip(),
+            "email": rep.email.strip(),
+            "title": rep.title.strip(),
+            "phone": rep.phone.strip(),
+            "signature": rep.signature.strip(),
+        })
+        return entry
+
+    def _company_values(self, company: Company) -> _Values:
+        if len(self._companies) >= 64:
+            self._companies.clear()
+        entry = self._companies[id(company)] = _Values(company, _company_fields(company))
+        return entry
 
 
 def _company_fields(company: Company) -> dict[str, str]:
@@ -239,18 +496,37 @@ def _company_fields(company: Company) -> dict[str, str]:
     }
 
 
+# A control character other than TAB: CR, LF, NUL and the rest below 32.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f]")
+# An addr-spec that is two ASCII dot-atoms: email's parser would give back these very two parts, without
+# a defect, so the Address is made from them without parsing. Anything else goes through the parser.
+_ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM_ADDR_SPEC = re.compile(f"({_ATEXT}(?:\\.{_ATEXT})*)@({_ATEXT}(?:\\.{_ATEXT})*)")
+
+
 def _check_header(header: str, value: str) -> None:
-    if any(ch in value for ch in "\r\n\0") or any(ord(ch) < 32 and ch != "\t" for ch in value):
+    if _CONTROL.search(value) is not None:
         raise HeaderInjection(header)
 
 
 def _address(header: str, display_name: str, addr_spec: str) -> Address:
     _check_header(header, display_name)
     _check_header(header, addr_spec)
+    simple = _DOT_ATOM_ADDR_SPEC.fullmatch(addr_spec)
+    if simple is not None:
+        return Address(display_name=display_name, username=simple[1], domain=simple[2])
     try:
         return Address(display_name=display_name, addr_spec=addr_spec)
     except (ValueError, IndexError, TypeError):
         raise HeaderInjection(header) from None
+
+
+def _check_address(header: str, display_name: str, addr_spec: str) -> None:
+    """Raises what ``_address`` would raise; a plain addr-spec needs no Address to know it is fine."""
+    if _CONTROL.search(display_name) is not None or _CONTROL.search(addr_spec) is not None:
+        raise HeaderInjection(header)
+    if _DOT_ATOM_ADDR_SPEC.fullmatch(addr_spec) is None:
+        _address(header, display_name, addr_spec)
 
 
 def to_message(

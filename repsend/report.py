@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from repsend.compose import full_name
-from repsend.models import Action, Decision
+from repsend.models import Action, Decision, Reason
 from repsend.runner import Planned, Summary
 
 
@@ -51,12 +51,58 @@ def summary_record(summary: Summary, dry_run: bool, extra: Mapping[str, Any] | N
     return record
 
 
+_json_string = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) writes a str as
+_action_reason: dict[tuple[Any, Any], str] = {}
+_from_text: dict[int, tuple[Any, str]] = {}
+
+
+def _decision_line(planned: Planned) -> str | None:
+    """``json.dumps(decision_record(planned), ensure_ascii=False) + "\\n"``, the same bytes, written
+    directly; None when a value is not a plain str (json.dumps then writes it)."""
+    d, mail = planned.decision, planned.mail
+    contact = d.contact
+    rep_id = d.rep.id if d.rep else (contact.owner_id or None)
+    contact_id, email, detail = contact.id, contact.email, d.detail or None
+    if (type(contact_id) is not str or type(email) is not str or (rep_id is not None and type(rep_id) is not str)
+            or (detail is not None and type(detail) is not str)):
+        return None
+    if type(d.action) is not Action or type(d.reason) is not Reason:
+        return None
+    key = (d.action, d.reason)
+    middle = _action_reason.get(key)
+    if middle is None:
+        middle = f'"action": {_json_string(d.action.value)}, "reason": {_json_string(d.reason.value)}'
+        if len(_action_reason) < 256:
+            _action_reason[key] = middle
+    if mail is None:
+        tail = '"from": null, "subject": null'
+        language = "null"
+    else:
+        if type(mail.subject) is not str or type(mail.language) is not str:
+            return None
+        cached = _from_text.get(id(mail.from_))
+        if cached is None or cached[0] is not mail.from_:
+            if len(_from_text) >= 4096:
+                _from_text.clear()
+            cached = _from_text[id(mail.from_)] = (mail.from_, _json_string(str(mail.from_)))
+        tail = f'"from": {cached[1]}, "subject": {_json_string(mail.subject)}'
+        language = _json_string(mail.language)
+    return (
+        f'{{"type": "decision", "contact_id": {_json_string(contact_id)}, "email": {_json_string(email.strip())}, '
+        f'{middle}, "rep_id": {"null" if rep_id is None else _json_string(rep_id)}, {tail}, '
+        f'"detail": {"null" if detail is None else _json_string(detail)}, "language": {language}}}\n'
+    )
+
+
 class JsonLines:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
     def row(self, planned: Planned, extra: Mapping[str, Any] | None = None) -> None:
-        self.out.write(json.dumps(decision_record(planned, extra), ensure_ascii=False) + "\n")
+        line = None if extra else _decision_line(planned)
+        if line is None:
+            line = json.dumps(decision_record(planned, extra), ensure_ascii=False) + "\n"
+        self.out.write(line)
 
     def summary(self, summary: Summary, dry_run: bool, extra: Mapping[str, Any] | None = None) -> None:
         self.out.write(json.dumps(summary_record(summary, dry_run, extra), ensure_ascii=False) + "\n")

@@ -137,26 +137,51 @@ def _stream(
 ) -> Iterator[Planned]:
     languages = language_table(settings)
     default_language = settings.template.default_language
+    # The language of each language field value as written (a handful of values, looked up once each).
+    language_of: dict[str, str] = {}
+    send = Action.SEND
+    decide, accept, capped = audience.decide, audience.accept, audience.capped
+    compose, check = templates.compose, templates.check
+    plain_summary = type(summary) is Summary
+    skips = summary.skip
+    limit, campaign = options.limit, options.campaign
     for contact in source.contacts():
-        decision = audience.decide(contact)
+        decision = decide(contact)
         mail = None
-        language = languages.get(contact.language_value.strip().casefold(), default_language)
-        if decision.action is Action.SEND:
+        value = contact.language_value
+        language = language_of.get(value)
+        if language is None:
+            language = languages.get(value.strip().casefold(), default_language)
+            if len(language_of) < 1024:
+                language_of[value] = language
+        if decision.action is send:
             assert decision.rep is not None
             try:
-                mail = templates.compose(contact, decision.rep, company, language, options.campaign)
+                if capped(decision.rep):
+                    # accept() will say rep_cap and drop the mail: only whether it composes counts.
+                    check(contact, decision.rep, company, language, campaign)
+                else:
+                    mail = compose(contact, decision.rep, company, language, campaign)
             except MissingField as missing:
                 decision = _skip(decision, Reason.MISSING_FIELD, missing.field)
             except jinja2.UndefinedError as exc:
                 decision = _skip(decision, Reason.MISSING_FIELD, str(exc))
             except HeaderInjection as bad:
                 decision = _skip(decision, Reason.INVALID_HEADER, f"control character in {bad.header}")
-            decision = audience.accept(decision)
-            if decision.action is not Action.SEND:
+            decision = accept(decision)
+            if decision.action is not send:
                 mail = None
-        summary.add(decision)
+        if plain_summary:
+            # Summary.add, inline.
+            summary.considered += 1
+            if decision.action is send:
+                summary.send += 1
+            else:
+                skips[decision.reason.value] += 1
+        else:
+            summary.add(decision)
         yield Planned(decision, mail, language)
-        if options.limit is not None and decision.action is Action.SEND and summary.send >= options.limit:
+        if limit is not None and decision.action is send and summary.send >= limit:
             return
 
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from repsend.errors import InputError
 from repsend.models import Contact, Reason, Rep, id15
-from repsend.sfa.base import Deal, DealIndex, Scope, address_blocks
+from repsend.sfa.base import _PRECEDENCE, DealIndex, Scope
 
 if TYPE_CHECKING:
     from repsend.settings import Settings
@@ -63,7 +64,12 @@ def parse_bool(value: str) -> bool:
     raise _BadValue(f"{value!r} is not a boolean (expected true/false, TRUE/FALSE or 1/0)")
 
 
-@lru_cache(maxsize=65536)
+# The spellings exports write, answered without stripping and lowering; anything else goes to parse_bool.
+_BOOLS = {"true": True, "TRUE": True, "True": True, "1": True, "false": False, "FALSE": False, "False": False,
+          "0": False, "": False}
+
+
+@lru_cache(maxsize=8192)
 def parse_date(value: str) -> date | None:
     """2025-03-14, 2025/03/14, 2025/3/14 or a full timestamp (its date as written)."""
     value = value.strip()
@@ -76,6 +82,50 @@ def parse_date(value: str) -> date | None:
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
         raise _BadValue(f"{value!r} is not a date that exists") from None
+
+
+# ``to_date`` answers as parse_date does, faster for the values an export repeats: a date alone is looked up
+# as written; a timestamp (nearly every one distinct) by its leading YYYY-MM-DD once that day has parsed, when
+# the rest is a time parse_date accepts. Both tables are bounded; a value not in them goes to parse_date.
+_DAYS_LIMIT = 65536
+_exact_days: dict[str, date | None] = {}
+_prefix_days: dict[str, date] = {}
+_PREFIX = re.compile(r"\d{4}[-/]\d{2}[-/]\d{2}")
+_TIME = re.compile(r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
+_MISS: Any = object()
+
+
+_times: set[str] = set()  # time parts (from the eleventh character) that _TIME matched
+
+
+def _is_time(value: str) -> bool:
+    """``_TIME.match(value, 10)``: the same answer, looked up for a time part seen before."""
+    rest = value[10:]
+    if rest in _times:
+        return True
+    if _TIME.match(rest) is None:
+        return False
+    if len(_times) < _DAYS_LIMIT:
+        _times.add(rest)
+    return True
+
+
+def to_date(value: str) -> date | None:
+    if len(value) > 10:
+        day = _prefix_days.get(value[:10])
+        if day is not None and _is_time(value):
+            return day
+    else:
+        day = _exact_days.get(value, _MISS)
+        if day is not _MISS:
+            return day
+    result = parse_date(value)
+    if len(value) <= 10 and len(_exact_days) < _DAYS_LIMIT:
+        _exact_days[value] = result
+    if result is not None and len(_prefix_days) < _DAYS_LIMIT and _PREFIX.fullmatch(value, 0, 10) is not None:
+        # The regex of parse_date can only have read the date from these ten characters.
+        _prefix_days[value[:10]] = result
+    return result
 
 
 @dataclass(slots=True)
@@ -131,6 +181,42 @@ class _Reader:
                 raise InputError(self._decode_error()) from None
             except csv.Error as exc:
                 raise InputError(f"{self.path}:{reader.line_num}: malformed CSV: {exc}") from None
+
+    @contextmanager
+    def records(self, required: tuple[str, ...]) -> Iterator[tuple[_Columns, Any]]:
+        """``rows`` for the loops that read every record, without a tuple per record: ``with`` gives
+        ``(columns, reader)``, the header read and checked; the caller iterates ``reader`` itself, skips
+        empty rows, checks each row's width (``width_error``) and takes the editor line from
+        ``reader.line_num`` as ``rows`` does. A decoding or CSV error inside the block becomes the same
+        InputError as in ``rows``."""
+        try:
+            handle = open(self.path, encoding=self.encoding, newline="")  # noqa: SIM115
+        except FileNotFoundError:
+            raise InputError(f"{self.path}: file not found") from None
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read: {exc.strerror}") from None
+        with handle:
+            reader = csv.reader(handle, strict=True)
+            try:
+                header = next(reader, None)
+                if header is None:
+                    raise InputError(f"{self.path}:1: the file is empty (expected a header of API field names)")
+                columns = _Columns(self.path, {h.strip().lower(): i for i, h in enumerate(header)})
+                missing = [name for name in required if not columns.has(name)]
+                if missing:
+                    raise InputError(
+                        f"{self.path}:1: missing required column{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(missing)} (the header has: {', '.join(h.strip() for h in header)})"
+                    )
+                self.width = len(header)
+                yield columns, reader
+            except UnicodeDecodeError:
+                raise InputError(self._decode_error()) from None
+            except csv.Error as exc:
+                raise InputError(f"{self.path}:{reader.line_num}: malformed CSV: {exc}") from None
+
+    def width_error(self, line: int, row: list[str]) -> InputError:
+        return InputError(f"{self.path}:{line}: {len(row)} fields where the header has {self.width}")
 
     def _decode_error(self) -> str:
         """The first line that does not decode; only read when decoding already failed."""
@@ -228,121 +314,266 @@ class CsvExportSource:
                 "OpportunityContactRole.csv is not in the export: deals reach contacts only through their "
                 "account and Opportunity.ContactId"
             )
-        return DealIndex.build(
-            self._deals(),
-            self._roles() if roles_file.is_file() else (),
-            recent_since,
-        )
+        return self._deal_index(recent_since, roles_file.is_file())
 
-    def _deals(self) -> Iterator[Deal]:
-        first = True
-        for cols, line, row in self._file("Opportunity.csv").rows(OPPORTUNITY_REQUIRED):
+    def _deal_index(self, recent_since: date, with_roles: bool) -> DealIndex:
+        """``DealIndex.build`` over Opportunity.csv and OpportunityContactRole.csv, one record at a time
+        without a ``Deal`` each: the same sets, the same checks and errors in the same order."""
+        index = DealIndex()
+        open_opps: set[str] = set()
+        recent_opps: set[str] = set()
+        open_accounts, open_contacts = index.open_accounts, index.open_contacts
+        recent_accounts, recent_contacts = index.recent_accounts, index.recent_contacts
+        file = self._file("Opportunity.csv")
+        with file.records(OPPORTUNITY_REQUIRED) as (cols, reader):
+            width = file.width
             get = cols.get
-            if first:
-                first = False
-                if not (cols.has("LastModifiedDate") or cols.has("CloseDate")):
-                    self._note(
-                        "Opportunity.csv has no LastModifiedDate or CloseDate column: a recently closed "
-                        "deal cannot make a contact recent"
-                    )
-                if not cols.has("Id"):
-                    self._note("Opportunity.csv has no Id column: contact roles cannot be matched to deals")
-            try:
-                closed = parse_bool(row[get("IsClosed")])  # type: ignore[index]
-            except _BadValue as exc:
-                raise self._fail(cols, line, "IsClosed", exc) from None
-            changed = None
-            for name in ("LastModifiedDate", "CloseDate"):
+            # A missing optional column reads as an empty cell: a pad cell at index ``width``.
+            p_closed, p_account = get("IsClosed"), get("AccountId")
+            p_id, p_contact, p_modified, p_close = (
+                width if p is None else p for p in (get("Id"), get("ContactId"), get("LastModifiedDate"),
+                                                   get("CloseDate"))
+            )
+            pad = width in (p_id, p_contact, p_modified, p_close)
+            first = True
+            line = reader.line_num + 1
+            for row in reader:
+                if len(row) != width:
+                    if row:
+                        raise file.width_error(line, row)
+                    line = reader.line_num + 1
+                    continue
+                if first:
+                    first = False
+                    if not (cols.has("LastModifiedDate") or cols.has("CloseDate")):
+                        self._note(
+                            "Opportunity.csv has no LastModifiedDate or CloseDate column: a recently closed "
+                            "deal cannot make a contact recent"
+                        )
+                    if not cols.has("Id"):
+                        self._note("Opportunity.csv has no Id column: contact roles cannot be matched to deals")
+                if pad:
+                    row.append("")
+                closed = _BOOLS.get(row[p_closed])  # type: ignore[index]
+                if closed is None:
+                    try:
+                        closed = parse_bool(row[p_closed])  # type: ignore[index]
+                    except _BadValue as exc:
+                        raise self._fail(cols, line, "IsClosed", exc) from None
                 try:
-                    value = parse_date(_cell(row, get(name)))
+                    changed = to_date(row[p_modified])
                 except _BadValue as exc:
-                    raise self._fail(cols, line, name, exc) from None
+                    raise self._fail(cols, line, "LastModifiedDate", exc) from None
+                try:
+                    value = to_date(row[p_close])
+                except _BadValue as exc:
+                    raise self._fail(cols, line, "CloseDate", exc) from None
                 if value is not None and (changed is None or value > changed):
                     changed = value
-            yield Deal(
-                id=_cell(row, get("Id")),
-                account_id=row[get("AccountId")],  # type: ignore[index]
-                contact_id=_cell(row, get("ContactId")),
-                is_closed=closed,
-                changed=changed,
-            )
-
-    def _roles(self) -> Iterator[tuple[str, str]]:
-        for cols, _line, row in self._file("OpportunityContactRole.csv").rows(ROLE_REQUIRED):
-            yield row[cols.get("OpportunityId")], row[cols.get("ContactId")]  # type: ignore[index]
+                # id15 of each ID; a cell is always a string.
+                account = row[p_account].strip()[:15]  # type: ignore[index]
+                contact = row[p_contact].strip()[:15]
+                if not closed:
+                    open_opps.add(row[p_id].strip()[:15])
+                    if account:
+                        open_accounts.add(account)
+                    if contact:
+                        open_contacts.add(contact)
+                elif changed is not None and changed >= recent_since:
+                    recent_opps.add(row[p_id].strip()[:15])
+                    if account:
+                        recent_accounts.add(account)
+                    if contact:
+                        recent_contacts.add(contact)
+                line = reader.line_num + 1
+        if not with_roles:
+            return index
+        file = self._file("OpportunityContactRole.csv")
+        with file.records(ROLE_REQUIRED) as (cols, reader):
+            width = file.width
+            p_opp, p_contact = cols.get("OpportunityId"), cols.get("ContactId")
+            line = reader.line_num + 1
+            for row in reader:
+                if len(row) != width:
+                    if row:
+                        raise file.width_error(line, row)
+                    line = reader.line_num + 1
+                    continue
+                contact = row[p_contact].strip()[:15]  # type: ignore[index]
+                if contact:
+                    opp = row[p_opp].strip()[:15]  # type: ignore[index]
+                    if opp in open_opps:
+                        open_contacts.add(contact)
+                    elif opp in recent_opps:
+                        recent_contacts.add(contact)
+                line = reader.line_num + 1
+        return index
 
     def blocked_addresses(self, deals: DealIndex, scope: Scope) -> dict[str, Reason]:
         """The first pass over Contact.csv; it also checks every value, so that a malformed file
-        stops the run before a single decision is printed."""
-        flags = ((c.email, c.id, c.account_id, c.opted_out, c.bounced) for c in self._contacts(check_only=True))
-        return address_blocks(flags, deals, scope)
+        stops the run before a single decision is printed.
+
+        ``address_blocks`` over (email, id, account id, opted out, bounced) of every record, without
+        building a Contact for each: only the cells that block an address are read, and every value
+        the second pass will read is checked here, in the same order and with the same errors."""
+        blocks: dict[str, Reason] = {}
+        precedence = _PRECEDENCE
+        opted_out, bounced_, active_deal = Reason.OPTED_OUT, Reason.BOUNCED, Reason.ACTIVE_DEAL
+        open_accounts = deals.open_accounts if scope == "account" else frozenset()
+        open_contacts = deals.open_contacts
+        file = self._file("Contact.csv")
+        path = file.path
+        exact_days_get, prefix_days_get, is_time, miss = _exact_days.get, _prefix_days.get, _is_time, _MISS
+        with file.records(CONTACT_REQUIRED) as (cols, reader):
+            width = file.width
+            p = self._contact_positions(cols, width)
+            p_id, p_email, p_account = p[0], p[1], p[5]
+            p_opted, p_bounced, p_activity, p_created = p[8], p[9], p[10], p[11]
+            pad = width in p
+            first = True
+            line = reader.line_num + 1
+            for row in reader:
+                if len(row) != width:
+                    if row:
+                        raise file.width_error(line, row)
+                    line = reader.line_num + 1
+                    continue
+                if first:
+                    first = False
+                    self._contact_notes(cols)
+                if pad:
+                    row.append("")
+                opted = _BOOLS.get(row[p_opted])
+                if opted is None:
+                    opted = _bool_at(row, p_opted, path, line, "HasOptedOutOfEmail")
+                bounced = _BOOLS.get(row[p_bounced])
+                if bounced is None:
+                    bounced = _bool_at(row, p_bounced, path, line, "IsEmailBounced")
+                # to_date, its lookups inline: a date as written, then a timestamp by its day.
+                value = row[p_activity]
+                if exact_days_get(value, miss) is miss:
+                    try:
+                        to_date(value)
+                    except _BadValue as exc:
+                        raise InputError(f"{path}:{line}: LastActivityDate: {exc}") from None
+                value = row[p_created]
+                if prefix_days_get(value[:10]) is None or not is_time(value):
+                    try:
+                        to_date(value)
+                    except _BadValue as exc:
+                        raise InputError(f"{path}:{line}: CreatedDate: {exc}") from None
+                line = reader.line_num + 1
+                if opted:
+                    reason = opted_out
+                elif bounced:
+                    reason = bounced_
+                elif row[p_account].strip()[:15] in open_accounts or row[p_id].strip()[:15] in open_contacts:
+                    reason = active_deal
+                else:
+                    continue
+                address = row[p_email].strip().lower()  # normalize_email
+                if not address:
+                    continue
+                held = blocks.get(address)
+                if held is None or precedence[reason] < precedence[held]:
+                    blocks[address] = reason
+        return blocks
 
     def contacts(self) -> Iterator[Contact]:
-        return self._contacts(check_only=False)
+        """The second pass over Contact.csv: every record as a Contact, in file order."""
+        file = self._file("Contact.csv")
+        path = file.path
+        exact_days_get, prefix_days_get, is_time, miss = _exact_days.get, _prefix_days.get, _is_time, _MISS
+        with file.records(CONTACT_REQUIRED) as (cols, reader):
+            width = file.width
+            (
+                p_id, p_email, p_owner, p_first, p_last, p_account, p_account_name, p_title,
+                p_opted, p_bounced, p_activity, p_created, p_language,
+            ) = positions = self._contact_positions(cols, width)
+            extra_fields = [(name, cols.get(name)) for name in self.contact_fields]
+            extra_fields = [(name, position) for name, position in extra_fields if position is not None]
+            pad = width in positions
+            first = True
+            line = reader.line_num + 1
+            for row in reader:
+                if len(row) != width:
+                    if row:
+                        raise file.width_error(line, row)
+                    line = reader.line_num + 1
+                    continue
+                if first:
+                    first = False
+                    self._contact_notes(cols)
+                if pad:
+                    row.append("")
+                opted = _BOOLS.get(row[p_opted])
+                if opted is None:
+                    opted = _bool_at(row, p_opted, path, line, "HasOptedOutOfEmail")
+                bounced = _BOOLS.get(row[p_bounced])
+                if bounced is None:
+                    bounced = _bool_at(row, p_bounced, path, line, "IsEmailBounced")
+                # to_date, its lookups inline: a date as written, then a timestamp by its day.
+                value = row[p_activity]
+                activity = exact_days_get(value, miss)
+                if activity is miss:
+                    try:
+                        activity = to_date(value)
+                    except _BadValue as exc:
+                        raise InputError(f"{path}:{line}: LastActivityDate: {exc}") from None
+                value = row[p_created]
+                created = prefix_days_get(value[:10])
+                if created is None or not is_time(value):
+                    try:
+                        created = to_date(value)
+                    except _BadValue as exc:
+                        raise InputError(f"{path}:{line}: CreatedDate: {exc}") from None
+                yield Contact(
+                    row[p_id].strip(),
+                    row[p_email],
+                    row[p_owner].strip(),
+                    row[p_first],
+                    row[p_last],
+                    row[p_account].strip(),
+                    row[p_account_name],
+                    row[p_title],
+                    opted,
+                    bounced,
+                    activity,
+                    created,
+                    row[p_language],
+                    {name: row[position] for name, position in extra_fields} if extra_fields else {},
+                    f"Contact.csv:{line}",
+                )
+                line = reader.line_num + 1
 
-    def _contacts(self, check_only: bool) -> Iterator[Contact]:
-        path = self.folder / "Contact.csv"
-        positions = None
-        for cols, line, row in self._file("Contact.csv").rows(CONTACT_REQUIRED):
-            if positions is None:
-                positions = self._contact_positions(cols)
-                (
-                    p_id, p_email, p_owner, p_first, p_last, p_account, p_account_name, p_title,
-                    p_opted, p_bounced, p_activity, p_created, p_language, p_extra,
-                ) = positions
-            opted = _bool_at(row, p_opted, path, line, "HasOptedOutOfEmail")
-            bounced = _bool_at(row, p_bounced, path, line, "IsEmailBounced")
-            try:
-                activity = parse_date(row[p_activity]) if p_activity is not None else None
-            except _BadValue as exc:
-                raise InputError(f"{path}:{line}: LastActivityDate: {exc}") from None
-            try:
-                created = parse_date(row[p_created]) if p_created is not None else None
-            except _BadValue as exc:
-                raise InputError(f"{path}:{line}: CreatedDate: {exc}") from None
-            yield Contact(
-                id=row[p_id].strip(),
-                email=row[p_email],
-                owner_id=row[p_owner].strip(),
-                first_name="" if check_only else _cell(row, p_first),
-                last_name="" if check_only else _cell(row, p_last),
-                account_id=_cell(row, p_account).strip(),
-                account_name="" if check_only else _cell(row, p_account_name),
-                title="" if check_only else _cell(row, p_title),
-                opted_out=opted,
-                bounced=bounced,
-                last_activity=activity,
-                created=created,
-                language_value="" if check_only else _cell(row, p_language),
-                extra={} if check_only else {name: row[p] for name, p in p_extra if p is not None},
-                origin=f"Contact.csv:{line}",
-            )
+    def _contact_positions(self, cols: _Columns, pad: int) -> tuple[int, ...]:
+        """Where each Contact value is; a missing column at ``pad``, the empty cell appended to each row
+        (an empty cell reads as the missing column did: false, no date, empty text)."""
+        language = cols.get(self.language_field) if self.language_field else None
+        get = cols.get
+        positions = (
+            get("Id"), get("Email"), get("OwnerId"), get("FirstName"), get("LastName"), get("AccountId"),
+            get("Account.Name"), get("Title"), get("HasOptedOutOfEmail"), get("IsEmailBounced"),
+            get("LastActivityDate"), get("CreatedDate"), language,
+        )
+        return tuple(pad if position is None else position for position in positions)
 
-    def _contact_positions(self, cols: _Columns) -> tuple:
+    def _contact_notes(self, cols: _Columns) -> None:
+        """What Contact.csv lacks, said once, when its first record is read."""
         for name, rule in CONTACT_OPTIONAL.items():
             if not cols.has(name):
                 self._note(f"Contact.csv has no {name} column: {rule} has nothing to go on")
-        language = None
-        if self.language_field:
-            language = cols.get(self.language_field)
-            if language is None:
-                self._note(
-                    f"Contact.csv has no {self.language_field} column ([template] language_field): "
-                    "every mail uses the default language"
-                )
-        extra = [(name, cols.get(name)) for name in self.contact_fields]
-        for name, position in extra:
-            if position is None:
+        if self.language_field and cols.get(self.language_field) is None:
+            self._note(
+                f"Contact.csv has no {self.language_field} column ([template] language_field): "
+                "every mail uses the default language"
+            )
+        for name in self.contact_fields:
+            if cols.get(name) is None:
                 self._note(
                     f"Contact.csv has no {name} column ([sfa] contact_fields): a template that needs it "
                     "skips the contact with missing_field"
                 )
-        get = cols.get
-        return (
-            get("Id"), get("Email"), get("OwnerId"), get("FirstName"), get("LastName"), get("AccountId"),
-            get("Account.Name"), get("Title"), get("HasOptedOutOfEmail"), get("IsEmailBounced"),
-            get("LastActivityDate"), get("CreatedDate"), language, extra,
-        )
 
     def close(self) -> None:
         pass
