@@ -67,7 +67,6 @@ class Audience:
         self.history = history or History()
         self._chosen: set[str] = set()
         self._rep_count: dict[str, int] = dict(self.history.rep_sent_today)
-        self._plain_deals = type(deals) is DealIndex
 
     def decide(self, contact: Contact) -> Decision:
         """The decision for one contact; a ``send`` is provisional until ``accept`` (see below)."""
@@ -116,35 +115,18 @@ class Audience:
         if address in history.campaign_addresses:
             return Reason.ALREADY_SENT, None, ""
         rules = self.rules
-        deals = self.deals
-        if self._plain_deals:
-            # DealIndex.in_open_deal and deal_changed_recently, with each ID cut to 15 characters once.
-            contact_key = id15(contact.id)
-            by_account = rules.scope != "contact_role"
-            account_key = id15(contact.account_id) if by_account else ""
-            if by_account:
-                in_open_deal = account_key in deals.open_accounts or contact_key in deals.open_contacts
-            else:
-                in_open_deal = contact_key in deals.open_contacts
-        else:
-            in_open_deal = deals.in_open_deal(contact, rules.scope)
-        if in_open_deal:
+        contact_key, account_key = id15(contact.id), id15(contact.account_id)
+        if self.deals.in_open_deal(contact_key, account_key, rules.scope):
             return Reason.ACTIVE_DEAL, None, ""
         if blocked is Reason.ACTIVE_DEAL:
             return Reason.ACTIVE_DEAL, None, "on another record"
         since = rules.dormant_since
-        created = contact.created
-        last_activity = contact.last_activity
-        if (created is not None and created >= since) or (last_activity is not None and last_activity >= since):
-            return Reason.RECENT_ACTIVITY, None, ""
-        if self._plain_deals:
-            if by_account:
-                recent = account_key in deals.recent_accounts or contact_key in deals.recent_contacts
-            else:
-                recent = contact_key in deals.recent_contacts
-        else:
-            recent = deals.deal_changed_recently(contact, rules.scope)
-        if recent:
+        created, last_activity = contact.created, contact.last_activity
+        if (
+            (created is not None and created >= since)
+            or (last_activity is not None and last_activity >= since)
+            or self.deals.deal_changed_recently(contact_key, account_key, rules.scope)
+        ):
             return Reason.RECENT_ACTIVITY, None, ""
         last = history.last_mailed.get(address)
         if last is not None and last >= rules.cooldown_since:

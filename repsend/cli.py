@@ -168,11 +168,14 @@ def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None
 
 def _read_history_readonly(settings: Any, options: Any) -> Any:
     """What the send log knows (already sent, cooldown, caps), read without writing; None without a log."""
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None  # no log yet: nothing to read, and no reason to load SQLAlchemy to learn that
     from repsend.clock import SystemClock
     from repsend.sending import read_history
     from repsend.sendlog import SendLog
 
-    log = SendLog.open_readonly(settings.database_url)
+    log = SendLog.open_readonly(url)
     if log is None:
         return None
     try:

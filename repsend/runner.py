@@ -142,8 +142,6 @@ def _stream(
     send = Action.SEND
     decide, accept, capped = audience.decide, audience.accept, audience.capped
     compose, check = templates.compose, templates.check
-    plain_summary = type(summary) is Summary
-    skips = summary.skip
     limit, campaign = options.limit, options.campaign
     for contact in source.contacts():
         decision = decide(contact)
@@ -171,15 +169,7 @@ def _stream(
             decision = accept(decision)
             if decision.action is not send:
                 mail = None
-        if plain_summary:
-            # Summary.add, inline.
-            summary.considered += 1
-            if decision.action is send:
-                summary.send += 1
-            else:
-                skips[decision.reason.value] += 1
-        else:
-            summary.add(decision)
+        summary.add(decision)
         yield Planned(decision, mail, language)
         if limit is not None and decision.action is send and summary.send >= limit:
             return

@@ -70,15 +70,16 @@ class DealIndex:
                 index.recent_contacts.add(contact)
         return index
 
-    def in_open_deal(self, contact: Contact, scope: Scope) -> bool:
+    # Keys are IDs already cut to 15 characters (``id15``): the audience cuts each once per contact.
+    def in_open_deal(self, contact_key: str, account_key: str, scope: Scope) -> bool:
         if scope == "contact_role":
-            return id15(contact.id) in self.open_contacts
-        return id15(contact.account_id) in self.open_accounts or id15(contact.id) in self.open_contacts
+            return contact_key in self.open_contacts
+        return account_key in self.open_accounts or contact_key in self.open_contacts
 
-    def deal_changed_recently(self, contact: Contact, scope: Scope) -> bool:
+    def deal_changed_recently(self, contact_key: str, account_key: str, scope: Scope) -> bool:
         if scope == "contact_role":
-            return id15(contact.id) in self.recent_contacts
-        return id15(contact.account_id) in self.recent_accounts or id15(contact.id) in self.recent_contacts
+            return contact_key in self.recent_contacts
+        return account_key in self.recent_accounts or contact_key in self.recent_contacts
 
 
 def address_blocks(
