@@ -15,7 +15,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +181,7 @@ def send_run(
                     break
                 throttle.wait()
                 assert transport is not None
-                outcome = _send_one(current, settings, log, transport, clock, run_id, options)
+                outcome = _send_one(current, settings, log, transport, clock, run_id, options, window.zone)
                 result.outcomes[outcome.state] += 1
                 shown = current if outcome.state != TAKEN else Planned(_taken(current.decision), None, current.language)
                 reporter.decision(shown, outcome)
@@ -235,7 +235,7 @@ def _not_sent(first: Planned | None, rest: Iterator[Planned], result: RunResult,
 
 
 def _send_one(item: Planned, settings: Settings, log: SendLog, transport: Transport, clock: Clock, run_id: str,
-              options: RunOptions) -> Outcome:
+              options: RunOptions, zone: tzinfo) -> Outcome:
     from repsend.transport import DeliveryUnknown, RecipientRefused, TemporaryFailure
 
     mail, decision = item.mail, item.decision
@@ -245,7 +245,7 @@ def _send_one(item: Planned, settings: Settings, log: SendLog, transport: Transp
     msg = to_message(
         mail,
         message_id=message_id,
-        date=format_datetime(now.astimezone(SendWindow("", [], settings.rate.timezone).zone)),
+        date=format_datetime(now.astimezone(zone)),  # the Date in the rate time zone
         unsubscribe_url=settings.mail.unsubscribe_url,
     )
     address = normalize_email(mail.to.addr_spec)

@@ -14,7 +14,9 @@ fails, the login is refused. Its message names ``host:port`` and the user, never
 
 The message is sent step by step (MAIL, RCPT, DATA, the content, the final reply) rather than with
 ``sendmail()``, because only then is it known which side of the final dot the connection broke on
-(RFC 5321 section 4.1.1.4: without the final ``.`` the server must not deliver).
+(RFC 5321 section 4.1.1.4: without the final ``.`` the server must not deliver). A server that offers
+PIPELINING (RFC 2920) gets MAIL, RCPT and DATA in one write and answers them together: two round trips
+fewer a mail, the same outcomes, the content still sent only after MAIL and RCPT were accepted.
 """
 
 from __future__ import annotations
@@ -367,6 +369,13 @@ class SmtpTransport:
 
     def send(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered:
         """Send one message to one recipient; 4xx and drops before the data are retried with backoff."""
+        # The first try runs outside tenacity, whose bookkeeping costs about a tenth of a transaction
+        # with a local server; after a TemporaryFailure the same Retrying as ever takes over, its first
+        # attempt being that failure (so the waits, the attempts and the error raised stay the same).
+        try:
+            return self._attempt(msg, envelope_from, recipient)
+        except TemporaryFailure as exc:
+            first: TemporaryFailure | None = exc
         for attempt in Retrying(
             stop=stop_after_attempt(self.retries),
             wait=SEND_WAIT,
@@ -375,14 +384,20 @@ class SmtpTransport:
             reraise=True,
         ):
             with attempt:
-                smtp = self._connection()
-                try:
-                    return self._transaction(smtp, msg, envelope_from, recipient)
-                except _Stale:
-                    # An idle connection the server had closed (or a 421 at once): one new connection
-                    # without waiting, then the normal backoff.
-                    return self._transaction(self._connection(), msg, envelope_from, recipient)
+                if first is not None:
+                    failure, first = first, None
+                    raise failure
+                return self._attempt(msg, envelope_from, recipient)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered:
+        smtp = self._connection()
+        try:
+            return self._transaction(smtp, msg, envelope_from, recipient)
+        except _Stale:
+            # An idle connection the server had closed (or a 421 at once): one new connection
+            # without waiting, then the normal backoff.
+            return self._transaction(self._connection(), msg, envelope_from, recipient)
 
     def _prepare(self, smtp: smtplib.SMTP, msg: EmailMessage, envelope_from: str,
                  recipient: str) -> tuple[bytes, list[str]]:
@@ -408,6 +423,8 @@ class SmtpTransport:
 
     def _transaction(self, smtp: smtplib.SMTP, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered:
         content, options = self._prepare(smtp, msg, envelope_from, recipient)
+        if smtp.has_extn("pipelining"):
+            return self._pipelined(smtp, content, options, envelope_from, recipient)
         stale_possible = self._used
         stage = "MAIL FROM"
         try:
@@ -440,6 +457,78 @@ class SmtpTransport:
             raise TemporaryFailure(
                 None, f"{self.where}: connection lost at {stage}, before the message was sent ({_reason(exc)})"
             ) from None
+        self._check(smtp, stage, code, resp)
+        return Delivered(code, _text(resp))
+
+    def _pipelined(self, smtp: smtplib.SMTP, content: bytes, options: list[str], envelope_from: str,
+                   recipient: str) -> Delivered:
+        """The same transaction with PIPELINING (RFC 2920): MAIL, RCPT and DATA in one write, then their replies.
+
+        It saves two round trips a mail and changes no outcome. The replies are read in order and judged
+        as the step-by-step transaction judges them: a 421 (or a reply that makes no sense) drops the
+        connection at once; the first 4xx or 5xx of MAIL or RCPT is the one raised, once the replies
+        still due are read (and the RSET sent); the message data go out only after MAIL and RCPT were
+        accepted and DATA answered 354. A server that answers 354 although it refused the sender or the
+        recipient gets the final dot alone (an empty message without a recipient, which it cannot
+        deliver) before the RSET. A drop before the data is a TemporaryFailure, or the refusal already
+        read; after the data and before the final reply it is a DeliveryUnknown, as ever.
+        """
+        stale_possible = self._used
+        refused: tuple[str, int, bytes] | None = None  # the first 4xx/5xx of MAIL or RCPT
+        stage = "MAIL FROM"
+        try:
+            if "SMTPUTF8" in options:
+                smtp.command_encoding = "utf-8"  # what smtplib's mail() does for this option
+            optionlist = "".join(" " + option for option in options)
+            commands = (f"mail FROM:{smtplib.quoteaddr(envelope_from)}{optionlist}\r\n"
+                        f"rcpt TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n")
+            if commands.count("\r") != 3 or commands.count("\n") != 3:  # what smtplib's putcmd refuses
+                raise ValueError(f"command and arguments contain prohibited newline characters: {commands!r}")
+            smtp.send(commands)
+            code, resp = smtp.getreply()
+            if code == 421 and stale_possible:
+                self._drop()
+                raise _Stale
+            self._used = True  # the connection answered: a later drop at MAIL is no longer "stale"
+            for stage in ("MAIL FROM", "RCPT TO", "DATA"):
+                if stage != "MAIL FROM":
+                    code, resp = smtp.getreply()
+                if stage == "DATA" and code == 354:
+                    break
+                closing = code == 421 or not (200 <= code < 300 or 400 <= code < 600)
+                if refused is not None:
+                    if closing:  # the server goes away after a refusal: the refusal stands
+                        self._drop()
+                        break
+                elif closing or stage == "DATA":
+                    self._check(smtp, stage, code, resp, expected=354 if stage == "DATA" else 0)
+                elif not 200 <= code < 300:
+                    refused = (stage, code, resp)
+            if refused is None:
+                stage = "the message data"
+                smtp.send(content)
+                stage = "the final reply"
+                code, resp = smtp.getreply()
+            elif code == 354 and self._smtp is smtp:
+                stage = "the message data"
+                smtp.send(b".\r\n")
+                smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            if refused is None:
+                if stage == "the final reply":
+                    raise DeliveryUnknown(
+                        f"{self.where}: the connection broke after the message was sent and before the server's"
+                        f" reply ({_reason(exc)}): it may have been delivered; not retried"
+                    ) from None
+                if stage == "MAIL FROM" and stale_possible:
+                    raise _Stale from None
+                raise TemporaryFailure(
+                    None, f"{self.where}: connection lost at {stage}, before the message was sent ({_reason(exc)})"
+                ) from None
+        if refused is not None:
+            self._check(smtp, *refused)  # RSET (a dropped connection stays dropped), then the refusal
+            raise AssertionError("unreachable")  # pragma: no cover - _check raised it
         self._check(smtp, stage, code, resp)
         return Delivered(code, _text(resp))
 

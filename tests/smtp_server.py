@@ -91,8 +91,11 @@ class SmtpSink:
         auth: tuple[str, str] | None = None,
         eight_bit_mime: bool = True,
         hostname: str = "mx.sink.test",
+        pipelining: bool = False,
     ) -> None:
         self.tls = tls
+        # Offer PIPELINING (RFC 2920): aiosmtpd reads pipelined commands one line at a time anyway.
+        self.pipelining = pipelining
         self.auth = auth
         self.messages: list[Received] = []
         self.unanswered: list[Received] = []  # content received, then the connection dropped (EOM drop)
@@ -378,6 +381,13 @@ class _Handler:
 
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_EHLO(self, server: _SinkSMTP, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname  # the five-argument hook must do what aiosmtpd would
+        if self.sink.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server: _SinkSMTP, session: Any, envelope: Any) -> str | None:
         login = session.login_data

@@ -46,6 +46,13 @@ BODY = (
 )
 
 
+
+@pytest.fixture(params=[False, True], ids=["one-step", "pipelined"])
+def smtp_sink(request: pytest.FixtureRequest, make_smtp_sink: Any) -> Any:
+    """Every test here runs against a server that offers PIPELINING and one that does not."""
+    return make_smtp_sink(pipelining=request.param)
+
+
 def message(n: int, message_id: str | None = None) -> EmailMessage:
     mail = Mail(
         to=Address(display_name=f"山田{n} 花子", addr_spec=f"c{n}@example.co.jp"),
