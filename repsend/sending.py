@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from repsend.audience import History
 from repsend.clock import Clock
 from repsend.compose import to_message
-from repsend.errors import EXIT_OK, EXIT_SERVICE, EXIT_SOME_FAILED, MailError
+from repsend.errors import EXIT_OK, EXIT_SERVICE, EXIT_SOME_FAILED, MailError, RepsendError
 from repsend.models import Action, Decision, Reason, id15, normalize_email
 from repsend.runner import Planned, RunOptions, Summary, plan
 from repsend.settings import Settings
@@ -156,11 +156,16 @@ def send_run(
     history = read_history(log, settings, options.campaign, options.as_of, now)
     log.start_run(run_id, options.campaign, now, socket.gethostname(), os.getpid())
     sends: list[Planned] = []
-    for item in plan(settings, source, options, history, result.summary):
-        if item.mail is None:
-            reporter.decision(item, None)
-        else:
-            sends.append(item)
+    try:
+        for item in plan(settings, source, options, history, result.summary):
+            if item.mail is None:
+                reporter.decision(item, None)
+            else:
+                sends.append(item)
+    except RepsendError as exc:
+        # A bad template, a malformed export or an SFA failure: nothing was sent; the run says how it ended.
+        log.finish_run(run_id, clock.now(), _run_counts(result), exc.exit_code)
+        raise
 
     throttle = Throttle(settings.rate.per_minute, settings.rate.per_hour, clock)
     # Built before the first mail (a missing host is a config error, exit 2); it connects lazily.

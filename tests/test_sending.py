@@ -360,3 +360,18 @@ def test_the_send_log_as_a_manager_reads_it(tmp_path: Path, smtp_sink: SmtpSink)
     assert records[-1] == {"type": "summary", "attempts": 1, "states": {"failed": 1}}
     later = CliRunner().invoke(app, ["log", "--since", "2099-01-01", "--config", str(config)])
     assert "no send attempts match" in later.stdout
+
+
+def test_a_malformed_export_stops_a_real_run_before_any_mail(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    config = cli_config(tmp_path, 3)
+    contacts = tmp_path / "export" / "Contact.csv"
+    contacts.write_text(contacts.read_text(encoding="utf-8").replace('"false"', '"nein"', 1), encoding="utf-8")
+    process = cli(config, env=smtp_sink.env())
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert f"{contacts}:2: HasOptedOutOfEmail: 'nein' is not a boolean" in err and "Traceback" not in err
+    assert smtp_sink.messages == [] and smtp_sink.connections == 0
+    log = SendLog.open(f"sqlite:///{tmp_path / 'repsend.db'}")
+    assert log.rows() == []
+    [run_row] = log.runs()
+    assert run_row.exit_code == 2 and run_row.finished_at is not None
