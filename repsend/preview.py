@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
+from zoneinfo import ZoneInfo
 
 from repsend.audience import History
 from repsend.compose import POLICY, to_message
@@ -37,7 +38,7 @@ def render_preview(settings: Settings, source: Source, options: RunOptions, want
         msg = to_message(
             item.mail,
             message_id=make_msgid(domain=settings.company.domain),
-            date=format_datetime(datetime.now().astimezone()),
+            date=format_datetime(datetime.now(ZoneInfo(settings.rate.timezone))),  # as a run dates it
             unsubscribe_url=settings.mail.unsubscribe_url,
         )
         if raw:

@@ -59,7 +59,7 @@ def test_english_mail_uses_the_reps_name_when_there_is_no_signature() -> None:
     assert str(msg["Subject"]) == "Catching up, John"
     body = msg.get_content().replace("\r\n", "\n")
     assert body.startswith("Hi John,\n")
-    assert "going at Northwind Traders Inc.." in body
+    assert "going at Northwind Traders Inc. these days." in body
     assert "Best regards,\nEmily Carter\n\n--\n" in body
     assert "write to optout@acme.example" in body
 
