@@ -193,10 +193,12 @@ def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool
 
     clock = SystemClock()
     printer = RunPrinter(sys.stdout, json_lines, progress=sys.stderr if sys.stderr.isatty() else None)
+    # Built (not connected) before the send log is touched: a transport config error writes nothing.
+    transport = open_transport(settings, clock)
     log = SendLog.open(settings.database_url)
     try:
         result = send_run(
-            settings, source, options, log=log, open_transport=lambda: open_transport(settings, clock),
+            settings, source, options, log=log, open_transport=lambda: transport,
             clock=clock, reporter=printer, wait=wait,
         )
     finally:

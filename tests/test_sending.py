@@ -375,3 +375,11 @@ def test_a_malformed_export_stops_a_real_run_before_any_mail(tmp_path: Path, smt
     assert log.rows() == []
     [run_row] = log.runs()
     assert run_row.exit_code == 2 and run_row.finished_at is not None
+
+
+def test_no_mail_server_configured_is_a_config_error_that_writes_nothing(tmp_path: Path) -> None:
+    process = cli(cli_config(tmp_path, 2))
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "no SMTP server: set [smtp] host in the config file or SMTP_HOST" in err
+    assert not (tmp_path / "repsend.db").exists()
