@@ -258,6 +258,7 @@ class CsvExportSource:
         self.language_field = language_field
         self.notes: list[str] = []
         self._noted: set[str] = set()
+        self._columns: _Columns | None = None  # Contact.csv's header, once a pass has read it
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CsvExportSource:
@@ -414,84 +415,66 @@ class CsvExportSource:
         stops the run before a single decision is printed.
 
         ``address_blocks`` over (email, id, account id, opted out, bounced) of every record, without
-        building a Contact for each: only the cells that block an address are read, and every value
-        the second pass will read is checked here, in the same order and with the same errors."""
+        building a Contact for each: only the cells that block an address are read."""
         blocks: dict[str, Reason] = {}
         precedence = _PRECEDENCE
         opted_out, bounced_, active_deal = Reason.OPTED_OUT, Reason.BOUNCED, Reason.ACTIVE_DEAL
         open_accounts = deals.open_accounts if scope == "account" else frozenset()
         open_contacts = deals.open_contacts
-        file = self._file("Contact.csv")
-        path = file.path
-        exact_days_get, prefix_days_get, is_time, miss = _exact_days.get, _prefix_days.get, _is_time, _MISS
-        with file.records(CONTACT_REQUIRED) as (cols, reader):
-            width = file.width
-            p = self._contact_positions(cols, width)
-            p_id, p_email, p_account = p[0], p[1], p[5]
-            p_opted, p_bounced, p_activity, p_created = p[8], p[9], p[10], p[11]
-            pad = width in p
-            first = True
-            line = reader.line_num + 1
-            for row in reader:
-                if len(row) != width:
-                    if row:
-                        raise file.width_error(line, row)
-                    line = reader.line_num + 1
-                    continue
-                if first:
-                    first = False
-                    self._contact_notes(cols)
-                if pad:
-                    row.append("")
-                opted = _BOOLS.get(row[p_opted])
-                if opted is None:
-                    opted = _bool_at(row, p_opted, path, line, "HasOptedOutOfEmail")
-                bounced = _BOOLS.get(row[p_bounced])
-                if bounced is None:
-                    bounced = _bool_at(row, p_bounced, path, line, "IsEmailBounced")
-                # to_date, its lookups inline: a date as written, then a timestamp by its day.
-                value = row[p_activity]
-                if exact_days_get(value, miss) is miss:
-                    try:
-                        to_date(value)
-                    except _BadValue as exc:
-                        raise InputError(f"{path}:{line}: LastActivityDate: {exc}") from None
-                value = row[p_created]
-                if prefix_days_get(value[:10]) is None or not is_time(value):
-                    try:
-                        to_date(value)
-                    except _BadValue as exc:
-                        raise InputError(f"{path}:{line}: CreatedDate: {exc}") from None
-                line = reader.line_num + 1
-                if opted:
-                    reason = opted_out
-                elif bounced:
-                    reason = bounced_
-                elif row[p_account].strip()[:15] in open_accounts or row[p_id].strip()[:15] in open_contacts:
-                    reason = active_deal
-                else:
-                    continue
-                address = row[p_email].strip().lower()  # normalize_email
-                if not address:
-                    continue
-                held = blocks.get(address)
-                if held is None or precedence[reason] < precedence[held]:
-                    blocks[address] = reason
+        for p, _line, row, opted, bounced, _activity, _created in self._checked_rows():
+            if opted:
+                reason = opted_out
+            elif bounced:
+                reason = bounced_
+            elif row[p[5]].strip()[:15] in open_accounts or row[p[0]].strip()[:15] in open_contacts:
+                reason = active_deal
+            else:
+                continue
+            address = row[p[1]].strip().lower()  # normalize_email
+            if not address:
+                continue
+            held = blocks.get(address)
+            if held is None or precedence[reason] < precedence[held]:
+                blocks[address] = reason
         return blocks
 
     def contacts(self) -> Iterator[Contact]:
         """The second pass over Contact.csv: every record as a Contact, in file order."""
+        extra_fields: list[tuple[str, int]] | None = None
+        for p, line, row, opted, bounced, activity, created in self._checked_rows():
+            if extra_fields is None:
+                columns = self._columns
+                extra_fields = [(name, columns.get(name)) for name in self.contact_fields]  # type: ignore[misc]
+                extra_fields = [(name, position) for name, position in extra_fields if position is not None]
+            yield Contact(
+                row[p[0]].strip(),
+                row[p[1]],
+                row[p[2]].strip(),
+                row[p[3]],
+                row[p[4]],
+                row[p[5]].strip(),
+                row[p[6]],
+                row[p[7]],
+                opted,
+                bounced,
+                activity,
+                created,
+                row[p[12]],
+                {name: row[position] for name, position in extra_fields} if extra_fields else {},
+                f"Contact.csv:{line}",
+            )
+
+    def _checked_rows(self) -> Iterator[tuple[tuple[int, ...], int, list[str], bool, bool, date | None, date | None]]:
+        """Every Contact.csv record with its checked booleans and dates: (positions, line, row, opted out,
+        bounced, last activity, created). Both passes read through here, so both raise the same errors."""
         file = self._file("Contact.csv")
         path = file.path
         exact_days_get, prefix_days_get, is_time, miss = _exact_days.get, _prefix_days.get, _is_time, _MISS
         with file.records(CONTACT_REQUIRED) as (cols, reader):
+            self._columns = cols
             width = file.width
-            (
-                p_id, p_email, p_owner, p_first, p_last, p_account, p_account_name, p_title,
-                p_opted, p_bounced, p_activity, p_created, p_language,
-            ) = positions = self._contact_positions(cols, width)
-            extra_fields = [(name, cols.get(name)) for name in self.contact_fields]
-            extra_fields = [(name, position) for name, position in extra_fields if position is not None]
+            positions = self._contact_positions(cols, width)
+            p_opted, p_bounced, p_activity, p_created = positions[8], positions[9], positions[10], positions[11]
             pad = width in positions
             first = True
             line = reader.line_num + 1
@@ -527,23 +510,7 @@ class CsvExportSource:
                         created = to_date(value)
                     except _BadValue as exc:
                         raise InputError(f"{path}:{line}: CreatedDate: {exc}") from None
-                yield Contact(
-                    row[p_id].strip(),
-                    row[p_email],
-                    row[p_owner].strip(),
-                    row[p_first],
-                    row[p_last],
-                    row[p_account].strip(),
-                    row[p_account_name],
-                    row[p_title],
-                    opted,
-                    bounced,
-                    activity,
-                    created,
-                    row[p_language],
-                    {name: row[position] for name, position in extra_fields} if extra_fields else {},
-                    f"Contact.csv:{line}",
-                )
+                yield positions, line, row, opted, bounced, activity, created  # type: ignore[misc]
                 line = reader.line_num + 1
 
     def _contact_positions(self, cols: _Columns, pad: int) -> tuple[int, ...]:
