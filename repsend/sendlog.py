@@ -120,6 +120,8 @@ class SendAttempt(_Base, table=True):
         Index("ix_send_attempt_campaign_address", "campaign", "address"),
         Index("ix_send_attempt_address_created_at", "address", "created_at"),
         Index("ix_send_attempt_rep_id_created_at", "rep_id", "created_at"),
+        # The cooldown read (``history``) filters on the time alone (migration 0002).
+        Index("ix_send_attempt_created_at", "created_at"),
         # At most one live row per campaign and address: the key that makes a send at most once.
         Index(
             "uq_send_attempt_campaign_address_live",
