@@ -278,7 +278,7 @@ def log_command(
     """
     from zoneinfo import ZoneInfo
 
-    from repsend.logview import print_log, select_rows
+    from repsend.logview import day_start, print_log
     from repsend.sendlog import STATES, SendLog, safe_name
     from repsend.settings import load_settings
 
@@ -292,7 +292,7 @@ def log_command(
         return
     zone = ZoneInfo(settings.rate.timezone)
     try:
-        rows = select_rows(log.rows(campaign), day, state, rep, zone)
+        rows = log.attempts(campaign, day_start(day, zone) if day else None, state, rep)
     finally:
         log.close()
     print_log(rows, sys.stdout, json_lines, zone)

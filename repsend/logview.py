@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo
@@ -15,17 +14,9 @@ if TYPE_CHECKING:
 COLUMNS = (("when", 16), ("campaign", 12), ("from", 26), ("to", 30), ("state", 8), ("code", 4))
 
 
-def select_rows(rows: Iterable[SendAttempt], since: date | None, state: str | None, rep: str | None,
-                zone: ZoneInfo) -> list[SendAttempt]:
-    start = datetime.combine(since, time(0, 0), tzinfo=zone) if since else None
-    wanted = rep.strip().lower() if rep else None
-    chosen = [
-        r for r in rows
-        if (start is None or r.created_at >= start)
-        and (state is None or r.state == state)
-        and (wanted is None or wanted in (r.rep_email.lower(), r.rep_id[:15].lower(), r.rep_id.lower()))
-    ]
-    return sorted(chosen, key=lambda r: (r.created_at, r.id or 0), reverse=True)
+def day_start(day: date, zone: ZoneInfo) -> datetime:
+    """The first moment of ``day`` where the reps are: ``--since`` means their calendar."""
+    return datetime.combine(day, time(0, 0), tzinfo=zone)
 
 
 def record(row: SendAttempt) -> dict[str, Any]:

@@ -598,6 +598,30 @@ class SendLog:
             rep_sent_today=rep_sent_today,
         )
 
+    def attempts(
+        self, campaign: str | None = None, since: datetime | None = None, state: str | None = None,
+        rep: str | None = None,
+    ) -> list[SendAttempt]:
+        """Attempts newest first, filtered in the database: for ``repsend log``.
+
+        ``rep`` matches the rep's address (any case) or User Id (15 or 18 characters).
+        """
+        a = _attempt.c
+        query = select(_attempt).order_by(a.created_at.desc(), a.id.desc())
+        if campaign is not None:
+            query = query.where(a.campaign == campaign)
+        if since is not None:
+            query = query.where(a.created_at >= since)
+        if state is not None:
+            query = query.where(a.state == state)
+        if rep:
+            wanted = rep.strip()
+            query = query.where(
+                (func.lower(a.rep_email) == wanted.lower()) | (func.substr(a.rep_id, 1, 15) == id15(wanted))
+            )
+        with self._read("read the send log") as conn:
+            return [SendAttempt(**row._mapping) for row in conn.execute(query)]
+
     def rows(self, campaign: str | None = None) -> list[SendAttempt]:
         """Every attempt (of one campaign), oldest first: for reports and tests."""
         query = select(_attempt).order_by(_attempt.c.id)

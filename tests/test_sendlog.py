@@ -589,3 +589,17 @@ def test_a_sqlite_path_that_cannot_be_a_database_is_a_config_error(tmp_path: Pat
 def test_the_log_never_shows_its_password() -> None:
     assert sendlog.safe_name("postgresql://u:s3cret@db.example/x") == "postgresql://u:***@db.example/x"
     assert "s3cret" not in sendlog.safe_name("postgresql://u:s3cret@db.example:bad/x")
+
+
+def test_attempts_filter_in_the_database_newest_first(log: SendLog) -> None:
+    attempt(log, "a@example.com", "sent", when=T0)
+    attempt(log, "b@example.com", "failed", when=T0 + timedelta(days=1))
+    attempt(log, "c@example.com", "sent", when=T0 + timedelta(days=2), rep_id=OTHER_REP)
+    attempt(log, "d@example.com", "sent", when=T0 + timedelta(days=3), campaign="spring")
+    assert [r.address for r in log.attempts()] == ["d@example.com", "c@example.com", "b@example.com", "a@example.com"]
+    assert [r.address for r in log.attempts(campaign="dormant", state="sent")] == ["c@example.com", "a@example.com"]
+    assert [r.address for r in log.attempts(since=T0 + timedelta(days=1))] == [
+        "d@example.com", "c@example.com", "b@example.com",
+    ]
+    assert [r.address for r in log.attempts(rep=OTHER_REP[:15])] == ["c@example.com"]
+    assert len(log.attempts(rep="K.Sato@ACME.example")) == 4  # every row's rep_email is Sato's
