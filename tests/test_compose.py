@@ -121,3 +121,14 @@ def test_configured_extra_fields_are_known_to_templates(tmp_path: Path) -> None:
     assert templates.compose(with_dept, SATO, COMPANY, "ja", "c").subject == "購買部"
     with pytest.raises(MissingField, match="contact.Department"):
         templates.compose(Contact(id="2", email="a@b.jp", owner_id="x", last_name="森"), SATO, COMPANY, "ja", "c")
+
+
+@pytest.mark.parametrize("value", ["{{ contact.email }}", "山田 {% raw %}", "x }}"])
+def test_a_placeholder_that_survives_rendering_never_goes_out(value: str) -> None:
+    """A value from the SFA that looks like template syntax would reach the reader unrendered: skip it."""
+    templates = Templates(TEMPLATES, "dormant", ["ja"])
+    fine = templates.compose(YAMADA, SATO, COMPANY, "ja", "dormant")  # the same template, learnt first
+    assert "{{" not in fine.body
+    odd = Contact(id="9", email="odd@example.jp", owner_id=SATO.id, last_name=value, account_name="株式会社サンプル")
+    with pytest.raises(MissingField, match="unrendered"):
+        templates.compose(odd, SATO, COMPANY, "ja", "dormant")
