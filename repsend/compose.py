@@ -320,9 +320,10 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.languages = sorted(set(languages))
         self._main: dict[str, _Compiled] = {}
         self._legal: dict[str, _Compiled] = {}
-        for language in sorted(set(languages)):
+        for language in self.languages:
             self._main[language] = self._load(f"{name}/{language}.txt", needs_subject=True)
             self._legal[language] = self._load(f"{LEGAL_DIR}/{language}.txt", needs_subject=False)
         # Per Rep and Company object, by identity: its template values (see _Values).

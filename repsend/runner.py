@@ -52,9 +52,16 @@ class RunOptions:
     limit: int | None = None
 
 
-def company_of(settings: Settings) -> Company:
+def company_of(settings: Settings, language: str) -> Company:
+    """The sender's identity as mails in ``language`` print it ([company] names / postal_addresses)."""
     c = settings.company
-    return Company(c.name, c.postal_address, c.opt_out, c.domain, settings.mail.unsubscribe_url)
+    return Company(
+        c.names.get(language, c.name),
+        c.postal_addresses.get(language, c.postal_address),
+        c.opt_out,
+        c.domain,
+        settings.mail.unsubscribe_url,
+    )
 
 
 def load_templates(settings: Settings, name: str) -> Templates:
@@ -103,7 +110,7 @@ def plan(
     for, so that a bad template or a malformed export stops the run before any output.
     """
     templates = load_templates(settings, options.template)
-    company = company_of(settings)
+    companies = {language: company_of(settings, language) for language in templates.languages}
     audience_settings = settings.audience
     reps = source.reps()
     fallback = find_fallback(settings, reps)
@@ -123,14 +130,14 @@ def plan(
         per_rep_per_day=settings.rate.per_rep_per_day,
     )
     audience = Audience(reps, deals, blocks, rules, history)
-    return _stream(source, audience, templates, company, settings, options, summary or Summary())
+    return _stream(source, audience, templates, companies, settings, options, summary or Summary())
 
 
 def _stream(
     source: Source,
     audience: Audience,
     templates: Templates,
-    company: Company,
+    companies: dict[str, Company],
     settings: Settings,
     options: RunOptions,
     summary: Summary,
@@ -157,9 +164,9 @@ def _stream(
             try:
                 if capped(decision.rep):
                     # accept() will say rep_cap and drop the mail: only whether it composes counts.
-                    check(contact, decision.rep, company, language, campaign)
+                    check(contact, decision.rep, companies[language], language, campaign)
                 else:
-                    mail = compose(contact, decision.rep, company, language, campaign)
+                    mail = compose(contact, decision.rep, companies[language], language, campaign)
             except MissingField as missing:
                 decision = _skip(decision, Reason.MISSING_FIELD, missing.field)
             except jinja2.UndefinedError as exc:

@@ -70,6 +70,9 @@ class TemplateSettings(_Section):
 class CompanySettings(_Section):
     name: Annotated[str, Field(min_length=1)]
     postal_address: Annotated[str, Field(min_length=1)]
+    # The same in another language's mails, by template language: {en = "Acme K.K."}.
+    names: dict[str, Annotated[str, Field(min_length=1)]] = {}
+    postal_addresses: dict[str, Annotated[str, Field(min_length=1)]] = {}
     opt_out: Annotated[str, Field(min_length=1)]
     domain: Annotated[str, Field(min_length=1)]
 

@@ -191,3 +191,14 @@ def test_limit_stops_after_n_sends(tmp_path: Path) -> None:
     rows = [contact(1), contact(2, Email=""), contact(3), contact(4)]
     result = decide(tmp_path, rows, limit=2)
     assert list(reasons(result).values()) == ["dormant", "no_email", "dormant"]
+
+
+def test_each_language_prints_the_company_as_configured(tmp_path: Path) -> None:
+    rows = [contact(1), contact(2, MailingCountry="United States", FirstName="John", LastName="Miller", OwnerId=CARTER)]
+    result = decide(tmp_path, rows, company={"names": {"en": "Acme K.K."},
+                                             "postal_addresses": {"en": "1-1-1 Marunouchi, Tokyo"}})
+    ja, en = (result[r["Id"]].mail for r in rows)
+    assert ja is not None and en is not None
+    assert "--\n株式会社アクメ\n〒100-0005 東京都千代田区丸の内1-1-1\n" in ja.body
+    assert "--\nAcme K.K., 1-1-1 Marunouchi, Tokyo\n" in en.body
+    assert "株式会社アクメ" not in en.body
