@@ -387,3 +387,24 @@ def test_no_mail_server_configured_is_a_config_error_that_writes_nothing(tmp_pat
     assert process.returncode == 2
     assert "no SMTP server: set [smtp] host in the config file or SMTP_HOST" in err
     assert not (tmp_path / "repsend.db").exists()
+
+
+def test_sigterm_ends_the_run_between_two_mails(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """A scheduler stopping the job: the mail under way finishes, the rest wait for the next run."""
+
+    class TermOnSecondWait(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            if len(self.slept) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    settings = configure(tmp_path, smtp_sink, [contact(i) for i in range(1, 6)], rate={"per_minute": 60})
+    before = signal.getsignal(signal.SIGTERM)
+    result, reporter, log = run(settings, TermOnSecondWait(MONDAY_10_TOKYO))
+    assert signal.getsignal(signal.SIGTERM) is before, "the handler is put back"
+    assert result.stopped == "stopped by SIGTERM" and result.exit_code == 0
+    assert len(smtp_sink.messages) == 3  # the third mail was already paced and went out
+    assert Counter(states(log).values()) == {"sent": 3}
+    assert [o.state for _, o in reporter.rows] == ["sent", "sent", "sent", "not_sent", "not_sent"]
+    _, _, log = run(settings)
+    assert len(smtp_sink.messages) == 5 and Counter(states(log).values()) == {"sent": 5}
