@@ -150,37 +150,15 @@ class _Reader:
         self.encoding = encoding
 
     def rows(self, required: tuple[str, ...]) -> Iterator[tuple[_Columns, int, list[str]]]:
-        try:
-            handle = open(self.path, encoding=self.encoding, newline="")  # noqa: SIM115
-        except FileNotFoundError:
-            raise InputError(f"{self.path}: file not found") from None
-        except OSError as exc:
-            raise InputError(f"{self.path}: cannot read: {exc.strerror}") from None
-        with handle:
-            reader = csv.reader(handle, strict=True)
-            try:
-                header = next(reader, None)
-                if header is None:
-                    raise InputError(f"{self.path}:1: the file is empty (expected a header of API field names)")
-                columns = _Columns(self.path, {h.strip().lower(): i for i, h in enumerate(header)})
-                missing = [name for name in required if not columns.has(name)]
-                if missing:
-                    raise InputError(
-                        f"{self.path}:1: missing required column{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(missing)} (the header has: {', '.join(h.strip() for h in header)})"
-                    )
-                width = len(header)
+        """(columns, editor line, row) for each non-empty record: for the small files (User.csv)."""
+        with self.records(required) as (columns, reader):
+            line = reader.line_num + 1
+            for row in reader:
+                if len(row) != self.width and row:
+                    raise self.width_error(line, row)
+                if row:
+                    yield columns, line, row
                 line = reader.line_num + 1
-                for row in reader:
-                    if len(row) != width and row:
-                        raise InputError(f"{self.path}:{line}: {len(row)} fields where the header has {width}")
-                    if row:
-                        yield columns, line, row
-                    line = reader.line_num + 1
-            except UnicodeDecodeError:
-                raise InputError(self._decode_error()) from None
-            except csv.Error as exc:
-                raise InputError(f"{self.path}:{reader.line_num}: malformed CSV: {exc}") from None
 
     @contextmanager
     def records(self, required: tuple[str, ...]) -> Iterator[tuple[_Columns, Any]]:
