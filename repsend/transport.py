@@ -447,16 +447,7 @@ class SmtpTransport:
             code, resp = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            if stage == "the final reply":
-                raise DeliveryUnknown(
-                    f"{self.where}: the connection broke after the message was sent and before the server's"
-                    f" reply ({_reason(exc)}): it may have been delivered; not retried"
-                ) from None
-            if stage == "MAIL FROM" and stale_possible:
-                raise _Stale from None
-            raise TemporaryFailure(
-                None, f"{self.where}: connection lost at {stage}, before the message was sent ({_reason(exc)})"
-            ) from None
+            raise self._lost(stage, exc, stale_possible) from None
         self._check(smtp, stage, code, resp)
         return Delivered(code, _text(resp))
 
@@ -516,21 +507,26 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             if refused is None:
-                if stage == "the final reply":
-                    raise DeliveryUnknown(
-                        f"{self.where}: the connection broke after the message was sent and before the server's"
-                        f" reply ({_reason(exc)}): it may have been delivered; not retried"
-                    ) from None
-                if stage == "MAIL FROM" and stale_possible:
-                    raise _Stale from None
-                raise TemporaryFailure(
-                    None, f"{self.where}: connection lost at {stage}, before the message was sent ({_reason(exc)})"
-                ) from None
+                raise self._lost(stage, exc, stale_possible) from None
         if refused is not None:
             self._check(smtp, *refused)  # RSET (a dropped connection stays dropped), then the refusal
             raise AssertionError("unreachable")  # pragma: no cover - _check raised it
         self._check(smtp, stage, code, resp)
         return Delivered(code, _text(resp))
+
+    def _lost(self, stage: str, exc: BaseException, stale_possible: bool) -> Exception:
+        """What a connection lost at ``stage`` means: after the data, maybe delivered (never retried);
+        at the first MAIL on a kept connection, a stale one (reconnect at once); else not delivered."""
+        if stage == "the final reply":
+            return DeliveryUnknown(
+                f"{self.where}: the connection broke after the message was sent and before the server's"
+                f" reply ({_reason(exc)}): it may have been delivered; not retried"
+            )
+        if stage == "MAIL FROM" and stale_possible:
+            return _Stale()
+        return TemporaryFailure(
+            None, f"{self.where}: connection lost at {stage}, before the message was sent ({_reason(exc)})"
+        )
 
     def _check(self, smtp: smtplib.SMTP, stage: str, code: int, resp: bytes, expected: int = 0) -> None:
         """2xx (or the expected code) goes on; 421 drops the connection; 4xx retries; 5xx refuses."""
