@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from repsend.models import Contact, Reason, Rep, id15, normalize_email
 
 Scope = Literal["account", "contact_role"]
 
 
-@dataclass(slots=True)
-class Deal:
-    """One Opportunity, reduced to what decides dormancy."""
+class Deal(NamedTuple):
+    """One Opportunity, reduced to what decides dormancy (a tuple: there are hundreds of thousands)."""
 
     id: str
     account_id: str

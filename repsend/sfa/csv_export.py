@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from repsend.errors import InputError
 from repsend.models import Contact, Reason, Rep, id15
-from repsend.sfa.base import _PRECEDENCE, DealIndex, Scope
+from repsend.sfa.base import _PRECEDENCE, Deal, DealIndex, Scope
 
 if TYPE_CHECKING:
     from repsend.settings import Settings
@@ -296,97 +296,48 @@ class CsvExportSource:
         return self._deal_index(recent_since, roles_file.is_file())
 
     def _deal_index(self, recent_since: date, with_roles: bool) -> DealIndex:
-        """``DealIndex.build`` over Opportunity.csv and OpportunityContactRole.csv, one record at a time
-        without a ``Deal`` each: the same sets, the same checks and errors in the same order."""
-        index = DealIndex()
-        open_opps: set[str] = set()
-        recent_opps: set[str] = set()
-        open_accounts, open_contacts = index.open_accounts, index.open_contacts
-        recent_accounts, recent_contacts = index.recent_accounts, index.recent_contacts
+        roles = self._roles() if with_roles else ()
+        return DealIndex.build(self._deals(), roles, recent_since)
+
+    def _deals(self) -> Iterator[Deal]:
+        """Opportunity.csv, each record checked; a missing optional column reads as an empty cell."""
         file = self._file("Opportunity.csv")
-        with file.records(OPPORTUNITY_REQUIRED) as (cols, reader):
-            width = file.width
-            get = cols.get
-            # A missing optional column reads as an empty cell: a pad cell at index ``width``.
-            p_closed, p_account = get("IsClosed"), get("AccountId")
-            p_id, p_contact, p_modified, p_close = (
-                width if p is None else p for p in (get("Id"), get("ContactId"), get("LastModifiedDate"),
-                                                   get("CloseDate"))
-            )
-            pad = width in (p_id, p_contact, p_modified, p_close)
-            first = True
-            line = reader.line_num + 1
-            for row in reader:
-                if len(row) != width:
-                    if row:
-                        raise file.width_error(line, row)
-                    line = reader.line_num + 1
-                    continue
-                if first:
-                    first = False
-                    if not (cols.has("LastModifiedDate") or cols.has("CloseDate")):
-                        self._note(
-                            "Opportunity.csv has no LastModifiedDate or CloseDate column: a recently closed "
-                            "deal cannot make a contact recent"
-                        )
-                    if not cols.has("Id"):
-                        self._note("Opportunity.csv has no Id column: contact roles cannot be matched to deals")
-                if pad:
-                    row.append("")
-                closed = _BOOLS.get(row[p_closed])  # type: ignore[index]
-                if closed is None:
-                    try:
-                        closed = parse_bool(row[p_closed])  # type: ignore[index]
-                    except _BadValue as exc:
-                        raise self._fail(cols, line, "IsClosed", exc) from None
+        get = None
+        for cols, line, row in file.rows(OPPORTUNITY_REQUIRED):
+            if get is None:
+                get = cols.get
+                p_closed, p_account = get("IsClosed"), get("AccountId")
+                p_id, p_contact, p_modified, p_close = (
+                    get("Id"), get("ContactId"), get("LastModifiedDate"), get("CloseDate")
+                )
+                if not (cols.has("LastModifiedDate") or cols.has("CloseDate")):
+                    self._note(
+                        "Opportunity.csv has no LastModifiedDate or CloseDate column: a recently closed "
+                        "deal cannot make a contact recent"
+                    )
+                if not cols.has("Id"):
+                    self._note("Opportunity.csv has no Id column: contact roles cannot be matched to deals")
+            closed = _BOOLS.get(row[p_closed])  # type: ignore[index]
+            if closed is None:
                 try:
-                    changed = to_date(row[p_modified])
+                    closed = parse_bool(row[p_closed])  # type: ignore[index]
                 except _BadValue as exc:
-                    raise self._fail(cols, line, "LastModifiedDate", exc) from None
-                try:
-                    value = to_date(row[p_close])
-                except _BadValue as exc:
-                    raise self._fail(cols, line, "CloseDate", exc) from None
-                if value is not None and (changed is None or value > changed):
-                    changed = value
-                # id15 of each ID; a cell is always a string.
-                account = row[p_account].strip()[:15]  # type: ignore[index]
-                contact = row[p_contact].strip()[:15]
-                if not closed:
-                    open_opps.add(row[p_id].strip()[:15])
-                    if account:
-                        open_accounts.add(account)
-                    if contact:
-                        open_contacts.add(contact)
-                elif changed is not None and changed >= recent_since:
-                    recent_opps.add(row[p_id].strip()[:15])
-                    if account:
-                        recent_accounts.add(account)
-                    if contact:
-                        recent_contacts.add(contact)
-                line = reader.line_num + 1
-        if not with_roles:
-            return index
-        file = self._file("OpportunityContactRole.csv")
-        with file.records(ROLE_REQUIRED) as (cols, reader):
-            width = file.width
-            p_opp, p_contact = cols.get("OpportunityId"), cols.get("ContactId")
-            line = reader.line_num + 1
-            for row in reader:
-                if len(row) != width:
-                    if row:
-                        raise file.width_error(line, row)
-                    line = reader.line_num + 1
-                    continue
-                contact = row[p_contact].strip()[:15]  # type: ignore[index]
-                if contact:
-                    opp = row[p_opp].strip()[:15]  # type: ignore[index]
-                    if opp in open_opps:
-                        open_contacts.add(contact)
-                    elif opp in recent_opps:
-                        recent_contacts.add(contact)
-                line = reader.line_num + 1
-        return index
+                    raise self._fail(cols, line, "IsClosed", exc) from None
+            try:
+                changed = to_date(_cell(row, p_modified))
+            except _BadValue as exc:
+                raise self._fail(cols, line, "LastModifiedDate", exc) from None
+            try:
+                value = to_date(_cell(row, p_close))
+            except _BadValue as exc:
+                raise self._fail(cols, line, "CloseDate", exc) from None
+            if value is not None and (changed is None or value > changed):
+                changed = value
+            yield Deal(_cell(row, p_id), row[p_account], _cell(row, p_contact), closed, changed)  # type: ignore[index]
+
+    def _roles(self) -> Iterator[tuple[str, str]]:
+        for cols, _line, row in self._file("OpportunityContactRole.csv").rows(ROLE_REQUIRED):
+            yield row[cols.get("OpportunityId")], row[cols.get("ContactId")]  # type: ignore[index]
 
     def blocked_addresses(self, deals: DealIndex, scope: Scope) -> dict[str, Reason]:
         """The first pass over Contact.csv; it also checks every value, so that a malformed file
