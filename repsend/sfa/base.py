@@ -90,25 +90,24 @@ def address_blocks(
     address: it is one person, and the strongest reason wins.
     """
     blocks: dict[str, Reason] = {}
+    open_accounts = deals.open_accounts if scope == "account" else frozenset()
+    open_contacts = deals.open_contacts
     for email, contact_id, account_id, opted_out, bounced in flags:
-        address = normalize_email(email)
-        if not address:
-            continue
         if opted_out:
             reason = Reason.OPTED_OUT
         elif bounced:
             reason = Reason.BOUNCED
-        elif (
-            id15(account_id) in deals.open_accounts and scope == "account"
-        ) or id15(contact_id) in deals.open_contacts:
+        elif id15(account_id) in open_accounts or id15(contact_id) in open_contacts:
             reason = Reason.ACTIVE_DEAL
         else:
+            continue  # most records: nothing to block, and no address to normalize
+        address = normalize_email(email)
+        if not address:
             continue
         held = blocks.get(address)
         if held is None or _PRECEDENCE[reason] < _PRECEDENCE[held]:
             blocks[address] = reason
     return blocks
-
 
 _PRECEDENCE = {reason: rank for rank, reason in enumerate(Reason)}
 

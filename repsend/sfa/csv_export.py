@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from repsend.errors import InputError
 from repsend.models import Contact, Reason, Rep, id15
-from repsend.sfa.base import _PRECEDENCE, Deal, DealIndex, Scope
+from repsend.sfa.base import Deal, DealIndex, Scope, address_blocks
 
 if TYPE_CHECKING:
     from repsend.settings import Settings
@@ -345,27 +345,11 @@ class CsvExportSource:
 
         ``address_blocks`` over (email, id, account id, opted out, bounced) of every record, without
         building a Contact for each: only the cells that block an address are read."""
-        blocks: dict[str, Reason] = {}
-        precedence = _PRECEDENCE
-        opted_out, bounced_, active_deal = Reason.OPTED_OUT, Reason.BOUNCED, Reason.ACTIVE_DEAL
-        open_accounts = deals.open_accounts if scope == "account" else frozenset()
-        open_contacts = deals.open_contacts
-        for p, _line, row, opted, bounced, _activity, _created in self._checked_rows():
-            if opted:
-                reason = opted_out
-            elif bounced:
-                reason = bounced_
-            elif row[p[5]].strip()[:15] in open_accounts or row[p[0]].strip()[:15] in open_contacts:
-                reason = active_deal
-            else:
-                continue
-            address = row[p[1]].strip().lower()  # normalize_email
-            if not address:
-                continue
-            held = blocks.get(address)
-            if held is None or precedence[reason] < precedence[held]:
-                blocks[address] = reason
-        return blocks
+        flags = (
+            (row[p[1]], row[p[0]], row[p[5]], opted, bounced)
+            for p, _line, row, opted, bounced, _activity, _created in self._checked_rows()
+        )
+        return address_blocks(flags, deals, scope)
 
     def contacts(self) -> Iterator[Contact]:
         """The second pass over Contact.csv: every record as a Contact, in file order."""
