@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,20 @@ def test_the_readme_documents_every_option(command: str) -> None:
     missing = sorted(option for option in options if option not in readme)
     assert not missing, f"README lacks {missing} of `repsend {command}`"
     assert "Example:" in help_text and f"repsend {command}" in readme
+
+
+def test_the_fast_json_line_is_exactly_json_dumps(tmp_path: Path) -> None:
+    """report.py writes decision lines without json.dumps for speed; they must never drift from it."""
+    from repsend.report import _decision_line, decision_record
+    from repsend.runner import RunOptions, plan
+    from repsend.settings import load_settings
+    from repsend.sfa import open_source
+
+    rows = [contact(1), contact(2, Email=' "q"\\x@ex.jp ', LastName="山\t田"), contact(3, HasOptedOutOfEmail="1"),
+            contact(4, OwnerId=""), contact(5, MailingCountry="United States", FirstName=""),
+            contact(6, **{"Account.Name": 'A "quoted" \\ name\u2028'})]
+    settings = load_settings(write_config(tmp_path, write_export(tmp_path / "export", rows)))
+    planned = list(plan(settings, open_source(settings), RunOptions(date(2026, 11, 23), "dormant", "dormant")))
+    assert len(planned) == 6
+    for item in planned:
+        assert _decision_line(item) == json.dumps(decision_record(item), ensure_ascii=False) + "\n"
