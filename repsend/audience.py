@@ -89,10 +89,15 @@ class Audience:
         rep_key = id15(decision.rep.id)
         cap = self.rules.per_rep_per_day
         if cap and self._rep_count.get(rep_key, 0) >= cap:
-            return Decision(decision.contact, Action.SKIP, Reason.REP_CAP, decision.rep, f"{cap} a day")
+            return Decision(decision.contact, Action.SKIP, Reason.REP_CAP, decision.rep, self.cap_detail)
         self._rep_count[rep_key] = self._rep_count.get(rep_key, 0) + 1
         self._chosen.add(normalize_email(decision.contact.email))
         return decision
+
+    @property
+    def cap_detail(self) -> str:
+        """The detail of a rep_cap skip."""
+        return f"{self.rules.per_rep_per_day} a day"
 
     def capped(self, rep: Rep) -> bool:
         """Whether ``accept`` would turn a send from ``rep`` into rep_cap: a count only goes up."""
@@ -133,16 +138,21 @@ class Audience:
             return Reason.COOLDOWN, None, f"last mailed {last.isoformat()}"
         if address in self._chosen:
             return Reason.DUPLICATE_EMAIL, None, ""
-        return self._sender(contact)
+        return self.sender(contact.owner_id)
 
-    def _sender(self, contact: Contact) -> tuple[Reason, Rep | None, str]:
-        owner = self.reps.get(id15(contact.owner_id)) if contact.owner_id else None
+    def chosen(self, address: str) -> bool:
+        """Whether a send to the normalized ``address`` was already accepted in this run."""
+        return address in self._chosen
+
+    def sender(self, owner_id: str) -> tuple[Reason, Rep | None, str]:
+        """Who sends to a contact owned by ``owner_id`` (stripped): the send reason, or why nobody can."""
+        owner = self.reps.get(id15(owner_id)) if owner_id else None
         if owner is not None and owner.is_active:
             rep, reason, detail = owner, Reason.DORMANT, ""
         else:
             fallback = self.rules.fallback_sender
             missing = Reason.NO_OWNER if owner is None else Reason.INACTIVE_OWNER
-            gone = contact.owner_id or "no owner" if owner is None else f"{owner.name} is inactive"
+            gone = owner_id or "no owner" if owner is None else f"{owner.name} is inactive"
             if fallback is None:
                 return missing, owner, gone
             rep, reason, detail = fallback, Reason.FALLBACK_SENDER, f"{missing.value}: {gone}"

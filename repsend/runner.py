@@ -111,26 +111,32 @@ def plan(
     """
     templates = load_templates(settings, options.template)
     companies = {language: company_of(settings, language) for language in templates.languages}
-    audience_settings = settings.audience
     reps = source.reps()
-    fallback = find_fallback(settings, reps)
-    scope = audience_settings.active_deal_scope
-    dormant_since = options.as_of - timedelta(days=audience_settings.dormant_after_days)
-    deals = source.deals(dormant_since, scope)
-    blocks = source.blocked_addresses(deals, scope)
-    if audience_settings.suppression_file is not None:
-        for address in read_suppression_list(settings.resolve(audience_settings.suppression_file)):
-            blocks.setdefault(address, Reason.SUPPRESSED)
-    rules = Rules(
-        scope=scope,
-        dormant_since=dormant_since,
-        cooldown_since=options.as_of - timedelta(days=audience_settings.cooldown_days),
+    rules = rules_of(settings, options, find_fallback(settings, reps))
+    deals = source.deals(rules.dormant_since, rules.scope)
+    blocks = source.blocked_addresses(deals, rules.scope)
+    add_suppressed(settings, blocks)
+    audience = Audience(reps, deals, blocks, rules, history)
+    return _stream(source, audience, templates, companies, settings, options, summary or Summary())
+
+
+def rules_of(settings: Settings, options: RunOptions, fallback: Rep | None) -> Rules:
+    audience = settings.audience
+    return Rules(
+        scope=audience.active_deal_scope,
+        dormant_since=options.as_of - timedelta(days=audience.dormant_after_days),
+        cooldown_since=options.as_of - timedelta(days=audience.cooldown_days),
         fallback_sender=fallback,
         sender_domains=frozenset(d.strip().lower() for d in settings.mail.sender_domains),
         per_rep_per_day=settings.rate.per_rep_per_day,
     )
-    audience = Audience(reps, deals, blocks, rules, history)
-    return _stream(source, audience, templates, companies, settings, options, summary or Summary())
+
+
+def add_suppressed(settings: Settings, blocks: dict[str, Reason]) -> None:
+    """The local suppression list, where no stronger address-level reason holds already."""
+    if settings.audience.suppression_file is not None:
+        for address in read_suppression_list(settings.resolve(settings.audience.suppression_file)):
+            blocks.setdefault(address, Reason.SUPPRESSED)
 
 
 def _stream(
@@ -142,44 +148,65 @@ def _stream(
     options: RunOptions,
     summary: Summary,
 ) -> Iterator[Planned]:
-    languages = language_table(settings)
-    default_language = settings.template.default_language
-    # The language of each language field value as written (a handful of values, looked up once each).
-    language_of: dict[str, str] = {}
-    send = Action.SEND
-    decide, accept, capped = audience.decide, audience.accept, audience.capped
-    compose, check = templates.compose, templates.check
-    limit, campaign = options.limit, options.campaign
+    language_of = LanguageOf(settings)
+    settle = Settle(audience, templates, companies, options.campaign)
+    decide, send, limit = audience.decide, Action.SEND, options.limit
     for contact in source.contacts():
-        decision = decide(contact)
-        mail = None
-        value = contact.language_value
-        language = language_of.get(value)
-        if language is None:
-            language = languages.get(value.strip().casefold(), default_language)
-            if len(language_of) < 1024:
-                language_of[value] = language
-        if decision.action is send:
-            assert decision.rep is not None
-            try:
-                if capped(decision.rep):
-                    # accept() will say rep_cap and drop the mail: only whether it composes counts.
-                    check(contact, decision.rep, companies[language], language, campaign)
-                else:
-                    mail = compose(contact, decision.rep, companies[language], language, campaign)
-            except MissingField as missing:
-                decision = _skip(decision, Reason.MISSING_FIELD, missing.field)
-            except jinja2.UndefinedError as exc:
-                decision = _skip(decision, Reason.MISSING_FIELD, str(exc))
-            except HeaderInjection as bad:
-                decision = _skip(decision, Reason.INVALID_HEADER, f"control character in {bad.header}")
-            decision = accept(decision)
-            if decision.action is not send:
-                mail = None
+        language = language_of(contact.language_value)
+        decision, mail = settle(decide(contact), language)
         summary.add(decision)
         yield Planned(decision, mail, language)
         if limit is not None and decision.action is send and summary.send >= limit:
             return
+
+
+class LanguageOf:
+    """The template language of a contact's language field value, as written ([template] languages)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.languages = language_table(settings)
+        self.default = settings.template.default_language
+        self.known: dict[str, str] = {}  # a handful of values, each looked up once
+
+    def __call__(self, value: str) -> str:
+        language = self.known.get(value)
+        if language is None:
+            language = self.languages.get(value.strip().casefold(), self.default)
+            if len(self.known) < 1024:
+                self.known[value] = language
+        return language
+
+
+class Settle:
+    """A decision made final: a send composes (or becomes missing_field / invalid_header) and is then
+    accepted by the audience (or becomes rep_cap). Returns the decision and, for a send, its mail."""
+
+    def __init__(self, audience: Audience, templates: Templates, companies: dict[str, Company], campaign: str):
+        self.audience = audience
+        self.templates = templates
+        self.companies = companies
+        self.campaign = campaign
+
+    def __call__(self, decision: Decision, language: str) -> tuple[Decision, Mail | None]:
+        if decision.action is not Action.SEND:
+            return decision, None
+        assert decision.rep is not None
+        contact, rep, company = decision.contact, decision.rep, self.companies[language]
+        mail = None
+        try:
+            if self.audience.capped(rep):
+                # accept() will say rep_cap and drop the mail: only whether it composes counts.
+                self.templates.check(contact, rep, company, language, self.campaign)
+            else:
+                mail = self.templates.compose(contact, rep, company, language, self.campaign)
+        except MissingField as missing:
+            decision = _skip(decision, Reason.MISSING_FIELD, missing.field)
+        except jinja2.UndefinedError as exc:
+            decision = _skip(decision, Reason.MISSING_FIELD, str(exc))
+        except HeaderInjection as bad:
+            decision = _skip(decision, Reason.INVALID_HEADER, f"control character in {bad.header}")
+        decision = self.audience.accept(decision)
+        return decision, mail if decision.action is Action.SEND else None
 
 
 def _skip(decision: Decision, reason: Reason, detail: str) -> Decision:
