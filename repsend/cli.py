@@ -7,6 +7,7 @@ that ``repsend --help`` answers at once.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -155,6 +156,8 @@ def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None
     from repsend.runner import Summary, plan
 
     history = _read_history_readonly(settings, options)
+    if json_lines and _columnar_json(settings, source, options, history):
+        return
     summary = Summary()
     planned = plan(settings, source, options, history, summary=summary)
     _print_notes(source.notes)
@@ -164,6 +167,27 @@ def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None
         out.row(item)
     _print_notes(source.notes[shown:])
     out.summary(summary, dry_run=True)
+
+
+def _columnar_json(settings: Any, source: Any, options: Any, history: Any) -> bool:
+    """The dry run's JSON through the columnar engine, when it takes the run (see repsend/columnar.py).
+    REPSEND_COLUMNAR=0 always uses the reference path."""
+    from repsend.sfa.csv_export import CsvExportSource
+
+    if os.environ.get("REPSEND_COLUMNAR", "1") == "0" or not isinstance(source, CsvExportSource):
+        return False
+    from repsend.columnar import prepare
+    from repsend.report import JsonLines
+
+    run = prepare(settings, source, options, history)
+    if run is None:
+        return False
+    _print_notes(source.notes)
+    shown = len(source.notes)
+    summary = run.write_json(sys.stdout)
+    _print_notes(source.notes[shown:])
+    JsonLines(sys.stdout).summary(summary, dry_run=True)
+    return True
 
 
 def _read_history_readonly(settings: Any, options: Any) -> Any:

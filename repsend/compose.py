@@ -374,6 +374,15 @@ class Templates:
                     " more Contact fields can be added with [sfa] contact_fields)"
                 )
 
+    def printed_contact_fields(self) -> frozenset[str] | None:
+        """The contact fields any template prints, when every template only prints fields
+        (``_printed_fields``): then whether a mail composes depends on which of them are empty, and on
+        their values only through control characters and braces. None when a template does more."""
+        compiled = (*self._main.values(), *self._legal.values())
+        if any(c.refs is None for c in compiled):
+            return None
+        return frozenset(key for c in compiled for key in c.keys[0])
+
     def compose(
         self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str
     ) -> Mail:

@@ -94,15 +94,20 @@ def _decision_line(planned: Planned) -> str | None:
     )
 
 
+def decision_line(planned: Planned, extra: Mapping[str, Any] | None = None) -> str:
+    """One decision as a JSON line (the record of ``decision_record``)."""
+    line = None if extra else _decision_line(planned)
+    if line is None:
+        line = json.dumps(decision_record(planned, extra), ensure_ascii=False) + "\n"
+    return line
+
+
 class JsonLines:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
     def row(self, planned: Planned, extra: Mapping[str, Any] | None = None) -> None:
-        line = None if extra else _decision_line(planned)
-        if line is None:
-            line = json.dumps(decision_record(planned, extra), ensure_ascii=False) + "\n"
-        self.out.write(line)
+        self.out.write(decision_line(planned, extra))
 
     def summary(self, summary: Summary, dry_run: bool, extra: Mapping[str, Any] | None = None) -> None:
         self.out.write(json.dumps(summary_record(summary, dry_run, extra), ensure_ascii=False) + "\n")
