@@ -68,6 +68,8 @@ _CONTROL = "[\x00-\x1f]"
 # strip different characters below 32, and a control character or a brace makes composing value-dependent.
 _ODD = "[\x00-\x1f{}]"
 _PLAIN_ASCII = "^[\x20-\x7e]*$"
+# Every byte but those of _ODD (a newline or CR between records is counted apart, in _Csv.frames).
+_PLAIN_BYTES = bytes(b for b in range(256) if b in (10, 13) or (b >= 32 and b not in b"{}"))
 # parse_date's forms with ASCII digits (anything else declines; the reference reads it or says why not).
 _DATE = (
     r"^([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})"
@@ -108,7 +110,7 @@ class ColumnarRun:
     audience: Audience
     settle: Settle
     language_of: LanguageOf
-    blocked: pl.DataFrame
+    blocks: dict[Reason, pl.Series]  # the addresses blocked by each address-level reason, for is_in
     history: History
     fields: tuple[str, ...]  # extra Contact fields for templates
     language_field: str
@@ -125,41 +127,35 @@ class ColumnarRun:
             recent = recent | pl.col("account_key").is_in(_series(deals.recent_accounts))
         since = rules.dormant_since
         recent = recent | (pl.col("created") >= since) | (pl.col("activity") >= since)
-        mailed = None
-        last = pl.lit(None, pl.Date)
-        if history.last_mailed:
-            mailed = pl.DataFrame(
-                {"address": list(history.last_mailed), "last_mailed": list(history.last_mailed.values())},
-                schema={"address": pl.String, "last_mailed": pl.Date},
-            )
-            last = pl.col("last_mailed")
-        address, block = pl.col("address"), pl.col("block")
+        address = pl.col("address")
+        blocks = self.blocks
+        cooling = {a: d.isoformat() for a, d in history.last_mailed.items() if d >= rules.cooldown_since}
         # The reference's rules up to cooldown, in its order; null: the rules that follow decide (_in_order).
         rule = (
             pl.when(address == "").then(_pair(Reason.NO_EMAIL))
             .when(~pl.col("valid")).then(_pair(Reason.INVALID_EMAIL, pl.col("email")))
             .when(pl.col("opted")).then(_pair(Reason.OPTED_OUT))
             .when(pl.col("bounced")).then(_pair(Reason.BOUNCED))
-            .when(block == Reason.SUPPRESSED.value).then(_pair(Reason.SUPPRESSED))
-            .when(block.is_in([Reason.OPTED_OUT.value, Reason.BOUNCED.value]))
-            .then(pl.struct(reason=block, detail=pl.lit("on another record")))
+            .when(address.is_in(blocks[Reason.OPTED_OUT])).then(_pair(Reason.OPTED_OUT, _ANOTHER))
+            .when(address.is_in(blocks[Reason.BOUNCED])).then(_pair(Reason.BOUNCED, _ANOTHER))
+            .when(address.is_in(blocks[Reason.SUPPRESSED])).then(_pair(Reason.SUPPRESSED))
             .when(address.is_in(_series(history.campaign_addresses))).then(_pair(Reason.ALREADY_SENT))
             .when(in_deal).then(_pair(Reason.ACTIVE_DEAL))
-            .when(block == Reason.ACTIVE_DEAL.value).then(_pair(Reason.ACTIVE_DEAL, pl.lit("on another record")))
+            .when(address.is_in(blocks[Reason.ACTIVE_DEAL])).then(_pair(Reason.ACTIVE_DEAL, _ANOTHER))
             .when(recent).then(_pair(Reason.RECENT_ACTIVITY))
-            .when(last >= rules.cooldown_since)
-            .then(_pair(Reason.COOLDOWN, pl.lit("last mailed ") + last.dt.to_string("%Y-%m-%d")))
-        ).alias("rule")
+        )
+        if cooling:
+            last = address.replace_strict(cooling, default=None, return_dtype=pl.String)
+            rule = rule.when(last.is_not_null()).then(_pair(Reason.COOLDOWN, pl.lit("last mailed ") + last))
+        outputs = dict(
+            action=pl.lit(Action.SKIP.value), rep_id=pl.when(pl.col("owner") != "").then(pl.col("owner")),
+            from_=pl.lit(None, pl.String), subject=pl.lit(None, pl.String), language=pl.lit(None, pl.String),
+        )
         state = _OrderState()
-        for frame in self.contacts.frames():
-            c = _contact_values(frame, self.contacts.columns, self.language_field, self.fields, self.shape_fields)
-            c = c.join(self.blocked, on="address", how="left", maintain_order="left")
-            if mailed is not None:
-                c = c.join(mailed, on="address", how="left", maintain_order="left")
-            c = c.with_columns(rule).unnest("rule").with_columns(
-                action=pl.lit(Action.SKIP.value), rep_id=pl.when(pl.col("owner") != "").then(pl.col("owner")),
-                from_=pl.lit(None, pl.String), subject=pl.lit(None, pl.String), language=pl.lit(None, pl.String),
-            )
+        for frame, plain in self.contacts.frames():
+            values = _contact_values(frame, self.contacts.columns, self.language_field, self.fields,
+                                     self.shape_fields, plain)
+            c = values.with_columns(rule.alias("rule")).unnest("rule").with_columns(**outputs).collect()
             open_rows = c.get_column("odd") | c.get_column("reason").is_null()
             odd_lines: dict[int, str] = {}
             if open_rows.any():
@@ -170,7 +166,7 @@ class ColumnarRun:
                     summary.send += n
                 else:
                     summary.skip[reason] += n
-            lines = c.select(_json_line()).to_series()
+            lines = c.lazy().select(_json_line()).collect().to_series()
             if odd_lines:
                 lines = lines.scatter(list(odd_lines), list(odd_lines.values()))
             out.write(lines.str.join("").item())
@@ -300,6 +296,9 @@ def _check(templates: Any, contact: Contact, rep: Rep, company: Any, language: s
     return None
 
 
+_ANOTHER = pl.lit("on another record")
+
+
 def _pair(reason: Reason, detail: pl.Expr | None = None) -> pl.Expr:
     return pl.struct(reason=pl.lit(reason.value), detail=detail if detail is not None else pl.lit(None, pl.String))
 
@@ -334,47 +333,92 @@ def _bool(name: str) -> pl.Expr:
     return pl.when(low.is_in(["true", "1"])).then(True).when(low.is_in(["false", "0", ""])).then(False)
 
 
-def _date(name: str) -> pl.Expr:
+def _day(name: str) -> pl.Expr:
+    """parse_date for the usual spellings (2025-03-14, or a timestamp that starts so): the first ten
+    characters as a date; null for anything else, which ``_exact_day`` reads."""
+    return pl.col(name).str.strip_chars().str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+
+
+def _exact_day(name: str) -> pl.Expr:
+    """parse_date for every spelling it accepts (with ASCII digits); null for anything else."""
     parts = pl.col(name).str.strip_chars().str.extract_groups(_DATE)
     text = pl.concat_str(parts.struct[0], parts.struct[1].str.zfill(2), parts.struct[2].str.zfill(2), separator="-")
     return text.str.to_date("%Y-%m-%d", strict=False)
 
 
-def _contact_values(frame: pl.DataFrame, columns: _Columns, language: str, fields: tuple[str, ...],
-                    shape_fields: tuple[str, ...] = ()) -> pl.DataFrame:
-    """A chunk of Contact.csv as the columns the rules read (a missing column reads as empty cells)."""
+def _read_days(frame: pl.DataFrame, days: dict[str, str]) -> pl.DataFrame:
+    """``frame`` with each date column (name: its text column) read as parse_date reads it; Decline where
+    parse_date would fail."""
+    frame = frame.with_columns(**{name: _day(text) for name, text in days.items()})
+    for name, text in days.items():
+        given = pl.col(text).str.strip_chars() != ""
+        if frame.select((given & ~pl.col(text).str.strip_chars().str.contains(_DATE)).any()).item():
+            raise Decline(f"{text}: not a date")
+        unread = given & pl.col(name).is_null()
+        if frame.select(unread.any()).item():
+            frame = frame.with_columns(pl.col(name).fill_null(_exact_day(text)))
+            if frame.select(unread.any()).item():
+                raise Decline(f"{text}: a date that does not exist")
+    return frame
+
+
+def _cells(frame: pl.DataFrame, columns: _Columns, names: tuple[str, ...], language: str = "") -> pl.LazyFrame:
+    """Contact.csv's columns by API name (a missing column reads as empty cells)."""
     def cell(name: str) -> pl.Expr:
         position = columns.get(name)
         return pl.col(f"c{position}") if position is not None else pl.lit("")
 
-    raw = [cell(name).alias(name) for name in _RAW[:-1]]
-    raw.append((cell(language) if language else pl.lit("")).alias("language_value"))
-    raw += [cell(name).alias(name) for name in fields]
-    values = frame.select(*raw)
-    texts = [*_RAW[:8], "language_value", *fields]
-    odd = pl.any_horizontal(pl.col(n).str.contains(_ODD) for n in texts) | ~pl.col("Email").str.contains(
-        _PLAIN_ASCII)
+    raw = [cell(name).alias(name) for name in names]
+    if language is not None:
+        raw.append((cell(language) if language else pl.lit("")).alias("language_value"))
+    return frame.lazy().select(*raw)
+
+
+def _keys() -> dict[str, pl.Expr]:
     email = pl.col("Email").str.strip_chars()
-    shape = (~email.str.contains(_DOT_ATOM)).cast(pl.Int64) * _NOT_DOT_ATOM
-    for i, n in enumerate(shape_fields):
-        shape = shape + (pl.col(n).str.strip_chars() != "").cast(pl.Int64) * (1 << i)
-    address = email.str.to_lowercase()
-    return values.with_columns(
-        id=pl.col("Id").str.strip_chars(),
-        email=email,
-        address=address,
-        valid=address.str.contains(_ADDRESS) & ~address.str.contains("..", literal=True)
-        & ~address.str.starts_with("."),
-        owner=pl.col("OwnerId").str.strip_chars(),
+    return dict(
+        address=email.str.to_lowercase(),
         contact_key=pl.col("Id").str.strip_chars().str.slice(0, 15),
         account_key=pl.col("AccountId").str.strip_chars().str.slice(0, 15),
         opted=_bool("HasOptedOutOfEmail"),
         bounced=_bool("IsEmailBounced"),
-        activity=_date("LastActivityDate"),
-        created=_date("CreatedDate"),
+    )
+
+
+def _contact_values(frame: pl.DataFrame, columns: _Columns, language: str, fields: tuple[str, ...],
+                    shape_fields: tuple[str, ...], plain: bool) -> pl.LazyFrame:
+    """A chunk of Contact.csv as the columns pass 2's rules read."""
+    values = _cells(frame, columns, (*_RAW[:-1], *fields), language)
+    texts = [*_RAW[:8], "language_value", *fields]
+    odd = ~pl.col("Email").str.contains(_PLAIN_ASCII)
+    if not plain:
+        odd = odd | pl.any_horizontal(pl.col(n).str.contains(_ODD) for n in texts)
+    email = pl.col("Email").str.strip_chars()
+    shape = (~email.str.contains(_DOT_ATOM)).cast(pl.Int64) * _NOT_DOT_ATOM
+    for i, n in enumerate(shape_fields):
+        shape = shape + (pl.col(n).str.strip_chars() != "").cast(pl.Int64) * (1 << i)
+    address = pl.col("address")
+    values = values.with_columns(
+        **_keys(),
+        id=pl.col("Id").str.strip_chars(),
+        email=email,
+        owner=pl.col("OwnerId").str.strip_chars(),
+        activity=_day("LastActivityDate"),
+        created=_day("CreatedDate"),
         odd=odd,
         shape=shape,
+    ).with_columns(
+        valid=address.str.contains(_ADDRESS) & ~address.str.contains("..", literal=True)
+        & ~address.str.starts_with("."),
     )
+    day_fix = {}
+    for name, text in (("activity", "LastActivityDate"), ("created", "CreatedDate")):
+        # A spelling the first ten characters do not hold (2025/3/14): read exactly, for this chunk only.
+        if frame.height and _cells(frame, columns, (text,), None).select(
+            (pl.col(text).str.strip_chars() != "") & _day(text).is_null()
+        ).collect().to_series().any():
+            day_fix[name] = pl.col(name).fill_null(_exact_day(text))
+    return values.with_columns(**day_fix) if day_fix else values
 
 
 class _Csv:
@@ -411,27 +455,33 @@ class _Csv:
         except UnicodeDecodeError:
             raise Decline(f"{self.path}: not {self.codec}") from None
 
-    def frames(self, check: bool = False) -> Iterator[pl.DataFrame]:
-        """Each chunk as a frame; ``check``: also prove every record has the header's number of fields."""
+    def frames(self, check: bool = False) -> Iterator[tuple[pl.DataFrame, bool]]:
+        """Each chunk as (frame, plain): ``plain`` when no cell holds a control character or a brace.
+        ``check``: also prove that every record has the header's number of fields."""
         names = [f"c{i}" for i in range(self.width)]
+        last = names[-1]
         for data in self._chunks():
             if not self.utf8:
                 data = self._text(data).encode("utf-8")
-            elif check:
-                self._text(data)
-            try:
+            try:  # polars refuses a byte that is not UTF-8 as the reference's decoding does
                 frame = pl.read_csv(data, has_header=False, new_columns=names, infer_schema=False, quote_char='"')
             except (pl.exceptions.PolarsError, ValueError) as exc:
                 raise Decline(f"{self.path}: {exc}") from None
-            if check:
-                # A short record is padded with nulls and a blank line is a row of them: the commas
-                # outside quoted cells tell, as the reference's csv module counts fields.
+            if check and frame.get_column(last).null_count():
+                # A short record is padded with nulls, and a blank line is a row of them (a longer record is
+                # refused by polars; with every cell quoted, as Data Loader writes, there is no null at
+                # all). The commas outside quoted cells tell, as the reference's csv module counts fields.
                 inside = frame.select(
                     pl.sum_horizontal(pl.col(n).str.count_matches(",", literal=True).sum() for n in names)
                 ).item()
                 if data.count(b",") != frame.height * (self.width - 1) + (inside or 0):
                     raise Decline(f"{self.path}: a record does not have {self.width} fields, or a blank line")
-            yield frame.with_columns(pl.all().fill_null(""))
+            newlines = data.count(b"\n")
+            plain = (
+                newlines == frame.height and data.count(b"\r") in (0, newlines)
+                and not data.translate(None, _PLAIN_BYTES)
+            )
+            yield frame.with_columns(pl.all().fill_null("")), plain
 
     def _chunks(self) -> Iterator[bytes]:
         """The file after its header in pieces of about CHUNK_BYTES, each cut after a newline outside quotes."""
@@ -477,22 +527,25 @@ def _prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
     shape_fields = tuple(dict.fromkeys(
         column for key in sorted(printed) for column in _PRINTED_COLUMNS.get(key, (key,) if key in fields else ())
     ))
-    blocked, seen = _blocks(contacts, deals, rules.scope, source.language_field)
+    blocks, seen = _blocks(contacts, deals, rules.scope)
     if seen:
         source._contact_notes(contacts.columns)
-    blocks = dict(zip(blocked.get_column("address").to_list(), map(Reason, blocked.get_column("block").to_list()),
-                      strict=True))
     add_suppressed(settings, blocks)
-    blocked = pl.DataFrame({"address": list(blocks), "block": [r.value for r in blocks.values()]},
-                           schema={"address": pl.String, "block": pl.String})
+    by_reason = {reason: [] for reason in (Reason.OPTED_OUT, Reason.BOUNCED, Reason.SUPPRESSED, Reason.ACTIVE_DEAL)}
+    for address, reason in blocks.items():
+        by_reason[reason].append(address)
     history = history or History()
     audience = Audience(reps, deals, blocks, rules, history)
     return ColumnarRun(source, contacts, audience, Settle(audience, templates, companies, options.campaign),
-                       LanguageOf(settings), blocked, history, fields, source.language_field, shape_fields)
+                       LanguageOf(settings), {r: _series(a) for r, a in by_reason.items()}, history, fields,
+                       source.language_field, shape_fields)
 
 
-def _blocks(contacts: _Csv, deals: Any, scope: Scope, language: str) -> tuple[pl.DataFrame, bool]:
-    """Pass 1: every value checked (else Decline), and ``sfa.base.address_blocks`` as a frame."""
+_PASS1 = ("Email", "Id", "AccountId", "HasOptedOutOfEmail", "IsEmailBounced", "LastActivityDate", "CreatedDate")
+
+
+def _blocks(contacts: _Csv, deals: Any, scope: Scope) -> tuple[dict[str, Reason], bool]:
+    """Pass 1: every value checked (else Decline), and ``sfa.base.address_blocks``."""
     ranks = {reason.value: rank for rank, reason in enumerate(Reason)}
     schema = {"address": pl.String, "block": pl.String}
     in_deal = pl.col("contact_key").is_in(_series(deals.open_contacts))
@@ -503,32 +556,46 @@ def _blocks(contacts: _Csv, deals: Any, scope: Scope, language: str) -> tuple[pl
         .when(pl.col("bounced")).then(pl.lit(Reason.BOUNCED.value))
         .when(in_deal).then(pl.lit(Reason.ACTIVE_DEAL.value))
     )
+    unread = pl.lit(False)  # a date value the usual spellings do not hold
+    unknown = pl.col("opted").is_null() | pl.col("bounced").is_null()  # not a date or boolean at all
+    for name in ("LastActivityDate", "CreatedDate"):
+        text = pl.col(name).str.strip_chars()
+        unread = unread | ((text != "") & _day(name).is_null())
+        unknown = unknown | ((text != "") & ~text.str.contains(_DATE))
+    ascii_odd = ~pl.col("Email").str.contains(_PLAIN_ASCII)
+    control_odd = ascii_odd | pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in _PASS1)
     parts, seen = [], False
-    for frame in contacts.frames(check=True):
+    for frame, plain in contacts.frames(check=True):
         seen = seen or frame.height > 0
-        c = _contact_values(frame, contacts.columns, language, ())
-        odd = c.filter(pl.col("odd"))
-        c = c.filter(~pl.col("odd"))
-        bad = c.select(
-            pl.col("opted").is_null().any() | pl.col("bounced").is_null().any()
-            | (pl.col("activity").is_null() & (pl.col("LastActivityDate").str.strip_chars() != "")).any()
-            | (pl.col("created").is_null() & (pl.col("CreatedDate").str.strip_chars() != "")).any()
-        ).item()
-        if bad:
-            raise Decline("Contact.csv: a value the reference path reads differently or rejects")
-        parts.append(c.select("address", block.alias("block")).filter(pl.col("block").is_not_null()
-                                                                       & (pl.col("address") != "")))
-        if odd.height:
-            held = address_blocks(_odd_flags(odd), deals, scope)
+        c = (
+            _cells(frame, contacts.columns, _PASS1, None).with_columns(
+                odd=ascii_odd if plain else control_odd, **_keys())
+            .select("odd", "address", block.alias("block"), unknown.alias("unknown"), unread.alias("unread"),
+                    *_PASS1)
+            .collect()
+        )
+        plain = ~c.get_column("odd")
+        if (c.get_column("unknown") & plain).any():
+            raise Decline("Contact.csv: a value the reference path rejects")
+        unread_rows = c.filter(c.get_column("unread") & plain)
+        if unread_rows.height and unread_rows.select(pl.any_horizontal(
+            (pl.col(n).str.strip_chars() != "") & _exact_day(n).is_null() for n in ("LastActivityDate", "CreatedDate")
+        ).any()).item():
+            raise Decline("Contact.csv: a date that does not exist")
+        parts.append(c.filter(plain & c.get_column("block").is_not_null() & (c.get_column("address") != ""))
+                     .select("address", "block"))
+        odd_rows = c.filter(~plain)
+        if odd_rows.height:
+            held = address_blocks(_odd_flags(odd_rows), deals, scope)
             parts.append(pl.DataFrame({"address": list(held), "block": [r.value for r in held.values()]},
                                       schema=schema))
     blocked = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
     blocked = (
         blocked.with_columns(rank=pl.col("block").replace_strict(ranks, return_dtype=pl.Int64))
         .sort("rank", maintain_order=True).unique("address", keep="first", maintain_order=True)
-        .select("address", "block")
     )
-    return blocked, seen
+    addresses, reasons = blocked.get_column("address").to_list(), blocked.get_column("block").to_list()
+    return dict(zip(addresses, map(Reason, reasons), strict=True)), seen
 
 
 def _odd_flags(odd: pl.DataFrame) -> Iterator[tuple[str, str, str, bool, bool]]:
@@ -566,7 +633,7 @@ def _deals(source: CsvExportSource, recent_since: date) -> Any:
         return pl.col(f"c{position}") if position is not None else pl.lit("")
 
     parts, seen = [], False
-    for frame in deals_csv.frames(check=True):
+    for frame, _plain in deals_csv.frames(check=True):
         seen = seen or frame.height > 0
         d = frame.select(
             id=cell("Id"), account=cell("AccountId"), contact=cell("ContactId"), closed_text=cell("IsClosed"),
@@ -574,14 +641,10 @@ def _deals(source: CsvExportSource, recent_since: date) -> Any:
         )
         if d.select(pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in d.columns).any()).item():
             raise Decline("Opportunity.csv: a control character")
-        d = d.with_columns(closed=_bool("closed_text"), modified=_date("modified_text"), close=_date("close_text"))
-        bad = d.select(
-            pl.col("closed").is_null().any()
-            | (pl.col("modified").is_null() & (pl.col("modified_text").str.strip_chars() != "")).any()
-            | (pl.col("close").is_null() & (pl.col("close_text").str.strip_chars() != "")).any()
-        ).item()
-        if bad:
-            raise Decline("Opportunity.csv: a value the reference rejects")
+        days = {"modified": "modified_text", "close": "close_text"}
+        d = _read_days(d.with_columns(closed=_bool("closed_text")), days)
+        if d.get_column("closed").is_null().any():
+            raise Decline("Opportunity.csv: IsClosed is not a boolean")
         parts.append(d.select(
             id=pl.col("id").str.strip_chars().str.slice(0, 15),
             account=pl.col("account").str.strip_chars().str.slice(0, 15),
@@ -612,7 +675,7 @@ def _deals(source: CsvExportSource, recent_since: date) -> Any:
         roles_csv = _Csv(roles_file, source.encoding, ROLE_REQUIRED)
         p_opp, p_contact = roles_csv.columns.get("OpportunityId"), roles_csv.columns.get("ContactId")
         open_ids, recent_ids = _series(keys(open_deals, "id")), _series(keys(recent, "id"))
-        for frame in roles_csv.frames(check=True):
+        for frame, _plain in roles_csv.frames(check=True):
             r = frame.select(opp=pl.col(f"c{p_opp}"), contact=pl.col(f"c{p_contact}"))
             if r.select(pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in r.columns).any()).item():
                 raise Decline("OpportunityContactRole.csv: a control character")
