@@ -20,7 +20,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -31,7 +32,7 @@ import polars as pl
 
 from repsend.audience import Audience, History
 from repsend.compose import HeaderInjection, MissingField
-from repsend.models import Action, Contact, Decision, Reason, Rep
+from repsend.models import Action, Contact, Decision, Reason, Rep, normalize_email
 from repsend.report import decision_line
 from repsend.runner import (
     LanguageOf,
@@ -45,7 +46,7 @@ from repsend.runner import (
     load_templates,
     rules_of,
 )
-from repsend.sfa.base import Scope, address_blocks
+from repsend.sfa.base import DealIndex, Scope, address_blocks
 from repsend.sfa.csv_export import (
     _BOOLS,
     CONTACT_REQUIRED,
@@ -110,7 +111,6 @@ class ColumnarRun:
     audience: Audience
     settle: Settle
     language_of: LanguageOf
-    blocks: dict[Reason, pl.Series]  # the addresses blocked by each address-level reason, for is_in
     history: History
     fields: tuple[str, ...]  # extra Contact fields for templates
     language_field: str
@@ -118,135 +118,260 @@ class ColumnarRun:
 
     def write_json(self, out: TextIO, summary: Summary | None = None) -> Summary:
         summary = summary or Summary()
-        audience, history = self.audience, self.history
-        deals, rules = audience.deals, audience.rules
-        in_deal = pl.col("contact_key").is_in(_series(deals.open_contacts))
-        recent = pl.col("contact_key").is_in(_series(deals.recent_contacts))
-        if rules.scope == "account":
-            in_deal = in_deal | pl.col("account_key").is_in(_series(deals.open_accounts))
-            recent = recent | pl.col("account_key").is_in(_series(deals.recent_accounts))
-        since = rules.dormant_since
-        recent = recent | (pl.col("created") >= since) | (pl.col("activity") >= since)
-        address = pl.col("address")
-        blocks = self.blocks
+        history, rules = self.history, self.audience.rules
+        # What is known of each address, contact and account, as small codes looked up in Python dicts:
+        # a dict is a hash table built once, where polars would hash a set again for every chunk.
+        addresses: dict[str, int] = {}
+        for address, reason in self.audience.blocks.items():
+            addresses[address] = _BLOCK_CODES[reason]
+        for address in history.campaign_addresses:
+            addresses[address] = addresses.get(address, 0) | _ALREADY_SENT
         cooling = {a: d.isoformat() for a, d in history.last_mailed.items() if d >= rules.cooldown_since}
-        # The reference's rules up to cooldown, in its order; null: the rules that follow decide (_in_order).
-        rule = (
-            pl.when(address == "").then(_pair(Reason.NO_EMAIL))
-            .when(~pl.col("valid")).then(_pair(Reason.INVALID_EMAIL, pl.col("email")))
-            .when(pl.col("opted")).then(_pair(Reason.OPTED_OUT))
-            .when(pl.col("bounced")).then(_pair(Reason.BOUNCED))
-            .when(address.is_in(blocks[Reason.OPTED_OUT])).then(_pair(Reason.OPTED_OUT, _ANOTHER))
-            .when(address.is_in(blocks[Reason.BOUNCED])).then(_pair(Reason.BOUNCED, _ANOTHER))
-            .when(address.is_in(blocks[Reason.SUPPRESSED])).then(_pair(Reason.SUPPRESSED))
-            .when(address.is_in(_series(history.campaign_addresses))).then(_pair(Reason.ALREADY_SENT))
-            .when(in_deal).then(_pair(Reason.ACTIVE_DEAL))
-            .when(address.is_in(blocks[Reason.ACTIVE_DEAL])).then(_pair(Reason.ACTIVE_DEAL, _ANOTHER))
-            .when(recent).then(_pair(Reason.RECENT_ACTIVITY))
+        contacts, accounts = _deal_codes(self.audience.deals, rules.scope)
+        address_info = pl.DataFrame(
+            {"address": list(addresses), "a_code": list(addresses.values()),
+             "last_mailed": [cooling.get(a) for a in addresses]},
+            schema={"address": pl.String, "a_code": pl.Int64, "last_mailed": pl.String},
         )
-        if cooling:
-            last = address.replace_strict(cooling, default=None, return_dtype=pl.String)
-            rule = rule.when(last.is_not_null()).then(_pair(Reason.COOLDOWN, pl.lit("last mailed ") + last))
+        more = [a for a in cooling if a not in addresses]
+        if more:
+            address_info = pl.concat([address_info, pl.DataFrame(
+                {"address": more, "a_code": [0] * len(more), "last_mailed": [cooling[a] for a in more]},
+                schema=address_info.schema)])
+        contact_info, account_info = _codes_frame(contacts, "contact_key", "c_code"), (
+            _codes_frame(accounts, "account_key", "k_code") if accounts else None)
+        code = pl.col("a_code")
+        in_deal = (pl.col("c_code") & _OPEN_DEAL) != 0
+        recent = ((pl.col("c_code") & _RECENT_DEAL) != 0) | (pl.col("created") >= rules.dormant_since) | (
+            pl.col("activity") >= rules.dormant_since)
+        if accounts:
+            in_deal = in_deal | ((pl.col("k_code") & _OPEN_DEAL) != 0)
+            recent = recent | ((pl.col("k_code") & _RECENT_DEAL) != 0)
+        block = code & 7
+        # The reference's rules up to cooldown, in its order; null: the rules that follow decide (_in_order).
+        reason = (
+            pl.when(pl.col("address") == "").then(pl.lit(Reason.NO_EMAIL.value))
+            .when(~pl.col("valid")).then(pl.lit(Reason.INVALID_EMAIL.value))
+            .when(pl.col("opted")).then(pl.lit(Reason.OPTED_OUT.value))
+            .when(pl.col("bounced")).then(pl.lit(Reason.BOUNCED.value))
+            .when(block == _BLOCK_CODES[Reason.OPTED_OUT]).then(pl.lit(Reason.OPTED_OUT.value))
+            .when(block == _BLOCK_CODES[Reason.BOUNCED]).then(pl.lit(Reason.BOUNCED.value))
+            .when(block == _BLOCK_CODES[Reason.SUPPRESSED]).then(pl.lit(Reason.SUPPRESSED.value))
+            .when((code & _ALREADY_SENT) != 0).then(pl.lit(Reason.ALREADY_SENT.value))
+            .when(in_deal | (block == _BLOCK_CODES[Reason.ACTIVE_DEAL])).then(pl.lit(Reason.ACTIVE_DEAL.value))
+            .when(recent).then(pl.lit(Reason.RECENT_ACTIVITY.value))
+            .when(pl.col("last_mailed").is_not_null()).then(pl.lit(Reason.COOLDOWN.value))
+        )
+        detail = (
+            pl.when(pl.col("address") == "").then(None)
+            .when(~pl.col("valid")).then(pl.col("email"))
+            .when(pl.col("opted") | pl.col("bounced")).then(None)
+            .when(block.is_in([_BLOCK_CODES[Reason.OPTED_OUT], _BLOCK_CODES[Reason.BOUNCED]])).then(_ANOTHER)
+            .when((block == _BLOCK_CODES[Reason.SUPPRESSED]) | ((code & _ALREADY_SENT) != 0) | in_deal).then(None)
+            .when(block == _BLOCK_CODES[Reason.ACTIVE_DEAL]).then(_ANOTHER)
+            .when(recent).then(None)
+            .when(pl.col("last_mailed").is_not_null()).then(pl.lit("last mailed ") + pl.col("last_mailed"))
+        )
         outputs = dict(
+            reason=reason, detail=detail,
             action=pl.lit(Action.SKIP.value), rep_id=pl.when(pl.col("owner") != "").then(pl.col("owner")),
             from_=pl.lit(None, pl.String), subject=pl.lit(None, pl.String), language=pl.lit(None, pl.String),
         )
         state = _OrderState()
+        binary = getattr(out, "buffer", None)
         for frame, plain in self.contacts.frames():
-            values = _contact_values(frame, self.contacts.columns, self.language_field, self.fields,
-                                     self.shape_fields, plain)
-            c = values.with_columns(rule.alias("rule")).unnest("rule").with_columns(**outputs).collect()
+            c = _contact_values(frame, self.contacts.columns, self.language_field, self.fields,
+                                self.shape_fields, plain).collect()
+            c = _look_up(c, address_info, contact_info, account_info)
+            c = c.lazy().with_columns(**outputs).collect()
             open_rows = c.get_column("odd") | c.get_column("reason").is_null()
             odd_lines: dict[int, str] = {}
             if open_rows.any():
                 c = self._in_order(c, open_rows, state, odd_lines)
             summary.considered += c.height
-            for reason, n in c.group_by("reason").len().iter_rows():
-                if reason in (Reason.DORMANT.value, Reason.FALLBACK_SENDER.value):
+            counts = Counter(state.odd_reasons)
+            state.odd_reasons.clear()
+            counts.update(dict(c.filter(~c.get_column("odd")).group_by("reason").len().iter_rows()))
+            for reason_value, n in counts.items():
+                if reason_value in (Reason.DORMANT.value, Reason.FALLBACK_SENDER.value):
                     summary.send += n
                 else:
-                    summary.skip[reason] += n
+                    summary.skip[reason_value] += n
             lines = c.lazy().select(_json_line()).collect().to_series()
             if odd_lines:
                 lines = lines.scatter(list(odd_lines), list(odd_lines.values()))
-            out.write(lines.str.join("").item())
+            if binary is not None:
+                # The lines as bytes, straight from polars: no str of the whole chunk in between.
+                out.flush()
+                binary.write(lines.str.join("").cast(pl.Binary).item())
+            else:
+                out.write(lines.str.join("").item())
         return summary
 
     def _in_order(self, c: pl.DataFrame, open_rows: pl.Series, state: _OrderState,
                   odd_lines: dict[int, str]) -> pl.DataFrame:
         """The records no expression decided, in file order: the reference rules for odd records, and for
         the rest the rules that depend on what came before (duplicate_email, rep_cap). Odd records get
-        their JSON line in ``odd_lines`` (by row), the rest their values in the returned frame."""
-        index = open_rows.arg_true().to_list()
-        rows = c.filter(open_rows)
+        their JSON line in ``odd_lines`` (by row), the rest their values in the returned frame.
+
+        Only a record that may be sent can change what a later one gets (by taking its address or a place
+        in its rep's cap), so only those, and the odd ones, go through a loop one by one. The rest (a rep at
+        the cap when the chunk starts, no owner, an inactive owner, ...) are settled as columns, once the
+        loop has said which addresses it took and where."""
+        audience = self.audience
+        rows = c.with_row_index("row").filter(open_rows)
+        languages = {v: self.language_of(v) for v in rows.get_column("language_value").unique().to_list()}
+        table = [state.sender_row(owner, audience)
+                 for owner in rows.filter(~pl.col("odd")).get_column("owner").unique().to_list()]
+        senders = pl.DataFrame(table, schema=_SENDER_SCHEMA, orient="row")
+        rows = rows.with_columns(lang=pl.col("language_value").replace_strict(languages, return_dtype=pl.String))
+        rows = rows.with_columns(_joined(rows, senders).iter_columns())
+        settled = ~pl.col("odd") & (~pl.col("s_sends") | (pl.col("s_capped") & (pl.col("shape") < _NOT_DOT_ATOM)))
+        looped = rows.filter(~settled)
+        taken = self._loop(looped, state, odd_lines) if looped.height else {}
+        plain = looped.filter(~pl.col("odd"))
+        columns = ("action", "reason", "rep_id", "from_", "subject", "detail", "language")
+        if plain.height:
+            at = plain.get_column("row")
+            c = c.with_columns(
+                c.get_column(name).scatter(at, pl.Series(values, dtype=pl.String))
+                for name, values in zip(columns, zip(*state.values, strict=True), strict=True)
+            )
+        state.values.clear()
+        fast = rows.filter(settled)
+        if fast.height:
+            fast = self._settle(fast, state, taken)
+            at = fast.get_column("row")
+            c = c.with_columns(c.get_column(name).scatter(at, fast.get_column(name)) for name in columns)
+        return c
+
+    def _loop(self, rows: pl.DataFrame, state: _OrderState, odd_lines: dict[int, str]) -> dict[str, int]:
+        """Records one by one, as the reference decides them; their values into ``state.values`` (odd ones'
+        lines into ``odd_lines``). Returns the addresses sent to, with the row of each."""
         raw = {name: rows.get_column(name).to_list() for name in (*_RAW, *self.fields)}
-        odd, address, owner, shape = (rows.get_column(n).to_list() for n in ("odd", "address", "owner", "shape"))
-        language_of, audience, settle = self.language_of, self.audience, self.settle
+        index, odd, address, owner, shape, languages = (
+            rows.get_column(n).to_list() for n in ("row", "odd", "address", "owner", "shape", "lang"))
+        audience, settle = self.audience, self.settle
         templates, companies, campaign = settle.templates, settle.companies, settle.campaign
-        chosen, capped, sender = audience.chosen, audience.capped, audience.sender
-        senders, checked, outcomes = state.senders, state.checked, state.outcomes
+        chosen, capped = audience.chosen, audience.capped
+        values, taken = state.values, {}
         skip, send = Action.SKIP.value, Action.SEND
-        plain_rows: list[int] = []
-        values: list[tuple[Any, ...]] = []
         for j, row in enumerate(index):
-            language = language_of(raw["language_value"][j])
+            language = languages[j]
             if odd[j]:
                 contact = _contact(raw, self.fields, j, parsed=False)
                 decision, mail = settle(audience.decide(contact), language)
                 odd_lines[row] = decision_line(Planned(decision, mail, language))
+                state.odd_reasons.append(decision.reason.value)
+                if mail is not None:
+                    taken[normalize_email(contact.email)] = row
                 continue
-            plain_rows.append(row)
             if chosen(address[j]):
                 values.append((skip, _DUPLICATE, owner[j] or None, None, None, None, None))
                 continue
-            who = senders.get(owner[j])
-            if who is None:
-                reason, rep, detail = sender(owner[j])
-                who = senders[owner[j]] = (reason, rep, detail, (
-                    skip, reason.value, rep.id if rep else owner[j] or None, None, None, detail or None, None))
-            reason, rep, detail, skipped = who
+            reason, rep, detail, skipped = state.sender(owner[j], audience)
             if reason not in _SENDS:
                 values.append(skipped)
                 continue
-            if id(rep) in state.capped or capped(rep):
-                state.capped.add(id(rep))
-                # Whether the mail would compose depends only on which printed values are empty.
-                key = (id(rep), language, shape[j])
-                outcome = checked.get(key)
-                if outcome is None:
-                    failed = _check(templates, _contact(raw, self.fields, j), rep, companies[language], language,
-                                    campaign)
-                    outcome = outcomes.get((id(rep), failed))
-                    if outcome is None:
-                        outcome = outcomes[(id(rep), failed)] = (
-                            (skip, Reason.REP_CAP.value, rep.id, None, None, audience.cap_detail, None)
-                            if failed is None else (skip, failed[0].value, rep.id, None, None, failed[1], None)
-                        )
-                    if not shape[j] & _NOT_DOT_ATOM:  # an address the parser must read is checked each time
-                        checked[key] = outcome
-                values.append(outcome)
+            if capped(rep):
+                values.append(state.check(rep, language, shape[j], lambda j=j: _contact(raw, self.fields, j),
+                                          templates, companies[language], campaign, audience.cap_detail))
                 continue
             decision, mail = settle(Decision(_contact(raw, self.fields, j), send, reason, rep, detail), language)
             if mail is None:
                 values.append((skip, decision.reason.value, rep.id, None, None, decision.detail or None, None))
             else:
+                taken[address[j]] = row
                 text = state.from_text.get(id(mail.from_))
                 if text is None:
                     text = state.from_text[id(mail.from_)] = str(mail.from_)
                 values.append((send.value, decision.reason.value, rep.id, text, mail.subject, decision.detail or None,
                                mail.language))
-        if plain_rows:
-            at = pl.Series(plain_rows, dtype=pl.UInt32)
-            columns = ("action", "reason", "rep_id", "from_", "subject", "detail", "language")
-            c = c.with_columns(
-                c.get_column(name).scatter(at, pl.Series(column, dtype=pl.String))
-                for name, column in zip(columns, zip(*values, strict=True), strict=True)
-            )
-        return c
+        return taken
+
+    def _settle(self, rows: pl.DataFrame, state: _OrderState, taken: dict[str, int]) -> pl.DataFrame:
+        """Records whose sender is at the cap or cannot send: duplicate_email when an earlier record took
+        the address, else the sender's skip, else what the template check says (rep_cap when it composes)."""
+        audience, settle = self.audience, self.settle
+        taken_at = pl.DataFrame({"address": list(taken), "taken_at": list(taken.values())},
+                                schema={"address": pl.String, "taken_at": pl.UInt32})
+        chosen = audience.chosen_addresses
+        in_chosen = pl.Series([a in chosen for a in rows.get_column("address").to_list()], dtype=pl.Boolean)
+        rows = rows.with_columns(_joined(rows, taken_at).iter_columns()).with_columns(
+            dup=in_chosen & (pl.col("taken_at").is_null() | (pl.col("taken_at") < pl.col("row")))
+        )
+        checks = rows.filter(~pl.col("dup") & pl.col("s_sends")).unique(["s_rep", "lang", "shape"], keep="first")
+        outcomes = []
+        if checks.height:
+            raw = {name: checks.get_column(name).to_list() for name in (*_RAW, *self.fields)}
+            for j, (rep_index, language, shape) in enumerate(checks.select("s_rep", "lang", "shape").iter_rows()):
+                rep = state.reps[rep_index]
+                outcome = state.check(rep, language, shape, lambda j=j: _contact(raw, self.fields, j),
+                                      settle.templates, settle.companies[language], settle.campaign,
+                                      audience.cap_detail)
+                outcomes.append((rep_index, language, shape, outcome[1], outcome[5]))
+        checked = pl.DataFrame(outcomes, schema={"s_rep": pl.Int64, "lang": pl.String, "shape": pl.Int64,
+                                                 "k_reason": pl.String, "k_detail": pl.String}, orient="row")
+        rows = rows.with_columns(
+            rows.select("s_rep", "lang", "shape").join(checked, on=["s_rep", "lang", "shape"], how="left",
+                                                         maintain_order="left").select("k_reason", "k_detail")
+            .iter_columns()
+        )
+        dup, sends = pl.col("dup"), pl.col("s_sends")
+        return rows.select(
+            "row",
+            action=pl.lit(Action.SKIP.value),
+            reason=pl.when(dup).then(pl.lit(_DUPLICATE)).when(~sends).then("s_reason").otherwise("k_reason"),
+            rep_id=pl.when(dup).then(pl.when(pl.col("owner") != "").then("owner")).otherwise("s_rep_id"),
+            from_=pl.lit(None, pl.String),
+            subject=pl.lit(None, pl.String),
+            detail=pl.when(dup).then(pl.lit(None, pl.String)).when(~sends).then("s_detail").otherwise("k_detail"),
+            language=pl.lit(None, pl.String),
+        )
 
 
 _SENDS = (Reason.DORMANT, Reason.FALLBACK_SENDER)
+_BLOCK_CODES = {Reason.OPTED_OUT: 1, Reason.BOUNCED: 2, Reason.SUPPRESSED: 3, Reason.ACTIVE_DEAL: 4}
+_ALREADY_SENT = 8
+_OPEN_DEAL, _RECENT_DEAL = 1, 2
+
+
+def _codes_frame(codes: dict[str, int], key: str, name: str) -> pl.DataFrame:
+    return pl.DataFrame({key: list(codes), name: list(codes.values())}, schema={key: pl.String, name: pl.Int64})
+
+
+def _look_up(c: pl.DataFrame, *infos: pl.DataFrame | None) -> pl.DataFrame:
+    """``c`` with the columns of each info frame joined on its first column (codes 0 where absent)."""
+    return c.with_columns(
+        column.fill_null(0) if column.dtype == pl.Int64 else column
+        for info in infos if info is not None
+        for column in _joined(c, info).iter_columns()
+    )
+
+
+def _joined(c: pl.DataFrame, info: pl.DataFrame) -> pl.DataFrame:
+    """The columns of ``info`` (but its first, the key) for each row of ``c``, null where none: a join
+    of the key column alone, so that the chunk's other columns are not copied."""
+    key = info.columns[0]
+    return c.select(key).join(info, on=key, how="left", maintain_order="left").drop(key)
+
+
+def _deal_codes(deals: DealIndex, scope: Scope) -> tuple[dict[str, int], dict[str, int]]:
+    """Contact and account keys with _OPEN_DEAL and _RECENT_DEAL bits (no accounts in contact_role scope)."""
+    contacts = dict.fromkeys(deals.recent_contacts, _RECENT_DEAL)
+    for key in deals.open_contacts:
+        contacts[key] = contacts.get(key, 0) | _OPEN_DEAL
+    accounts: dict[str, int] = {}
+    if scope == "account":
+        accounts = dict.fromkeys(deals.recent_accounts, _RECENT_DEAL)
+        for key in deals.open_accounts:
+            accounts[key] = accounts.get(key, 0) | _OPEN_DEAL
+    return contacts, accounts
 _DUPLICATE = Reason.DUPLICATE_EMAIL.value
+
+
+_SENDER_SCHEMA = {"owner": pl.String, "s_sends": pl.Boolean, "s_capped": pl.Boolean, "s_reason": pl.String,
+                  "s_rep_id": pl.String, "s_detail": pl.String, "s_rep": pl.Int64}
 
 
 @dataclass
@@ -255,9 +380,46 @@ class _OrderState:
 
     senders: dict[str, Any] = field(default_factory=dict)  # owner id -> Audience.sender and its skip values
     checked: dict[tuple[int, str, int], tuple[Any, ...]] = field(default_factory=dict)  # (rep, language, shape)
-    outcomes: dict[tuple[int, Any], tuple[Any, ...]] = field(default_factory=dict)  # shared output tuples
-    capped: set[int] = field(default_factory=set)  # reps at their daily cap (a count only goes up)
+    reps: list[Rep] = field(default_factory=list)  # senders by number, for columns
+    rep_numbers: dict[int, int] = field(default_factory=dict)
     from_text: dict[int, str] = field(default_factory=dict)
+    values: list[tuple[Any, ...]] = field(default_factory=list)  # the loop's output values, one chunk's
+    odd_reasons: list[str] = field(default_factory=list)  # the reasons of one chunk's odd records
+
+    def sender(self, owner: str, audience: Audience) -> tuple[Any, ...]:
+        """``Audience.sender`` of an owner id, with the values of its skip."""
+        who = self.senders.get(owner)
+        if who is None:
+            reason, rep, detail = audience.sender(owner)
+            who = self.senders[owner] = (reason, rep, detail, (
+                Action.SKIP.value, reason.value, rep.id if rep else owner or None, None, None, detail or None, None))
+        return who
+
+    def sender_row(self, owner: str, audience: Audience) -> tuple[Any, ...]:
+        reason, rep, detail, skipped = self.sender(owner, audience)
+        sends = reason in _SENDS
+        number = None
+        if rep is not None:
+            number = self.rep_numbers.get(id(rep))
+            if number is None:
+                number = self.rep_numbers[id(rep)] = len(self.reps)
+                self.reps.append(rep)
+        return owner, sends, sends and audience.capped(rep), skipped[1], skipped[2], skipped[5], number
+
+    def check(self, rep: Rep, language: str, shape: int, contact: Callable[[], Contact], templates: Any,
+              company: Any, campaign: str, cap_detail: str) -> tuple[Any, ...]:
+        """The values of a record whose rep is at the cap: rep_cap when its mail would compose, else why
+        not. That depends only on which printed values are empty (the shape) of a plain record; one with
+        an address the parser must read is checked every time."""
+        key = (id(rep), language, shape)
+        outcome = self.checked.get(key)
+        if outcome is None:
+            failed = _check(templates, contact(), rep, company, language, campaign)
+            outcome = ((Action.SKIP.value, Reason.REP_CAP.value, rep.id, None, None, cap_detail, None)
+                       if failed is None else (Action.SKIP.value, failed[0].value, rep.id, None, None, failed[1], None))
+            if not shape & _NOT_DOT_ATOM:
+                self.checked[key] = outcome
+        return outcome
 
 
 # Contact values as the reference reads them, by column; "odd" records carry their cells as written.
@@ -297,10 +459,6 @@ def _check(templates: Any, contact: Contact, rep: Rep, company: Any, language: s
 
 
 _ANOTHER = pl.lit("on another record")
-
-
-def _pair(reason: Reason, detail: pl.Expr | None = None) -> pl.Expr:
-    return pl.struct(reason=pl.lit(reason.value), detail=detail if detail is not None else pl.lit(None, pl.String))
 
 
 def _series(values: Any) -> pl.Series:
@@ -440,7 +598,7 @@ class _Csv:
             raise Decline(f"{path}: cannot read") from None
         if self.utf8:
             first = first.removeprefix(codecs.BOM_UTF8)
-        if not first.strip() or first.count(b'"') % 2:
+        if not first.strip() or first.count(b'"') % 2 or b"\r" in first.rstrip(b"\r\n"):
             raise Decline(f"{path}: empty, or a header over several lines")
         self.header_bytes = len(first)
         header = next(csv.reader(io.StringIO(self._text(first), newline="")))
@@ -476,40 +634,49 @@ class _Csv:
                 ).item()
                 if data.count(b",") != frame.height * (self.width - 1) + (inside or 0):
                     raise Decline(f"{self.path}: a record does not have {self.width} fields, or a blank line")
-            newlines = data.count(b"\n")
+            newlines, returns = data.count(b"\n"), data.count(b"\r")
+            if returns and returns != data.count(b"\r\n"):
+                # The csv module ends a record at a lone CR (old Mac line ends); polars does not.
+                raise Decline(f"{self.path}: a CR that is not part of a CRLF")
             plain = (
-                newlines == frame.height and data.count(b"\r") in (0, newlines)
+                newlines == frame.height and returns in (0, newlines)
                 and not data.translate(None, _PLAIN_BYTES)
             )
             yield frame.with_columns(pl.all().fill_null("")), plain
 
     def _chunks(self) -> Iterator[bytes]:
-        """The file after its header in pieces of about CHUNK_BYTES, each cut after a newline outside quotes."""
+        """The file after its header in pieces of about CHUNK_BYTES, each cut after a newline outside quotes
+        (read into one reused buffer: a piece is the only copy)."""
         with open(self.path, "rb") as handle:
             handle.seek(self.header_bytes + (3 if self.utf8 and handle.read(3) == codecs.BOM_UTF8 else 0))
-            rest = b""
+            buffer = bytearray(CHUNK_BYTES)
+            filled = 0
             while True:
-                data = handle.read(CHUNK_BYTES)
-                if not data:
-                    if rest.strip():
-                        if rest.count(b'"') % 2:
+                with memoryview(buffer) as view:
+                    read = handle.readinto(view[filled:])
+                end = filled + read
+                if not read:
+                    if buffer[:end].strip():
+                        if buffer.count(b'"', 0, end) % 2:
                             raise Decline(f"{self.path}: a quoted cell is not closed")
-                        yield rest
+                        yield bytes(buffer[:end])
                     return
-                data = rest + data
-                end, cut = len(data), -1
+                cut, stop = -1, end
                 while cut < 0:
-                    newline = data.rfind(b"\n", 0, end)
+                    newline = buffer.rfind(b"\n", 0, stop)
                     if newline < 0:
                         break
-                    if data.count(b'"', 0, newline) % 2 == 0:  # doubled quotes inside a cell count twice
+                    if buffer.count(b'"', 0, newline) % 2 == 0:  # doubled quotes inside a cell count twice
                         cut = newline + 1
-                    end = newline
-                if cut < 0:
-                    rest = data
+                    stop = newline
+                if cut < 0:  # one record longer than the buffer
+                    if end == len(buffer):
+                        buffer.extend(bytes(len(buffer)))
+                    filled = end
                     continue
-                rest = data[cut:]
-                yield data[:cut]
+                yield bytes(buffer[:cut])
+                buffer[: end - cut] = buffer[cut:end]
+                filled = end - cut
 
 
 def _prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
@@ -531,14 +698,10 @@ def _prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
     if seen:
         source._contact_notes(contacts.columns)
     add_suppressed(settings, blocks)
-    by_reason = {reason: [] for reason in (Reason.OPTED_OUT, Reason.BOUNCED, Reason.SUPPRESSED, Reason.ACTIVE_DEAL)}
-    for address, reason in blocks.items():
-        by_reason[reason].append(address)
     history = history or History()
     audience = Audience(reps, deals, blocks, rules, history)
     return ColumnarRun(source, contacts, audience, Settle(audience, templates, companies, options.campaign),
-                       LanguageOf(settings), {r: _series(a) for r, a in by_reason.items()}, history, fields,
-                       source.language_field, shape_fields)
+                       LanguageOf(settings), history, fields, source.language_field, shape_fields)
 
 
 _PASS1 = ("Email", "Id", "AccountId", "HasOptedOutOfEmail", "IsEmailBounced", "LastActivityDate", "CreatedDate")
@@ -548,9 +711,12 @@ def _blocks(contacts: _Csv, deals: Any, scope: Scope) -> tuple[dict[str, Reason]
     """Pass 1: every value checked (else Decline), and ``sfa.base.address_blocks``."""
     ranks = {reason.value: rank for rank, reason in enumerate(Reason)}
     schema = {"address": pl.String, "block": pl.String}
-    in_deal = pl.col("contact_key").is_in(_series(deals.open_contacts))
-    if scope == "account":
-        in_deal = in_deal | pl.col("account_key").is_in(_series(deals.open_accounts))
+    contacts_codes, accounts_codes = _deal_codes(deals, scope)
+    contact_info, account_info = _codes_frame(contacts_codes, "contact_key", "c_code"), (
+        _codes_frame(accounts_codes, "account_key", "k_code") if accounts_codes else None)
+    in_deal = (pl.col("c_code") & _OPEN_DEAL) != 0
+    if accounts_codes:
+        in_deal = in_deal | ((pl.col("k_code") & _OPEN_DEAL) != 0)
     block = (
         pl.when(pl.col("opted")).then(pl.lit(Reason.OPTED_OUT.value))
         .when(pl.col("bounced")).then(pl.lit(Reason.BOUNCED.value))
@@ -570,10 +736,11 @@ def _blocks(contacts: _Csv, deals: Any, scope: Scope) -> tuple[dict[str, Reason]
         c = (
             _cells(frame, contacts.columns, _PASS1, None).with_columns(
                 odd=ascii_odd if plain else control_odd, **_keys())
-            .select("odd", "address", block.alias("block"), unknown.alias("unknown"), unread.alias("unread"),
-                    *_PASS1)
+            .select("odd", "address", "contact_key", "account_key", "opted", "bounced", unknown.alias("unknown"),
+                    unread.alias("unread"), *_PASS1)
             .collect()
         )
+        c = _look_up(c, contact_info, account_info).with_columns(block=block)
         plain = ~c.get_column("odd")
         if (c.get_column("unknown") & plain).any():
             raise Decline("Contact.csv: a value the reference path rejects")
@@ -632,7 +799,10 @@ def _deals(source: CsvExportSource, recent_since: date) -> Any:
         position = cols.get(name)
         return pl.col(f"c{position}") if position is not None else pl.lit("")
 
-    parts, seen = [], False
+    index = DealIndex()
+    open_opps: set[str] = set()
+    recent_opps: set[str] = set()
+    seen = False
     for frame, _plain in deals_csv.frames(check=True):
         seen = seen or frame.height > 0
         d = frame.select(
@@ -645,13 +815,22 @@ def _deals(source: CsvExportSource, recent_since: date) -> Any:
         d = _read_days(d.with_columns(closed=_bool("closed_text")), days)
         if d.get_column("closed").is_null().any():
             raise Decline("Opportunity.csv: IsClosed is not a boolean")
-        parts.append(d.select(
+        d = d.select(
             id=pl.col("id").str.strip_chars().str.slice(0, 15),
             account=pl.col("account").str.strip_chars().str.slice(0, 15),
             contact=pl.col("contact").str.strip_chars().str.slice(0, 15),
             closed="closed",
             changed=pl.max_horizontal("modified", "close"),
-        ))
+        )
+        # DealIndex.build, a chunk at a time: only the keys of open and recent deals are kept.
+        for part, opps, accounts, contacts in (
+            (d.filter(~pl.col("closed")), open_opps, index.open_accounts, index.open_contacts),
+            (d.filter(pl.col("closed") & (pl.col("changed") >= recent_since)), recent_opps, index.recent_accounts,
+             index.recent_contacts),
+        ):
+            opps.update(part.get_column("id").to_list())
+            accounts.update(part.get_column("account").filter(part.get_column("account") != "").to_list())
+            contacts.update(part.get_column("contact").filter(part.get_column("contact") != "").to_list())
     if seen:
         if not (cols.has("LastModifiedDate") or cols.has("CloseDate")):
             source._note(
@@ -660,21 +839,10 @@ def _deals(source: CsvExportSource, recent_since: date) -> Any:
             )
         if not cols.has("Id"):
             source._note("Opportunity.csv has no Id column: contact roles cannot be matched to deals")
-    schema = {"id": pl.String, "account": pl.String, "contact": pl.String, "closed": pl.Boolean, "changed": pl.Date}
-    deals = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
-    open_deals = deals.filter(~pl.col("closed"))
-    recent = deals.filter(pl.col("closed") & (pl.col("changed") >= recent_since))
-    index = DealIndex()
-
-    def keys(frame: pl.DataFrame, column: str) -> set[str]:
-        return set(frame.get_column(column).filter(frame.get_column(column) != "").to_list())
-
-    index.open_accounts, index.open_contacts = keys(open_deals, "account"), keys(open_deals, "contact")
-    index.recent_accounts, index.recent_contacts = keys(recent, "account"), keys(recent, "contact")
     if with_roles:
         roles_csv = _Csv(roles_file, source.encoding, ROLE_REQUIRED)
         p_opp, p_contact = roles_csv.columns.get("OpportunityId"), roles_csv.columns.get("ContactId")
-        open_ids, recent_ids = _series(keys(open_deals, "id")), _series(keys(recent, "id"))
+        open_ids, recent_ids = _series(open_opps), _series(recent_opps)
         for frame, _plain in roles_csv.frames(check=True):
             r = frame.select(opp=pl.col(f"c{p_opp}"), contact=pl.col(f"c{p_contact}"))
             if r.select(pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in r.columns).any()).item():

@@ -1,0 +1,1082 @@
+"""Parity: the columnar engine (``repsend.columnar``) against the reference path (``runner.plan`` and
+``report.JsonLines``), line for line and byte for byte.
+
+The columnar engine may decline (``prepare`` returns None) whenever it cannot vouch for the reference's
+answer; it may never answer differently. So every test here runs both paths on the same export and
+compares the decision lines, the summary and the notes; on an export the reference rejects, the engine
+must decline and the CLI must fail with the reference's message and exit code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from repsend.audience import History
+from repsend.cli import app
+from repsend.errors import RepsendError
+from repsend.report import JsonLines, summary_record
+from repsend.runner import RunOptions, Summary, plan
+from repsend.settings import Settings, load_settings
+from repsend.sfa.csv_export import CsvExportSource
+from tests.helpers import (
+    CARTER,
+    CONTACT_HEADER,
+    OPPORTUNITY_HEADER,
+    REPO,
+    REPS,
+    ROLE_HEADER,
+    SATO,
+    SUZUKI,
+    TEMPLATES,
+    USER_HEADER,
+    _toml,
+    contact,
+    deal,
+    write_export,
+)
+
+AS_OF = date(2026, 11, 23)
+DORMANT_SINCE = AS_OF - timedelta(days=180)  # 2026-05-27: on or after it is recent
+COOLDOWN_SINCE = AS_OF - timedelta(days=90)
+DEMO_CONFIG = REPO / "config" / "repsend.toml"
+OPTIONS = RunOptions(as_of=AS_OF, campaign="dormant", template="dormant")
+
+Result = tuple[str, dict[str, Any], list[str]]
+
+
+@pytest.fixture(autouse=True)
+def _columnar_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test decides for itself which path runs; the developer's environment does not."""
+    monkeypatch.delenv("REPSEND_COLUMNAR", raising=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The two paths
+# ---------------------------------------------------------------------------------------------------
+
+
+def reference(settings: Settings, options: RunOptions = OPTIONS, history: History | None = None) -> Result:
+    """The decision lines, the summary record and the notes, as ``repsend dormant --dry-run --json``
+    makes them without the columnar engine."""
+    source = CsvExportSource.from_settings(settings)
+    summary = Summary()
+    out = io.StringIO()
+    writer = JsonLines(out)
+    for planned in plan(settings, source, options, history, summary=summary):
+        writer.row(planned)
+    return out.getvalue(), summary_record(summary, dry_run=True), list(source.notes)
+
+
+def columnar(settings: Settings, options: RunOptions = OPTIONS, history: History | None = None) -> Result | None:
+    """The same from the columnar engine; None when it declines (and then it must have written nothing)."""
+    from repsend.columnar import prepare
+
+    source = CsvExportSource.from_settings(settings)
+    run = prepare(settings, source, options, history)
+    if run is None:
+        return None
+    out = io.StringIO()
+    summary = run.write_json(out)
+    assert isinstance(summary, Summary), f"write_json returned {summary!r}, not a runner.Summary"
+    assert all(isinstance(reason, str) for reason in summary.skip), f"skip counts by {dict(summary.skip)}"
+    return out.getvalue(), summary_record(summary, dry_run=True), list(source.notes)
+
+
+def _first_difference(ours: str, theirs: str) -> str:
+    a, b = ours.splitlines(keepends=True), theirs.splitlines(keepends=True)
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"line {i + 1} differs:\n  reference: {x!r}\n  columnar:  {y!r}"
+    if len(a) != len(b):
+        i = min(len(a), len(b))
+        extra = a[i] if len(a) > len(b) else b[i]
+        return (f"reference has {len(a)} lines, columnar {len(b)}; first unmatched line {i + 1} "
+                f"({'reference' if len(a) > len(b) else 'columnar'}): {extra!r}")
+    return "texts differ only in a trailing newline" if ours != theirs else "identical"
+
+
+def assert_same(expected: Result, actual: Result | None) -> None:
+    assert actual is not None
+    text, summary, notes = expected
+    got_text, got_summary, got_notes = actual
+    assert got_text == text, _first_difference(text, got_text)
+    assert got_summary == summary
+    assert got_notes == notes
+
+
+def assert_declines(settings: Settings, options: RunOptions = OPTIONS) -> str:
+    """The reference rejects the export; the engine declines (or raises that very error itself), and
+    in either case writes nothing."""
+    with pytest.raises(RepsendError) as raised:
+        reference(settings, options)
+    expected = str(raised.value)
+    try:
+        actual = columnar(settings, options)
+    except RepsendError as own:
+        assert (type(own), str(own)) == (type(raised.value), expected)
+        return expected
+    assert actual is None, f"the engine wrote {actual[1]} where the reference says: {expected}"
+    return expected
+
+
+def assert_parity(settings: Settings, options: RunOptions = OPTIONS, history: History | None = None,
+                  may_decline: bool = False) -> Result:
+    """Both paths on one export: identical output; a decline only where the caller allows one."""
+    expected = reference(settings, options, history)
+    actual = columnar(settings, options, history)
+    if actual is None:
+        assert may_decline, "the columnar engine declined an export the reference accepts"
+        return expected
+    assert_same(expected, actual)
+    return expected
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing exports and configs
+# ---------------------------------------------------------------------------------------------------
+
+
+def csv_text(header: list[str], rows: list[dict[str, str]], rng: random.Random | None = None,
+             quoting: str = "all", newline: str = "\n") -> str:
+    """A CSV file as exports write it: every cell quoted ("all", Data Loader), only where needed
+    ("minimal", Excel), or cell by cell at random ("mixed", with quotes left inside unquoted cells, which
+    the csv module reads as written)."""
+    lines = []
+    for values in [header, *([row.get(name, "") for name in header] for row in rows)]:
+        cells = []
+        for value in values:
+            special = any(ch in value for ch in ',"\r\n')
+            if quoting == "all" or (special and quoting == "minimal"):
+                cells.append('"' + value.replace('"', '""') + '"')
+            elif quoting == "mixed" and rng is not None:
+                bare_ok = not any(ch in value for ch in ",\r\n") and not value.startswith('"')
+                if bare_ok and (not special or rng.random() < 0.5):
+                    cells.append(value)
+                else:
+                    cells.append('"' + value.replace('"', '""') + '"')
+            else:
+                cells.append(value)
+        lines.append(",".join(cells))
+    return newline.join(lines) + newline
+
+
+def write_raw(path: Path, text: str, encoding: str = "utf-8", bom: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A character the encoding lacks becomes "?", as Excel writes it.
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding, errors="replace"))
+    return path
+
+
+LANGUAGES = {"Japan": "ja", "日本": "ja", "JP": "ja", "United States": "en", "USA": "en", " us ": "en",
+             "Singapore": "en", "United Kingdom": "en", "Straße": "en"}
+
+
+def config_file(folder: Path, export: Path, languages: dict[str, str] | None = None,
+                **sections: dict[str, Any]) -> Path:
+    """Like helpers.write_config, with the language table chosen here (write_config fixes its own)."""
+    base: dict[str, dict[str, Any]] = {
+        "sfa": {"kind": "csv", "path": str(export)},
+        "template": {"dir": str(TEMPLATES), "default_language": "ja", "language_field": "MailingCountry"},
+        "company": {"name": "株式会社アクメ", "postal_address": "〒100-0005 東京都千代田区丸の内1-1-1",
+                    "names": {"en": "Acme K.K."},
+                    "postal_addresses": {"en": "1-1-1 Marunouchi, Chiyoda-ku, Tokyo 100-0005, Japan"},
+                    "opt_out": "optout@acme.example", "domain": "acme.example"},
+        "rate": {"per_minute": 0, "per_hour": 0, "per_rep_per_day": 0},
+        "log": {"database": str(folder / "repsend.db")},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
+        lines.append("")
+    lines.append("[template.languages]")
+    lines.extend(f"{_toml(key)} = {_toml(value)}" for key, value in (languages or LANGUAGES).items())
+    path = folder / "repsend.toml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# A seeded random export with every case in it
+# ---------------------------------------------------------------------------------------------------
+
+PARTNER = "0055g00000PaRtNAAV"
+NONAME = "0055g00000NoNmEAAV"
+COMMA = "0055g00000CoMmAAAV"
+SHORT = "0055g00000ShOrT"  # a 15-character Id in User.csv
+BRACES = "0055g00000BrAcEAAV"
+BLANK = "0055g00000BlAnKAAV"  # inactive, no name at all
+CRLF = "0055g00000CrLfZAAV"
+UNKNOWN_OWNER = "0055g00000XqZ9PAAV"
+
+EXTRA_REPS = [
+    {"Id": PARTNER, "Name": "Tom Baker", "FirstName": "Tom", "LastName": "Baker", "Email": "t.baker@partner.example",
+     "IsActive": "TRUE", "Title": "Reseller", "Phone": "", "Signature": "Tom Baker\nPartner Co."},
+    {"Id": NONAME, "Name": "田中 美咲", "FirstName": "", "LastName": "", "Email": "M.Tanaka@ACME.example",
+     "IsActive": "1", "Title": "", "Phone": "", "Signature": ""},
+    {"Id": COMMA, "Name": "Carter, Emily (Sales)", "FirstName": "Emily", "LastName": "Carter",
+     "Email": "e.carter2@acme.example", "IsActive": "True", "Title": 'VP, "Growth"', "Phone": "",
+     "Signature": 'Emily "EC" Carter\n100% reachable'},
+    {"Id": SHORT, "Name": "David Kim", "FirstName": "David", "LastName": "Kim", "Email": " d.kim@acme.example ",
+     "IsActive": " true ", "Title": "", "Phone": "", "Signature": "David Kim"},
+    {"Id": BRACES, "Name": "Sarah Lee", "FirstName": "Sarah", "LastName": "Lee", "Email": "s.lee@acme.example",
+     "IsActive": "true", "Title": "", "Phone": "", "Signature": "Sarah Lee {{ rep.phone }}"},
+    {"Id": BLANK, "Name": "", "FirstName": "", "LastName": "", "Email": "gone@acme.example",
+     "IsActive": "false", "Title": "", "Phone": "", "Signature": ""},
+    {"Id": CRLF, "Name": "山口 Ｋ", "FirstName": "Ｋ", "LastName": "山口", "Email": "k.yamaguchi@acme.example",
+     "IsActive": "true", "Title": "", "Phone": "", "Signature": "山口\r\nTEL 03-0000-0000\r\n"},
+]
+ACTIVE_OWNERS = [SATO, CARTER, PARTNER, NONAME, COMMA, SHORT, BRACES, CRLF]
+
+JA_FAMILY = ["佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤", "吉田", "山田", "髙橋"]
+JA_GIVEN = ["花子", "太郎", "健", "大輔", "陽子", "恵", "翔太", "美咲", "さくら", "ｻﾁｺ"]
+EN_FIRST = ["Emily", "James", "Olivia", "Michael", "Zoë", "David", "José", "Ann-Marie", "Chloé"]
+EN_LAST = ["Carter", "Smith", "O'Brien", "Brown", "Taylor", "Müller", "van der Berg", "Nguyễn"]
+JA_COMPANY = ["株式会社サンプル", "山本工業株式会社", "合同会社ミライ", "有限会社たけのこ食品", "株式会社ひかり"]
+EN_COMPANY = ["Northwind Traders Inc.", "Redwood Health Systems, Inc.", 'Contoso "Holdings"', "Globex LLC",
+              "100% Juice Co."]
+JA_COUNTRY = ["Japan", "Japan", "日本", "JP", "", "japan", " JAPAN ", "jp"]
+EN_COUNTRY = ["United States", "USA", "Singapore", "united states ", "UNITED KINGDOM", " us ", "US", "STRASSE"]
+OTHER_COUNTRY = ["France", "Deutschland", "-", "N/A"]
+DOMAINS = ["example.co.jp", "example.jp", "example.com", "Example.Org", "例え.jp"]
+MALFORMED = ["yamada@", "tanaka at example.co.jp", "suzuki@@example.jp", "a b@example.jp", "a..b@example.jp",
+             ".a@example.jp", "a@example", "a@example.j", "<a@example.jp>", "a@ex,ample.jp", "@example.jp"]
+ODD_VALID = ["a.@example.jp", "山田@example.co.jp", "user@例え.jp", "a+tag@example.jp", "o'brien@example.com",
+             "x{{y}}@example.jp", "UPPER@EXAMPLE.JP", "a%b@example.jp", "a/b=c@example.jp"]
+TRUE = ["true", "TRUE", "True", "1", " true "]
+FALSE = ["false", "FALSE", "False", "0", "", " false "]
+# Unicode whitespace that str.strip() removes: around an address or a language value it must not count.
+ODD_SPACE = ["\u3000", "\xa0", "\x1f", "\x1c", "\x85", "\u2003", "\x0b", "\x0c"]
+
+
+def _spell(rng: random.Random, day: date, weird: bool) -> str:
+    """One of the spellings the reference accepts for a day."""
+    y, m, d = day.year, day.month, day.day
+    h, mi, s = rng.randrange(24), rng.randrange(60), rng.randrange(60)
+    iso = day.isoformat()
+    spellings = [
+        iso, iso, f"{y}/{m}/{d}", f"{y}/{m:02d}/{d:02d}", f"{y}-{m}-{d}",
+        f"{iso}T{h:02d}:{mi:02d}:{s:02d}.000Z", f"{iso}T{h:02d}:{mi:02d}:{s:02d}.000Z",
+        f"{iso} {h:02d}:{mi:02d}:{s:02d}", f"{iso}T{h}:{mi:02d}", f"{iso}T23:{mi:02d}:{s:02d}-10:00",
+        f"{iso}T00:{mi:02d}:{s:02d}+09:00", f"{iso}T{h:02d}:{mi:02d}:{s:02d}.123456+0900",
+        f"{y}/{m}/{d} {h}:{mi:02d}", f"{iso}T{h:02d}:{mi:02d}:{s:02d}Z", f" {iso} ",
+    ]
+    if weird:
+        spellings += [f"{y}-{m:02d}/{d:02d}", f"{iso}T99:99:99", f"{iso}T{h:02d}:{mi:02d}:{s:02d}.1234567890123Z",
+                      f"{y}/{m}/{d}T{h}:{mi:02d}+0000", f"\t{iso}\t"]
+    return rng.choice(spellings)
+
+
+def _day(rng: random.Random, recent: bool) -> date:
+    if recent:
+        return rng.choice([DORMANT_SINCE, AS_OF, AS_OF + timedelta(days=rng.randrange(1, 90)),
+                           DORMANT_SINCE + timedelta(days=rng.randrange(180))])
+    return rng.choice([DORMANT_SINCE - timedelta(days=1), date(2019, 1, 1),
+                       DORMANT_SINCE - timedelta(days=rng.randrange(2, 2000))])
+
+
+def _email(rng: random.Random, i: int, seen: list[str], weird: bool) -> str:
+    roll = rng.random()
+    if roll < 0.03:
+        return rng.choice(["", "", "   "])
+    if roll < 0.06:
+        return rng.choice(MALFORMED)
+    if roll < 0.08:
+        return rng.choice(ODD_VALID)
+    if roll < 0.16 and seen:
+        # The same person again: other case, stray spaces.
+        address = rng.choice(seen)
+        change = rng.randrange(5)
+        if change == 0:
+            address = address.upper()
+        elif change == 1:
+            address = f"  {address.title()} "
+        elif change == 2:
+            address = address + "\t"
+        elif change == 3 and weird:
+            address = rng.choice(ODD_SPACE) + address + rng.choice(ODD_SPACE)
+        return address
+    address = f"c{i}.{rng.choice(['yamada', 'smith', 'ito'])}@{rng.choice(DOMAINS)}"
+    if rng.random() < 0.1:
+        address = address.capitalize()
+    seen.append(address)
+    return address
+
+
+def _name(rng: random.Random, japanese: bool, weird: bool) -> tuple[str, str]:
+    if japanese:
+        first, last = rng.choice(JA_GIVEN), rng.choice(JA_FAMILY)
+    else:
+        first, last = rng.choice(EN_FIRST), rng.choice(EN_LAST)
+    roll = rng.random()
+    if roll < 0.05:
+        first = ""
+    elif roll < 0.08:
+        last = ""
+    elif roll < 0.10:
+        # A control character in a name: the To header (and an English subject) would carry it.
+        bad = rng.choice(["\x01", "\n", "\r\nBcc: victim@example.com", "\x1b[31m"])
+        first, last = (first + bad, last) if rng.random() < 0.5 else (first, last + bad)
+    elif roll < 0.12:
+        first, last = (first + " {{ rep.name }}", last) if rng.random() < 0.5 else (first, last + "{%")
+    elif roll < 0.14:
+        first, last = f" {first}\t", f"{last} "  # stray spaces and a tab (not a control character here)
+    elif weird and roll < 0.17:
+        first = first + rng.choice(["\x7f", "\u2028", "\\", '"', "%s", "%(x)s"])
+    return first, last
+
+
+def random_export(folder: Path, seed: int, contacts: int = 1500, weird: bool = False,
+                  encoding: str = "utf-8") -> Path:
+    """Reps, contacts, deals and contact roles with every case the rules know, and (``weird``) values
+    only a careless export would hold but the reference still reads."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    quoting = rng.choice(["all", "minimal"])  # quotes inside unquoted cells: see test_careless_csv_...
+    newline = rng.choice(["\n", "\r\n"])
+
+    reps = [dict(r) for r in REPS] + [dict(r) for r in EXTRA_REPS]
+    if weird:
+        reps.append({**EXTRA_REPS[0], "Id": PARTNER[:15], "IsActive": "false"})  # the same user again, 15 chars
+        reps.append({"Id": "0055g00000CtRlXAAV", "Name": "Bad\x01Name", "FirstName": "", "LastName": "Bad",
+                     "Email": "bad@acme.example", "IsActive": "true", "Title": "", "Phone": "", "Signature": "x"})
+        reps.append({"Id": "0055g00000NoAtXAAV", "Name": "No At", "FirstName": "", "LastName": "At",
+                     "Email": "nobody", "IsActive": "true", "Title": "", "Phone": "", "Signature": "x"})
+    owners = ACTIVE_OWNERS + [r["Id"] for r in reps[len(REPS) + len(EXTRA_REPS):]]
+
+    n_accounts = max(1, contacts // 3)
+    accounts = [f"0015g{n:010d}AAA" for n in range(n_accounts)]
+    account_names = [rng.choice(JA_COMPANY + EN_COMPANY) + f" {n}" for n in range(n_accounts)]
+    contact_rows: list[dict[str, str]] = []
+    seen: list[str] = []
+    for i in range(contacts):
+        japanese = rng.random() < 0.6
+        first, last = _name(rng, japanese, weird)
+        a = rng.randrange(n_accounts)
+        account_name = account_names[a]
+        roll = rng.random()
+        if roll < 0.04:
+            account_name = ""
+        elif roll < 0.05:
+            account_name = account_name + " {{ company.name }}"
+        elif roll < 0.06:
+            account_name = account_name + "\nAnnex"  # a line break inside a quoted cell
+        owner_roll = rng.random()
+        if owner_roll < 0.05:
+            owner = ""
+        elif owner_roll < 0.08:
+            owner = UNKNOWN_OWNER
+        elif owner_roll < 0.14:
+            owner = SUZUKI if rng.random() < 0.7 else BLANK
+        elif owner_roll < 0.20:
+            owner = rng.choice(owners)[:15]
+        elif owner_roll < 0.22:
+            owner = f" {rng.choice(owners)} "
+        else:
+            owner = rng.choice(owners)
+        country = rng.choice(JA_COUNTRY if japanese else EN_COUNTRY)
+        if rng.random() < 0.05:
+            country = rng.choice(OTHER_COUNTRY)
+        if weird and rng.random() < 0.03:
+            country = rng.choice(ODD_SPACE) + rng.choice(["Japan", "USA"]) + rng.choice(ODD_SPACE)
+        if weird and rng.random() < 0.02:
+            country = rng.choice(["ＪＡＰＡＮ", "İSTANBUL", "ΣΑΣ", "straße"])
+        contact_id = f"0035g{i:010d}AAA"
+        if rng.random() < 0.05:
+            contact_id = contact_id[:15]
+        if weird and rng.random() < 0.02:
+            contact_id = f" {contact_id} "
+        account_id = accounts[a] if rng.random() > 0.03 else ""
+        if rng.random() < 0.1:
+            account_id = account_id[:15]
+        row = {
+            "Id": contact_id,
+            "FirstName": first,
+            "LastName": last,
+            "Email": _email(rng, i, seen, weird),
+            "HasOptedOutOfEmail": rng.choice(TRUE) if rng.random() < 0.04 else rng.choice(FALSE),
+            "IsEmailBounced": rng.choice(TRUE) if rng.random() < 0.03 else rng.choice(FALSE),
+            "LastActivityDate": "" if rng.random() < 0.2 else _spell(rng, _day(rng, rng.random() < 0.25), weird),
+            "CreatedDate": "" if rng.random() < 0.02 else _spell(rng, _day(rng, rng.random() < 0.06), weird),
+            "AccountId": account_id,
+            "Account.Name": account_name,
+            "OwnerId": owner,
+            "Title": rng.choice(["", "", "部長", "Head of IT", 'Director, "Special Projects"', "{{ x }}"]),
+            "MailingCountry": country,
+            "Department": rng.choice(["", "営業部", "IT", " Sales ", "{{ d }}"]),
+            "Account.Industry": rng.choice(["", "Manufacturing", "小売"]),
+        }
+        contact_rows.append(row)
+
+    deals, roles = [], []
+    for n in range(max(1, contacts // 6)):
+        a = rng.randrange(n_accounts)
+        kind = rng.random()
+        closed = kind >= 0.3
+        changed = _day(rng, kind > 0.8)
+        close_date = _spell(rng, changed, False) if rng.random() < 0.8 else ""
+        modified = _spell(rng, _day(rng, rng.random() < 0.1), False) if rng.random() < 0.8 else ""
+        opp_id = f"0065g{n:010d}" + ("AAA" if rng.random() < 0.3 else "")
+        with_contact = rng.random() < 0.3 and contact_rows
+        contact_id = rng.choice(contact_rows)["Id"].strip()[:15] if with_contact else ""
+        account_id = accounts[a][:15] if rng.random() < 0.7 else accounts[a]
+        if rng.random() < 0.05:
+            account_id = ""
+        deals.append({
+            "Id": opp_id, "AccountId": account_id, "ContactId": contact_id,
+            "IsClosed": rng.choice(TRUE) if closed else rng.choice(FALSE[:4]),
+            "IsWon": "false", "StageName": "Closed Lost" if closed else "Prospecting",
+            "CloseDate": close_date, "LastModifiedDate": modified,
+        })
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            role_opp = opp_id[:15] if rng.random() < 0.8 else opp_id
+            roles.append({"Id": f"00K5g{len(roles):010d}", "OpportunityId": role_opp,
+                          "ContactId": rng.choice(contact_rows)["Id"].strip()[:15] if rng.random() > 0.05 else "",
+                          "Role": "Decision Maker", "IsPrimary": rng.choice(["true", "false"])})
+
+    contact_header = [*CONTACT_HEADER, "Department", "Account.Industry"]
+    rng.shuffle(contact_header)
+    write_raw(folder / "User.csv", csv_text(USER_HEADER, reps, rng, quoting, newline), encoding)
+    write_raw(folder / "Contact.csv", csv_text(contact_header, contact_rows, rng, quoting, newline), encoding,
+              bom=encoding == "utf-8" and rng.random() < 0.5)
+    write_raw(folder / "Opportunity.csv", csv_text(OPPORTUNITY_HEADER, deals, rng, quoting, newline), encoding)
+    write_raw(folder / "OpportunityContactRole.csv", csv_text(ROLE_HEADER, roles, rng, quoting, newline), encoding)
+    return folder
+
+
+def fields_templates(folder: Path) -> Path:
+    """The bundled templates, each also printing extra Contact fields, ``campaign`` and ``language``."""
+    target = folder / "templates"
+    if target.exists():
+        return target
+    shutil.copytree(TEMPLATES, target)
+    ja = target / "dormant" / "ja.txt"
+    ja.write_text(ja.read_text(encoding="utf-8").replace(
+        "{{ contact.last_name }}様\n",
+        "{% if contact.Department is defined %}{{ contact.Department }}\n{% endif %}"
+        "{{ contact.last_name }}様（{{ contact[\"Account.Industry\"] | default(\"-\") }}、"
+        "{{ campaign }}/{{ language }}）\n",
+    ), encoding="utf-8")
+    en = target / "dormant" / "en.txt"
+    en.write_text(en.read_text(encoding="utf-8").replace(
+        "Hi {{ contact.first_name }},", "Hi {{ contact.first_name }} ({{ contact.Department }}),"), encoding="utf-8")
+    return target
+
+
+# Each config: (settings sections, options, history, may_decline). A history is rebuilt per export.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "account": {},
+    "contact_role": {"sections": {"audience": {"active_deal_scope": "contact_role"}}},
+    "rep_cap": {"sections": {"rate": {"per_rep_per_day": 3}}},
+    "fallback_by_address": {"sections": {"audience": {"fallback_sender": " E.Carter@ACME.example "}}},
+    "fallback_by_id15_and_domains": {"sections": {
+        "audience": {"fallback_sender": SATO[:15], "active_deal_scope": "contact_role"},
+        "mail": {"sender_domains": [" ACME.example", "example.org"]}}},
+    "sender_domains": {"sections": {"mail": {"sender_domains": ["acme.example"]},
+                                    "rate": {"per_rep_per_day": 7}}},
+    "suppression": {"suppression": True},
+    "contact_fields": {"sections": {"sfa": {"contact_fields": ["Department", "Account.Industry", "Fax"]}},
+                       "templates": True},
+    "history": {"history": True, "sections": {"rate": {"per_rep_per_day": 4}}},
+    # --limit: the engine may leave it to the reference (a decline), never answer it differently.
+    "limit": {"limit": 40, "sections": {"rate": {"per_rep_per_day": 2}}, "may_decline": True},
+    "english_default": {"sections": {"template": {"default_language": "en"},
+                                     "audience": {"dormant_after_days": 0, "cooldown_days": 0}},
+                        "history": True},
+    "no_language_field": {"sections": {"template": {"language_field": ""}}},
+    "kitchen_sink": {"sections": {
+        "audience": {"fallback_sender": "d.kim@acme.example", "active_deal_scope": "contact_role",
+                     "dormant_after_days": 365, "cooldown_days": 30},
+        "mail": {"sender_domains": ["acme.example", "partner.example"]},
+        "rate": {"per_rep_per_day": 5},
+        "sfa": {"contact_fields": ["Department", "Account.Industry"]}},
+        "suppression": True, "history": True, "templates": True},
+}
+
+
+def history_for(export: Path, seed: int, encoding: str = "utf-8") -> History:
+    """Already sent and cooled-down addresses taken from the export itself, and reps with mails today."""
+    rng = random.Random(seed + 1)
+    source = CsvExportSource(export, encoding, language_field="MailingCountry")
+    addresses = sorted({c.email.strip().lower() for c in source.contacts() if "@" in c.email})
+    sample = rng.sample(addresses, min(len(addresses), 200))
+    mailed_days = [COOLDOWN_SINCE - timedelta(days=1), COOLDOWN_SINCE, AS_OF, date(2025, 1, 1),
+                   AS_OF - timedelta(days=29), AS_OF - timedelta(days=30), AS_OF - timedelta(days=31)]
+    return History(
+        campaign_addresses=set(sample[:60]),
+        last_mailed={address: rng.choice(mailed_days) for address in sample[40:]},
+        rep_sent_today={SATO[:15]: 2, CARTER[:15]: 9, SHORT: 1, COMMA: 3},  # COMMA: an 18-char key never matches
+    )
+
+
+def settings_for(tmp: Path, export: Path, name: str, seed: int,
+                 encoding: str = "utf-8") -> tuple[Settings, RunOptions, History | None]:
+    spec = CONFIGS[name]
+    sections = {key: dict(value) for key, value in spec.get("sections", {}).items()}
+    sections.setdefault("sfa", {})["encoding"] = encoding
+    if spec.get("suppression"):
+        listing = tmp / "suppressed.txt"
+        rng = random.Random(seed + 2)
+        picks = rng.sample([c["Email"] for c in _contacts_of(export, encoding) if "@" in c["Email"]], 40)
+        lines = ["# asked us at a trade show", ""] + [
+            f"  {a.upper()}  # by phone" if k % 3 == 0 else a.strip() for k, a in enumerate(picks)]
+        listing.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+        sections.setdefault("audience", {})["suppression_file"] = str(listing)
+    if spec.get("templates"):
+        sections.setdefault("template", {})["dir"] = str(fields_templates(tmp))
+    settings = load_settings(config_file(tmp / name, export, **sections))
+    options = RunOptions(as_of=AS_OF, campaign="dormant", template="dormant", limit=spec.get("limit"))
+    history = history_for(export, seed, encoding) if spec.get("history") else None
+    return settings, options, history
+
+
+def _contacts_of(export: Path, encoding: str = "utf-8") -> list[dict[str, str]]:
+    import csv
+
+    with open(export / "Contact.csv", encoding="utf-8-sig" if encoding == "utf-8" else encoding,
+              newline="") as handle:
+        return [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, bool], Path]:
+    """One export per (seed, weird), made once for every config."""
+    made: dict[tuple[int, bool], Path] = {}
+    root = tmp_path_factory.mktemp("random")
+    for seed in SEEDS:
+        made[(seed, False)] = random_export(root / f"s{seed}", seed)
+    made[(CARELESS_SEED, True)] = random_export(root / f"s{CARELESS_SEED}-careless", CARELESS_SEED, weird=True)
+    return made
+
+
+SEEDS = (20261123, 7)
+CARELESS_SEED = 424242
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. The demo org
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_demo_org_same_output_and_not_declined() -> None:
+    settings = load_settings(DEMO_CONFIG)
+    expected = reference(settings)
+    actual = columnar(settings)
+    assert actual is not None, "the columnar engine declined the bundled demo org"
+    assert_same(expected, actual)
+    # The demo's README: 63 contacts, 23 sends. A comparison of two empty outputs would prove nothing.
+    assert expected[1]["considered"] == 63 and expected[1]["send"] == 23
+
+
+@pytest.mark.parametrize("limit", [1, 5, 23, 24])
+def test_demo_org_with_limit_and_cap(tmp_path: Path, limit: int) -> None:
+    demo = REPO / "config" / "demo"
+    settings = load_settings(config_file(tmp_path, demo, rate={"per_rep_per_day": 2}))
+    assert_parity(settings, RunOptions(AS_OF, "dormant", "dormant", limit=limit), may_decline=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. Random exports under every config
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_export_parity(tmp_path: Path, exports: dict[tuple[int, bool], Path], seed: int, config: str) -> None:
+    export = exports[(seed, False)]
+    settings, options, history = settings_for(tmp_path, export, config, seed)
+    expected = assert_parity(settings, options, history, may_decline=CONFIGS[config].get("may_decline", False))
+    assert expected[1]["considered"] > 0
+
+
+@pytest.mark.parametrize("config", ["account", "rep_cap", "fallback_by_address", "contact_fields", "history",
+                                    "english_default", "kitchen_sink"])
+def test_random_export_with_careless_values_parity(tmp_path: Path, exports: dict[tuple[int, bool], Path],
+                                                   config: str) -> None:
+    """Unicode spaces around addresses and language values, times like 99:99, duplicate users, odd IDs,
+    control characters in rep names: the reference reads them all, and so must the engine (a decline on
+    every such export would leave these rules untested)."""
+    export = exports[(CARELESS_SEED, True)]
+    settings, options, history = settings_for(tmp_path, export, config, CARELESS_SEED)
+    assert_parity(settings, options, history)
+
+
+def test_the_random_export_has_every_reason(tmp_path: Path, exports: dict[tuple[int, bool], Path]) -> None:
+    """The generator is worth its name: between its configs, every reason code comes up."""
+    seen: set[str] = set()
+    for config in ("account", "fallback_by_address", "history", "sender_domains", "suppression"):
+        settings, options, history = settings_for(tmp_path, exports[(SEEDS[0], False)], config, SEEDS[0])
+        _, summary, _ = reference(settings, options, history)
+        seen |= set(summary["skip"])
+        if summary["send"]:
+            seen.add("send")
+    assert seen >= {"no_email", "invalid_email", "opted_out", "bounced", "suppressed", "already_sent",
+                    "active_deal", "recent_activity", "cooldown", "duplicate_email", "no_owner", "inactive_owner",
+                    "sender_domain", "missing_field", "invalid_header", "rep_cap", "send"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small exports aimed at one thing each
+# ---------------------------------------------------------------------------------------------------
+
+
+def small_parity(tmp_path: Path, contacts: list[dict[str, str]], deals: list[dict[str, str]] = (),
+                 roles: list[dict[str, str]] | None = None, history: History | None = None,
+                 options: RunOptions = OPTIONS, may_decline: bool = False, **sections: dict[str, Any]) -> Result:
+    export = write_export(tmp_path / "export", contacts, deals, roles)
+    settings = load_settings(config_file(tmp_path, export, **sections))
+    return assert_parity(settings, options, history, may_decline=may_decline)
+
+
+def test_dates_at_the_boundary_in_every_spelling(tmp_path: Path) -> None:
+    days = [DORMANT_SINCE - timedelta(days=1), DORMANT_SINCE, AS_OF, AS_OF + timedelta(days=400)]
+    spellings = []
+    for day in days:
+        y, m, d, iso = day.year, day.month, day.day, day.isoformat()
+        spellings += [iso, f"{y}/{m}/{d}", f"{y}/{m:02d}/{d:02d}", f"{y}-{m}-{d}", f"{iso}T00:00:00.000Z",
+                      f"{iso}T23:59:59.999Z", f"{iso} 9:05", f"{iso}T23:30:00-10:00", f"{iso}T00:30:00+09:00",
+                      f"{iso}T12:00:00+0900", f" {iso} "]
+    rows = []
+    for n, value in enumerate(spellings):
+        rows.append(contact(2 * n + 1, LastActivityDate=value))
+        rows.append(contact(2 * n + 2, LastActivityDate="", CreatedDate=value))
+    text, summary, _ = small_parity(tmp_path, rows)
+    assert summary["send"] and summary["skip"]["recent_activity"]
+
+
+def test_deals_reach_contacts_through_account_primary_contact_and_role(tmp_path: Path) -> None:
+    rows = [contact(n) for n in range(1, 9)]
+    deals = [
+        deal(1, rows[0]["AccountId"][:15]),  # open on the account
+        deal(2, "", contact_id=rows[1]["Id"][:15]),  # open, primary contact only
+        deal(3, rows[7]["AccountId"], closed=True, changed="2026-06-01", contact_id=""),  # closed recently
+        deal(4, "", closed=True, changed=DORMANT_SINCE.isoformat(), contact_id=rows[3]["Id"]),  # closed, boundary
+        deal(5, "0015g9999999999AAA"),  # open, reaches rows[2] by role
+        deal(6, "0015g9999999998AAA", closed=True, changed="2026-11-01"),  # closed recently, role rows[4]
+        deal(7, rows[5]["AccountId"], closed=True, changed="2020-01-01"),  # closed long ago
+    ]
+    roles = [{"Id": "00K5g0000000001", "OpportunityId": deals[4]["Id"][:15], "ContactId": rows[2]["Id"][:15]},
+             {"Id": "00K5g0000000002", "OpportunityId": deals[5]["Id"], "ContactId": rows[4]["Id"]},
+             {"Id": "00K5g0000000003", "OpportunityId": deals[4]["Id"], "ContactId": ""}]
+    rows.append(contact(20, Email=rows[2]["Email"].upper()))  # the same person as a contact in a deal
+    for scope in ("account", "contact_role"):
+        small_parity(tmp_path / scope, rows, deals, roles, audience={"active_deal_scope": scope})
+
+
+def test_an_export_without_contacts_or_optional_files(tmp_path: Path) -> None:
+    """Header only: no contacts, hence no notes about Contact.csv columns (they are said at the first
+    record); no OpportunityContactRole.csv: its note."""
+    small_parity(tmp_path, [])
+
+
+def test_notes_for_missing_optional_columns(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "export", [contact(1), contact(2, Email="")], [deal(1, "0015g0000000001")])
+    header = ["ID", "EMAIL ", " OwnerId", "LastName", "FirstName"]
+    rows = [{"ID": c["Id"], "EMAIL ": c["Email"], " OwnerId": c["OwnerId"], "LastName": c["LastName"],
+             "FirstName": c["FirstName"]} for c in (contact(1), contact(2, Email=""), contact(3, OwnerId=CARTER))]
+    write_raw(export / "Contact.csv", csv_text(header, rows))
+    opp = [{"AccountId": "0015g0000000001", "IsClosed": "false"}]
+    write_raw(export / "Opportunity.csv", csv_text(["AccountId", "IsClosed"], opp))
+    settings = load_settings(config_file(tmp_path, export, sfa={"contact_fields": ["Department", "Department"]}))
+    _, _, notes = assert_parity(settings)
+    assert len(notes) >= 6
+
+
+def test_duplicate_and_reordered_columns(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "export", [])
+    header = ["Email", "Id", "email", "OwnerId", "LastName", "MAILINGCOUNTRY", "Extra"]
+    rows = [{"Email": "first@example.jp", "Id": "0035g0000000001AAA", "email": "Second@Example.jp",
+             "OwnerId": SATO, "LastName": "山田", "MAILINGCOUNTRY": "united states", "Extra": "x"},
+            {"Email": "", "Id": "0035g0000000002AAA", "email": "", "OwnerId": CARTER, "LastName": "Smith",
+             "MAILINGCOUNTRY": "", "Extra": ""}]
+    write_raw(export / "Contact.csv", csv_text(header, rows))
+    settings = load_settings(config_file(tmp_path, export))
+    text, _, _ = assert_parity(settings)
+    assert "second@example.jp".casefold() in text.casefold()
+
+
+@pytest.mark.parametrize(("quoting", "newline", "bom"), [("all", "\r\n", True), ("minimal", "\r\n", False),
+                                                       ("minimal", "\n", True)])
+def test_quoting_line_endings_and_bom(tmp_path: Path, quoting: str, newline: str, bom: bool) -> None:
+    """Data Loader quotes every cell, Excel only where needed; CRLF; a BOM on every file; a cell with a
+    line break, a comma, quotes: the same decisions, and nothing here to decline."""
+    export = write_export(tmp_path / "export", [])
+    rows = [contact(1, LastName='O"Neil', Title='say "hi"'), contact(2, **{"Account.Name": "A, Inc."}),
+            contact(3, FirstName="Ann\nMarie", MailingCountry="USA"), contact(4, Email=" c1@EXAMPLE.co.jp "),
+            contact(5, Title="", FirstName="", MailingCountry="")]
+    write_raw(export / "Contact.csv", csv_text(CONTACT_HEADER, rows, quoting=quoting, newline=newline), bom=bom)
+    write_raw(export / "User.csv", csv_text(USER_HEADER, REPS, quoting=quoting, newline=newline), bom=bom)
+    deals = [deal(1, rows[1]["AccountId"], closed=True, changed="2026-10-10"), deal(2, rows[3]["AccountId"])]
+    write_raw(export / "Opportunity.csv", csv_text(OPPORTUNITY_HEADER, deals, quoting=quoting, newline=newline),
+              bom=bom)
+    assert_parity(load_settings(config_file(tmp_path, export)))
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\r\n", "\n\r\n"])
+@pytest.mark.parametrize("file", ["Contact.csv", "User.csv", "Opportunity.csv", "OpportunityContactRole.csv"])
+def test_old_mac_line_endings(tmp_path: Path, file: str, newline: str) -> None:
+    """A file whose lines end in CR alone (Excel for Mac's "CSV (Macintosh)"), or with a stray CR: the csv
+    module reads each CR as a line end (and skips the blank line it leaves). Open deals and sends must
+    come out the same, or the engine must decline."""
+    rows = [contact(1), contact(2, OwnerId=CARTER), contact(3), contact(4, Email="C1@example.co.jp"), contact(5)]
+    deals = [deal(1, rows[1]["AccountId"][:15]), deal(2, "", contact_id=rows[2]["Id"][:15]), deal(3, "x")]
+    roles = [{"Id": "00K5g0000000001", "OpportunityId": deals[2]["Id"][:15], "ContactId": rows[3]["Id"][:15]}]
+    export = write_export(tmp_path / "export", rows, deals, roles)
+    headers = {"Contact.csv": CONTACT_HEADER, "User.csv": USER_HEADER, "Opportunity.csv": OPPORTUNITY_HEADER,
+               "OpportunityContactRole.csv": ROLE_HEADER}
+    records = {"Contact.csv": rows, "User.csv": REPS, "Opportunity.csv": deals, "OpportunityContactRole.csv": roles}
+    write_raw(export / file, csv_text(headers[file], records[file], newline=newline))
+    expected = assert_parity(load_settings(config_file(tmp_path, export)), may_decline=True)
+    assert expected[1] == {"type": "summary", "considered": 5, "send": 1, "skip": {"active_deal": 4},
+                           "dry_run": True}
+
+
+@pytest.mark.parametrize("case", ["blank_lines", "trailing_blank_lines", "quotes_in_unquoted_cells"])
+def test_careless_csv_is_read_the_same_or_declined(tmp_path: Path, case: str) -> None:
+    """Blank lines between and after records, quotes inside unquoted cells: the csv module reads them
+    (blank lines are no records, such a quote is a character); the engine agrees or declines."""
+    export = write_export(tmp_path / "export", [])
+    rows = [contact(1, LastName='O"Neil', Title='say "hi"', FirstName='A "B" C'), contact(2),
+            contact(3, FirstName="Ann\nMarie"), contact(4, Email=" c1@EXAMPLE.co.jp ")]
+    if case == "quotes_in_unquoted_cells":
+        text = csv_text(CONTACT_HEADER, rows, random.Random(3), quoting="mixed")
+    else:
+        head, *records = csv_text(CONTACT_HEADER, rows, quoting="minimal").split("\n")
+        text = "\n".join([head, "", *records[:2], "", "", *records[2:]]) if case == "blank_lines" else \
+            "\n".join([head, *records]) + "\n\n"
+    write_raw(export / "Contact.csv", text)
+    assert_parity(load_settings(config_file(tmp_path, export)), may_decline=True)
+
+
+def test_reps_and_from_headers(tmp_path: Path) -> None:
+    """From as email.headerregistry writes it: quoted names with commas, quotes, dots and parentheses."""
+    reps = [*REPS, *EXTRA_REPS,
+            {"Id": "0055g00000DoTsXAAV", "Name": "Dr. J. R. Smith", "FirstName": "J", "LastName": "Smith",
+             "Email": "j.smith@acme.example", "IsActive": "true", "Signature": ""},
+            {"Id": "0055g00000BsLsXAAV", "Name": "back\\slash \"q\"", "FirstName": "", "LastName": "",
+             "Email": '"quoted local"@acme.example', "IsActive": "true", "Signature": "s"},
+            {"Id": "0055g00000UnIcXAAV", "Name": "Émile  Zola", "FirstName": "Émile", "LastName": "Zola",
+             "Email": "émile@acme.example", "IsActive": "true", "Signature": "É"},
+            {"Id": "0055g00000IdNaXAAV", "Name": "ｱｲｳ 太郎", "FirstName": "太郎", "LastName": "ｱｲｳ",
+             "Email": "aiu@ACME.EXAMPLE", "IsActive": "true", "Signature": ""}]
+    rows = []
+    for n, rep in enumerate(reps):
+        rows.append(contact(2 * n + 1, OwnerId=rep["Id"]))
+        rows.append(contact(2 * n + 2, OwnerId=rep["Id"], MailingCountry="United States", FirstName="Ann"))
+    export = write_export(tmp_path / "export", rows, reps=reps)
+    for fallback in ("", "s.lee@acme.example"):
+        settings = load_settings(config_file(tmp_path / (fallback or "none"), export,
+                                             audience={"fallback_sender": fallback}))
+        assert_parity(settings)
+
+
+def test_emails_that_pass_the_address_rule_but_not_the_header(tmp_path: Path) -> None:
+    odd = [*ODD_VALID, *MALFORMED, "a\x7f@example.jp", "ok@example.jp\u3000", "\xa0ok2@example.jp",
+           "ok3@example.jp\x1f", "tab@\texample.jp", "Ünïcödé@Example.JP", "İ@example.jp", "ΣΑΣ@example.gr"]
+    rows = [contact(n + 1, Email=address) for n, address in enumerate(odd)]
+    rows += [contact(100 + n, Email=address.upper(), OwnerId=CARTER) for n, address in enumerate(odd)]
+    # The cap makes the later ones only checked, not composed: the same skips must come out.
+    small_parity(tmp_path, rows, rate={"per_rep_per_day": 3}, may_decline=True)
+
+
+def test_language_values(tmp_path: Path) -> None:
+    values = ["Japan", "japan ", "\tJAPAN", "日本", "JP", "jp", "USA", "usa", " us ", "US", "Us", "United States",
+              "UNITED STATES", "Straße", "STRASSE", "strasse", "France", "", " ", "ＪＡＰＡＮ", "japan\u3000"]
+    rows = [contact(n + 1, MailingCountry=value, FirstName="Ann" if n % 2 else "") for n, value in enumerate(values)]
+    for default in ("ja", "en"):
+        small_parity(tmp_path / default, rows, template={"default_language": default}, may_decline=True)
+
+
+def test_braces_and_percent_in_values(tmp_path: Path) -> None:
+    rows = [contact(1, LastName="{{ rep.name }}"), contact(2, **{"Account.Name": "{% raw %}"}),
+            contact(3, MailingCountry="United States", FirstName="{{x}}"), contact(4, LastName="100%s"),
+            contact(5, **{"Account.Name": "%(name)s 50%"}), contact(6, Title="}}"),
+            contact(7, MailingCountry="United States", FirstName="%d%%")]
+    small_parity(tmp_path, rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. Encodings
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_cp932_export(tmp_path: Path) -> None:
+    rows = [contact(1, LastName="髙橋", FirstName="①花子", **{"Account.Name": "株式会社ｻﾝﾌﾟﾙ～"}),
+            contact(2, LastName="渡邊", FirstName="太郎", MailingCountry="日本", Title="部長－代理"),
+            contact(3, LastName="Smith", FirstName="John", MailingCountry="United States", OwnerId=CARTER),
+            contact(4, LastName="斎藤", Email="C1@Example.co.jp ", **{"Account.Name": "㈱テスト∥"}),
+            contact(5, LastName="﨑田", OwnerId=SUZUKI), contact(6, HasOptedOutOfEmail="TRUE")]
+    export = write_export(tmp_path / "export", rows, [deal(1, rows[5]["AccountId"], closed=True, changed="2026-09-09")],
+                          encoding="cp932")
+    settings = load_settings(config_file(tmp_path, export, sfa={"encoding": "cp932"}))
+    expected = reference(settings)
+    actual = columnar(settings)
+    assert actual is not None, "the columnar engine declined a CP932 export"
+    assert_same(expected, actual)
+    assert expected[1]["send"] >= 3
+
+
+def test_random_cp932_export(tmp_path: Path) -> None:
+    export = random_export(tmp_path / "export", 99, contacts=800, encoding="cp932")
+    for name in ("account", "contact_fields", "kitchen_sink"):
+        settings, options, history = settings_for(tmp_path, export, name, 99, encoding="cp932")
+        assert_parity(settings, options, history)
+
+
+@pytest.mark.parametrize("encoding", ["shift_jis", "utf-16", "latin-1", "UTF8", "utf_8"])
+def test_other_encodings(tmp_path: Path, encoding: str) -> None:
+    latin = encoding == "latin-1"
+    rows = [contact(1, LastName="Müller" if latin else "髙橋"), contact(2, FirstName="Zoë", MailingCountry="USA"),
+            contact(3, Email=" C1@example.co.jp"), contact(4, LastName="～①", **{"Account.Name": "ｻﾝﾌﾟﾙ"})]
+    python_encoding = "utf-8" if encoding.lower().replace("_", "-") in ("utf8", "utf-8") else encoding
+    export = tmp_path / "export"
+    write_raw(export / "User.csv", csv_text(USER_HEADER, REPS), python_encoding)
+    write_raw(export / "Contact.csv", csv_text(CONTACT_HEADER, rows), python_encoding)
+    write_raw(export / "Opportunity.csv", csv_text(OPPORTUNITY_HEADER, [deal(1, rows[3]["AccountId"])]),
+              python_encoding)
+    settings = load_settings(config_file(tmp_path, export, sfa={"encoding": encoding}))
+    expected = assert_parity(settings, may_decline=encoding not in ("UTF8", "utf_8", "shift_jis"))
+    assert expected[1]["considered"] == 4
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. Exports the reference rejects: the engine declines, the CLI says what the reference says
+# ---------------------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def dormant_json(config: Path, *extra: str, reference_path: bool = False):  # type: ignore[no-untyped-def]
+    env = {"REPSEND_COLUMNAR": "0"} if reference_path else None
+    return runner.invoke(app, ["dormant", "--dry-run", "--json", "--as-of", AS_OF.isoformat(), "--config",
+                               str(config), *extra], env=env)
+
+
+def assert_cli_same(config: Path, *extra: str) -> Any:
+    fast = dormant_json(config, *extra)
+    slow = dormant_json(config, *extra, reference_path=True)
+    assert (fast.exit_code, fast.stderr) == (slow.exit_code, slow.stderr)
+    assert fast.stdout == slow.stdout, _first_difference(slow.stdout, fast.stdout)
+    return slow
+
+
+BAD_CONTACTS = {
+    "bad_boolean": ("contact", {"HasOptedOutOfEmail": "yes"}),
+    "bad_bounce": ("contact", {"IsEmailBounced": "maybe"}),
+    "bad_activity_date": ("contact", {"LastActivityDate": "14/03/2025"}),
+    "date_that_does_not_exist": ("contact", {"CreatedDate": "2025-02-30T10:00:00.000Z"}),
+    "bad_created_time": ("contact", {"CreatedDate": "2025-02-03T10:00:00.000+09"}),
+    "bad_deal_boolean": ("deal", {"IsClosed": "open"}),
+    "bad_close_date": ("deal", {"CloseDate": "next week"}),
+    "bad_modified_date": ("deal", {"LastModifiedDate": "2026-13-01"}),
+    "bad_user_boolean": ("user", {"IsActive": "Y"}),
+}
+
+
+def _broken_export(tmp_path: Path) -> tuple[Path, list[dict[str, str]], list[dict[str, str]]]:
+    rows = [contact(n) for n in range(1, 8)]
+    deals = [deal(1, rows[0]["AccountId"]), deal(2, rows[1]["AccountId"], closed=True)]
+    return write_export(tmp_path / "export", rows, deals), rows, deals
+
+
+@pytest.mark.parametrize("case", list(BAD_CONTACTS))
+def test_a_malformed_value_is_declined_and_the_cli_says_what_the_reference_says(tmp_path: Path, case: str) -> None:
+    which, fields = BAD_CONTACTS[case]
+    export, rows, deals = _broken_export(tmp_path)
+    if which == "contact":
+        rows[5].update(fields)  # near the end: the first decisions would already be out
+        write_export(export, rows, deals)
+    elif which == "deal":
+        deals[1].update(fields)
+        write_export(export, rows, deals)
+    else:
+        reps = [dict(r) for r in REPS]
+        reps[2].update(fields)
+        write_export(export, rows, deals, reps=reps)
+    config = config_file(tmp_path, export)
+    message = assert_declines(load_settings(config))
+    slow = assert_cli_same(config)
+    assert slow.exit_code == 2 and slow.stdout == "" and message in slow.stderr
+
+
+def _edit(path: Path, line: int, edit: Any) -> None:
+    """Line ``line`` (1: the header; -1: the last) of a file replaced by ``edit(line)``."""
+    lines = path.read_text(encoding="utf-8-sig").split("\n")
+    if not lines[-1]:
+        lines.pop()
+    lines[line - 1 if line > 0 else line] = edit(lines[line - 1 if line > 0 else line])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _fewer(line: str) -> str:
+    return line.rsplit(",", 1)[0]
+
+
+def _more(line: str) -> str:
+    return line + ',"x"'
+
+
+STRUCTURAL: dict[str, list[tuple[str, int, Any]]] = {
+    # Each: edits (file, line, how). The header is line 1; every record here is one line.
+    "too_few_fields": [("Contact.csv", 5, _fewer)],
+    "too_many_fields": [("Contact.csv", 6, _more)],
+    "too_few_on_the_last_line": [("Contact.csv", -1, _fewer)],
+    "one_short_one_long": [("Contact.csv", 3, _fewer), ("Contact.csv", 4, _more)],  # the commas add up
+    "broken_quote": [("Contact.csv", 4, lambda line: line.replace('"山田3"', '"山田"3"'))],
+    "unterminated_quote": [("Contact.csv", -1, lambda line: line.replace('"Japan"', '"Japan'))],
+    "single_empty_cell": [("Contact.csv", 3, lambda line: '""')],
+    "spaces_only_line": [("Contact.csv", 3, lambda line: "   ")],
+    "a_carriage_return_in_an_unquoted_cell": [("Contact.csv", 3, lambda line: line.replace('"花子"', "花\r子"))],
+    "user_too_many_fields": [("User.csv", -1, _more)],
+    "deal_too_few_fields": [("Opportunity.csv", 2, _fewer)],
+    "deal_broken_quote": [("Opportunity.csv", 2, lambda line: line.replace('"Prospecting"', '"Pros"pecting"'))],
+    "role_too_many_fields": [("OpportunityContactRole.csv", 2, _more)],
+    "role_carriage_return": [("OpportunityContactRole.csv", 2, lambda line: line.replace('"true"', "tr\rue"))],
+}
+
+
+@pytest.mark.parametrize("case", list(STRUCTURAL))
+def test_a_malformed_row_is_declined_and_the_cli_says_what_the_reference_says(tmp_path: Path, case: str) -> None:
+    export, rows, deals = _broken_export(tmp_path)
+    write_export(export, rows, deals, roles=[{"Id": "00K5g0000000001", "OpportunityId": deals[0]["Id"][:15],
+                                              "ContactId": rows[0]["Id"][:15], "IsPrimary": "true"}])
+    for name, line, edit in STRUCTURAL[case]:
+        _edit(export / name, line, edit)
+    config = config_file(tmp_path, export)
+    message = assert_declines(load_settings(config))
+    slow = assert_cli_same(config)
+    assert slow.exit_code == 2 and slow.stdout == "" and message in slow.stderr
+
+
+@pytest.mark.parametrize("case", ["invalid_utf8", "missing_column", "no_opportunity_file", "empty_contact_file",
+                                  "cp932_read_as_utf8", "limit_before_the_bad_row"])
+def test_other_rejected_exports_fail_the_same_way_in_the_cli(tmp_path: Path, case: str) -> None:
+    export, rows, deals = _broken_export(tmp_path)
+    extra: tuple[str, ...] = ()
+    if case == "invalid_utf8":
+        path = export / "Contact.csv"
+        path.write_bytes(path.read_bytes().replace("山田5".encode(), b"\xff\xfe5"))
+    elif case == "missing_column":
+        write_raw(export / "Contact.csv", csv_text(["Id", "LastName", "OwnerId"], rows))
+    elif case == "no_opportunity_file":
+        (export / "Opportunity.csv").unlink()
+    elif case == "empty_contact_file":
+        (export / "Contact.csv").write_bytes(b"")
+    elif case == "cp932_read_as_utf8":
+        write_export(export, [*rows, contact(9, LastName="髙橋")], deals, encoding="cp932")
+    else:
+        rows[6]["IsEmailBounced"] = "yes please"
+        write_export(export, rows, deals)
+        extra = ("--limit", "1")
+    config = config_file(tmp_path, export)
+    settings = load_settings(config)
+    with pytest.raises(RepsendError):
+        reference(settings, RunOptions(AS_OF, "dormant", "dormant", limit=1))
+    slow = assert_cli_same(config, *extra)
+    assert slow.exit_code == 2 and slow.stdout == ""
+
+
+@pytest.mark.parametrize("sections", [
+    {"audience": {"fallback_sender": "nobody@acme.example"}},
+    {"audience": {"fallback_sender": SUZUKI}},
+])
+def test_a_config_error_found_in_the_export_is_the_same(tmp_path: Path, sections: dict[str, Any]) -> None:
+    export, _, _ = _broken_export(tmp_path)
+    slow = assert_cli_same(config_file(tmp_path, export, **sections))
+    assert slow.exit_code == 2 and "fallback_sender" in slow.stderr
+
+
+def test_a_template_error_is_the_same(tmp_path: Path) -> None:
+    export, _, _ = _broken_export(tmp_path)
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "dormant" / "en.txt").write_text("Subject: {{ contact.nickname }}\n\nHi\n", encoding="utf-8")
+    slow = assert_cli_same(config_file(tmp_path, export, template={"dir": str(templates)}))
+    assert slow.exit_code == 2 and "contact.nickname" in slow.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. The CLI, with and without REPSEND_COLUMNAR=0
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_cli_demo_org_same_with_and_without_the_columnar_engine() -> None:
+    slow = assert_cli_same(DEMO_CONFIG)
+    assert slow.exit_code == 0
+    lines = [json.loads(line) for line in slow.stdout.splitlines()]
+    assert lines[-1]["type"] == "summary" and lines[-1]["considered"] == 63
+
+
+@pytest.mark.parametrize("extra", [(), ("--limit", "7"), ("--campaign", "winter", "--limit", "300")])
+def test_cli_random_export_same_with_and_without_the_columnar_engine(
+        tmp_path: Path, exports: dict[tuple[int, bool], Path], extra: tuple[str, ...]) -> None:
+    export = exports[(SEEDS[1], False)]
+    config = config_file(tmp_path, export, rate={"per_rep_per_day": 6},
+                         audience={"fallback_sender": CARTER, "suppression_file": str(_suppression(tmp_path))})
+    slow = assert_cli_same(config, *extra)
+    assert slow.exit_code == 0 and slow.stdout.count("\n") > 2
+
+
+def _suppression(tmp_path: Path) -> Path:
+    path = tmp_path / "suppressed.txt"
+    path.write_text("# none of these\nC1.YAMADA@EXAMPLE.JP\n c2.smith@example.com # note\n", encoding="utf-8")
+    return path
+
+
+def test_cli_cp932_same_with_and_without_the_columnar_engine(tmp_path: Path) -> None:
+    rows = [contact(1, LastName="髙橋"), contact(2, FirstName="①", MailingCountry="日本"), contact(3, OwnerId="")]
+    export = write_export(tmp_path / "export", rows, encoding="cp932")
+    slow = assert_cli_same(config_file(tmp_path, export, sfa={"encoding": "cp932"}))
+    assert slow.exit_code == 0
+
+
+def test_cli_uses_the_columnar_engine_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REPSEND_COLUMNAR=0 is the only switch: without it the CLI's dry run goes through ``prepare``."""
+    import repsend.columnar as columnar_module
+
+    calls: list[int] = []
+    real = columnar_module.prepare
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(columnar_module, "prepare", spy)
+    import repsend.cli as cli_module
+
+    if hasattr(cli_module, "prepare"):
+        monkeypatch.setattr(cli_module, "prepare", spy)
+    assert dormant_json(DEMO_CONFIG).exit_code == 0
+    assert calls, "the CLI's --dry-run --json never asked the columnar engine"
+    calls.clear()
+    assert dormant_json(DEMO_CONFIG, reference_path=True).exit_code == 0
+    assert not calls, "REPSEND_COLUMNAR=0 still ran the columnar engine"
+
+
+def test_cli_after_a_real_run_reads_the_send_log_the_same_way(tmp_path: Path) -> None:
+    """A real run (outbox transport) fills the send log; the next dry run's already_sent, cooldown and
+    rep_cap come from it, with and without the columnar engine alike."""
+    rows = [contact(n, OwnerId=[SATO, CARTER][n % 2], MailingCountry=["Japan", "USA"][n % 2], FirstName="Ann")
+            for n in range(1, 41)]
+    rows += [contact(100 + n, Email=f" C{n}@EXAMPLE.co.jp") for n in range(1, 11)]  # the same people again
+    export = write_export(tmp_path / "export", rows)
+    config = config_file(tmp_path, export, mail={"transport": "outbox", "outbox_dir": str(tmp_path / "out")},
+                         rate={"per_rep_per_day": 8})
+    sent = runner.invoke(app, ["dormant", "--as-of", AS_OF.isoformat(), "--config", str(config), "--limit", "12"])
+    assert sent.exit_code == 0, sent.stderr
+    assert (tmp_path / "repsend.db").exists()
+    slow = assert_cli_same(config)
+    summary = json.loads(slow.stdout.splitlines()[-1])
+    assert summary["skip"].get("already_sent") and summary["skip"].get("rep_cap")
