@@ -61,7 +61,7 @@ from repsend.sfa.csv_export import (
 if TYPE_CHECKING:
     from repsend.settings import Settings
 
-CHUNK_BYTES = 8 * 1024 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024
 # Encodings in which a newline or a double quote byte is always that character (never part of another).
 _SPLITTABLE = {"utf-8", "utf-8-sig", "cp932", "shift_jis"}
 _CONTROL = "[\x00-\x1f]"
@@ -353,7 +353,10 @@ def _joined(c: pl.DataFrame, info: pl.DataFrame) -> pl.DataFrame:
     """The columns of ``info`` (but its first, the key) for each row of ``c``, null where none: a join
     of the key column alone, so that the chunk's other columns are not copied."""
     key = info.columns[0]
-    return c.select(key).join(info, on=key, how="left", maintain_order="left").drop(key)
+    keys = c.select(key)
+    # The info rows of this chunk's keys first (hashing the chunk's keys, not the whole info frame).
+    info = info.join(keys, on=key, how="semi")
+    return keys.join(info, on=key, how="left", maintain_order="left").drop(key)
 
 
 def _deal_codes(deals: DealIndex, scope: Scope) -> tuple[dict[str, int], dict[str, int]]:
