@@ -115,45 +115,21 @@ class ColumnarRun:
     fields: tuple[str, ...]  # extra Contact fields for templates
     language_field: str
     shape_fields: tuple[str, ...]  # the Contact columns whose emptiness decides whether a mail composes
+    first: _FirstPass
 
     def write_json(self, out: TextIO, summary: Summary | None = None) -> Summary:
         summary = summary or Summary()
         history, rules = self.history, self.audience.rules
-        # What is known of each address, contact and account, as small codes looked up in Python dicts:
-        # a dict is a hash table built once, where polars would hash a set again for every chunk.
-        addresses: dict[str, int] = {}
-        for address, reason in self.audience.blocks.items():
-            addresses[address] = _BLOCK_CODES[reason]
-        for address in history.campaign_addresses:
-            addresses[address] = addresses.get(address, 0) | _ALREADY_SENT
-        cooling = {a: d.isoformat() for a, d in history.last_mailed.items() if d >= rules.cooldown_since}
-        contacts, accounts = _deal_codes(self.audience.deals, rules.scope)
-        address_info = pl.DataFrame(
-            {"address": list(addresses), "a_code": list(addresses.values()),
-             "last_mailed": [cooling.get(a) for a in addresses]},
-            schema={"address": pl.String, "a_code": pl.Int64, "last_mailed": pl.String},
-        )
-        more = [a for a in cooling if a not in addresses]
-        if more:
-            address_info = pl.concat([address_info, pl.DataFrame(
-                {"address": more, "a_code": [0] * len(more), "last_mailed": [cooling[a] for a in more]},
-                schema=address_info.schema)])
-        contact_info, account_info = _codes_frame(contacts, "contact_key", "c_code"), (
-            _codes_frame(accounts, "account_key", "k_code") if accounts else None)
-        code = pl.col("a_code")
-        in_deal = (pl.col("c_code") & _OPEN_DEAL) != 0
-        recent = ((pl.col("c_code") & _RECENT_DEAL) != 0) | (pl.col("created") >= rules.dormant_since) | (
-            pl.col("activity") >= rules.dormant_since)
-        if accounts:
-            in_deal = in_deal | ((pl.col("k_code") & _OPEN_DEAL) != 0)
-            recent = recent | ((pl.col("k_code") & _RECENT_DEAL) != 0)
+        address_info = _address_info(self.first.shared, history, rules.cooldown_since)
+        flags, code = pl.col("flags"), pl.col("a_code")
+        in_deal, recent = (flags & _IN_DEAL) != 0, (flags & _RECENT) != 0
         block = code & 7
         # The reference's rules up to cooldown, in its order; null: the rules that follow decide (_in_order).
         reason = (
             pl.when(pl.col("address") == "").then(pl.lit(Reason.NO_EMAIL.value))
             .when(~pl.col("valid")).then(pl.lit(Reason.INVALID_EMAIL.value))
-            .when(pl.col("opted")).then(pl.lit(Reason.OPTED_OUT.value))
-            .when(pl.col("bounced")).then(pl.lit(Reason.BOUNCED.value))
+            .when((flags & _OPTED) != 0).then(pl.lit(Reason.OPTED_OUT.value))
+            .when((flags & _BOUNCED) != 0).then(pl.lit(Reason.BOUNCED.value))
             .when(block == _BLOCK_CODES[Reason.OPTED_OUT]).then(pl.lit(Reason.OPTED_OUT.value))
             .when(block == _BLOCK_CODES[Reason.BOUNCED]).then(pl.lit(Reason.BOUNCED.value))
             .when(block == _BLOCK_CODES[Reason.SUPPRESSED]).then(pl.lit(Reason.SUPPRESSED.value))
@@ -165,7 +141,7 @@ class ColumnarRun:
         detail = (
             pl.when(pl.col("address") == "").then(None)
             .when(~pl.col("valid")).then(pl.col("email"))
-            .when(pl.col("opted") | pl.col("bounced")).then(None)
+            .when((flags & (_OPTED | _BOUNCED)) != 0).then(None)
             .when(block.is_in([_BLOCK_CODES[Reason.OPTED_OUT], _BLOCK_CODES[Reason.BOUNCED]])).then(_ANOTHER)
             .when((block == _BLOCK_CODES[Reason.SUPPRESSED]) | ((code & _ALREADY_SENT) != 0) | in_deal).then(None)
             .when(block == _BLOCK_CODES[Reason.ACTIVE_DEAL]).then(_ANOTHER)
@@ -179,10 +155,10 @@ class ColumnarRun:
         )
         state = _OrderState()
         binary = getattr(out, "buffer", None)
-        for frame, plain in self.contacts.frames():
+        for (frame, plain), chunk_flags in zip(self.contacts.frames(), self.first.flags, strict=True):
             c = _contact_values(frame, self.contacts.columns, self.language_field, self.fields,
-                                self.shape_fields, plain).collect()
-            c = _look_up(c, address_info, contact_info, account_info)
+                                self.shape_fields, plain, chunk_flags).collect()
+            c = _look_up(c, address_info)
             c = c.lazy().with_columns(**outputs).collect()
             open_rows = c.get_column("odd") | c.get_column("reason").is_null()
             odd_lines: dict[int, str] = {}
@@ -300,22 +276,22 @@ class ColumnarRun:
         rows = rows.with_columns(_joined(rows, taken_at).iter_columns()).with_columns(
             dup=in_chosen & (pl.col("taken_at").is_null() | (pl.col("taken_at") < pl.col("row")))
         )
-        checks = rows.filter(~pl.col("dup") & pl.col("s_sends")).unique(["s_rep", "lang", "shape"], keep="first")
-        outcomes = []
-        if checks.height:
-            raw = {name: checks.get_column(name).to_list() for name in (*_RAW, *self.fields)}
-            for j, (rep_index, language, shape) in enumerate(checks.select("s_rep", "lang", "shape").iter_rows()):
-                rep = state.reps[rep_index]
-                outcome = state.check(rep, language, shape, lambda j=j: _contact(raw, self.fields, j),
+        # A template check per (sender, language, shape) not seen before; the rest are joined in.
+        keys = ["s_rep", "lang", "shape"]
+        new = (rows.filter(~pl.col("dup") & pl.col("s_sends")).unique(keys, keep="first")
+               .join(state.known, on=keys, how="anti"))
+        if new.height:
+            raw = {name: new.get_column(name).to_list() for name in (*_RAW, *self.fields)}
+            outcomes = []
+            for j, (rep_index, language, shape) in enumerate(new.select(keys).iter_rows()):
+                outcome = state.check(state.reps[rep_index], language, shape, lambda j=j: _contact(raw, self.fields, j),
                                       settle.templates, settle.companies[language], settle.campaign,
                                       audience.cap_detail)
                 outcomes.append((rep_index, language, shape, outcome[1], outcome[5]))
-        checked = pl.DataFrame(outcomes, schema={"s_rep": pl.Int64, "lang": pl.String, "shape": pl.Int64,
-                                                 "k_reason": pl.String, "k_detail": pl.String}, orient="row")
+            state.known = pl.concat([state.known, pl.DataFrame(outcomes, schema=_KNOWN, orient="row")])
         rows = rows.with_columns(
-            rows.select("s_rep", "lang", "shape").join(checked, on=["s_rep", "lang", "shape"], how="left",
-                                                         maintain_order="left").select("k_reason", "k_detail")
-            .iter_columns()
+            rows.select(keys).join(state.known, on=keys, how="left", maintain_order="left")
+            .select("k_reason", "k_detail").iter_columns()
         )
         dup, sends = pl.col("dup"), pl.col("s_sends")
         return rows.select(
@@ -334,6 +310,22 @@ _SENDS = (Reason.DORMANT, Reason.FALLBACK_SENDER)
 _BLOCK_CODES = {Reason.OPTED_OUT: 1, Reason.BOUNCED: 2, Reason.SUPPRESSED: 3, Reason.ACTIVE_DEAL: 4}
 _ALREADY_SENT = 8
 _OPEN_DEAL, _RECENT_DEAL = 1, 2
+
+
+def _address_info(shared: pl.DataFrame, history: History, cooldown_since: date) -> pl.DataFrame:
+    """What pass 2 looks up by address: a code (_BLOCK_CODES of a block on another record or the
+    suppression list, _ALREADY_SENT) and the day of a mail still cooling down."""
+    codes = {reason.value: code for reason, code in _BLOCK_CODES.items()}
+    blocks = shared.select("address", a_code=pl.col("block").replace_strict(codes, return_dtype=pl.Int64))
+    sent = pl.DataFrame({"address": list(history.campaign_addresses), "a_code": _ALREADY_SENT},
+                        schema={"address": pl.String, "a_code": pl.Int64})
+    cooling = {a: d.isoformat() for a, d in history.last_mailed.items() if d >= cooldown_since}
+    mailed = pl.DataFrame({"address": list(cooling), "a_code": 0, "last_mailed": list(cooling.values())},
+                          schema={"address": pl.String, "a_code": pl.Int64, "last_mailed": pl.String})
+    return (
+        pl.concat([blocks, sent, mailed], how="diagonal")
+        .group_by("address").agg(pl.col("a_code").sum(), pl.col("last_mailed").drop_nulls().first())
+    )
 
 
 def _codes_frame(codes: dict[str, int], key: str, name: str) -> pl.DataFrame:
@@ -373,6 +365,7 @@ def _deal_codes(deals: DealIndex, scope: Scope) -> tuple[dict[str, int], dict[st
 _DUPLICATE = Reason.DUPLICATE_EMAIL.value
 
 
+_KNOWN = {"s_rep": pl.Int64, "lang": pl.String, "shape": pl.Int64, "k_reason": pl.String, "k_detail": pl.String}
 _SENDER_SCHEMA = {"owner": pl.String, "s_sends": pl.Boolean, "s_capped": pl.Boolean, "s_reason": pl.String,
                   "s_rep_id": pl.String, "s_detail": pl.String, "s_rep": pl.Int64}
 
@@ -388,6 +381,7 @@ class _OrderState:
     from_text: dict[int, str] = field(default_factory=dict)
     values: list[tuple[Any, ...]] = field(default_factory=list)  # the loop's output values, one chunk's
     odd_reasons: list[str] = field(default_factory=list)  # the reasons of one chunk's odd records
+    known: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_KNOWN))  # checks, as columns
 
     def sender(self, owner: str, audience: Audience) -> tuple[Any, ...]:
         """``Audience.sender`` of an owner id, with the values of its skip."""
@@ -547,11 +541,11 @@ def _keys() -> dict[str, pl.Expr]:
 
 
 def _contact_values(frame: pl.DataFrame, columns: _Columns, language: str, fields: tuple[str, ...],
-                    shape_fields: tuple[str, ...], plain: bool) -> pl.LazyFrame:
-    """A chunk of Contact.csv as the columns pass 2's rules read."""
-    values = _cells(frame, columns, (*_RAW[:-1], *fields), language)
+                    shape_fields: tuple[str, ...], plain: bool, flags: pl.Series) -> pl.LazyFrame:
+    """A chunk of Contact.csv as the columns pass 2's rules read, with pass 1's flags of its records."""
+    values = _cells(frame, columns, (*_RAW[:-1], *fields), language).with_columns(flags=pl.lit(flags))
     texts = [*_RAW[:8], "language_value", *fields]
-    odd = ~pl.col("Email").str.contains(_PLAIN_ASCII)
+    odd = ((pl.col("flags") & _ODD_1) != 0) | ~pl.col("Email").str.contains(_PLAIN_ASCII)
     if not plain:
         odd = odd | pl.any_horizontal(pl.col(n).str.contains(_ODD) for n in texts)
     email = pl.col("Email").str.strip_chars()
@@ -559,27 +553,17 @@ def _contact_values(frame: pl.DataFrame, columns: _Columns, language: str, field
     for i, n in enumerate(shape_fields):
         shape = shape + (pl.col(n).str.strip_chars() != "").cast(pl.Int64) * (1 << i)
     address = pl.col("address")
-    values = values.with_columns(
-        **_keys(),
+    return values.with_columns(
         id=pl.col("Id").str.strip_chars(),
         email=email,
+        address=email.str.to_lowercase(),
         owner=pl.col("OwnerId").str.strip_chars(),
-        activity=_day("LastActivityDate"),
-        created=_day("CreatedDate"),
         odd=odd,
         shape=shape,
     ).with_columns(
         valid=address.str.contains(_ADDRESS) & ~address.str.contains("..", literal=True)
         & ~address.str.starts_with("."),
     )
-    day_fix = {}
-    for name, text in (("activity", "LastActivityDate"), ("created", "CreatedDate")):
-        # A spelling the first ten characters do not hold (2025/3/14): read exactly, for this chunk only.
-        if frame.height and _cells(frame, columns, (text,), None).select(
-            (pl.col(text).str.strip_chars() != "") & _day(text).is_null()
-        ).collect().to_series().any():
-            day_fix[name] = pl.col(name).fill_null(_exact_day(text))
-    return values.with_columns(**day_fix) if day_fix else values
 
 
 class _Csv:
@@ -697,33 +681,83 @@ def _prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
     shape_fields = tuple(dict.fromkeys(
         column for key in sorted(printed) for column in _PRINTED_COLUMNS.get(key, (key,) if key in fields else ())
     ))
-    blocks, seen = _blocks(contacts, deals, rules.scope)
-    if seen:
+    first = _first_pass(contacts, deals, rules.scope, rules.dormant_since)
+    if first.seen:
         source._contact_notes(contacts.columns)
-    add_suppressed(settings, blocks)
+    suppressed: dict[str, Reason] = {}
+    add_suppressed(settings, suppressed)
+    if suppressed:
+        extra = pl.DataFrame({"address": list(suppressed), "block": Reason.SUPPRESSED.value},
+                             schema={"address": pl.String, "block": pl.String})
+        extra = extra.join(first.blocked, on="address", how="anti")  # setdefault: a stronger reason stays
+        first.blocked = pl.concat([first.blocked, extra])
+        first.shared = pl.concat([first.shared, extra])
     history = history or History()
-    audience = Audience(reps, deals, blocks, rules, history)
+    audience = Audience(reps, deals, _BlocksOnDemand(first.blocked), rules, history)
     return ColumnarRun(source, contacts, audience, Settle(audience, templates, companies, options.campaign),
-                       LanguageOf(settings), history, fields, source.language_field, shape_fields)
+                       LanguageOf(settings), history, fields, source.language_field, shape_fields, first)
+
+
+class _BlocksOnDemand(dict):  # type: ignore[type-arg]
+    """``Audience.blocks`` for the records the reference rules decide here (odd ones): made from pass 1's
+    frame when one first asks, as most exports never do."""
+
+    def __init__(self, blocked: pl.DataFrame) -> None:
+        super().__init__()
+        self._blocked: pl.DataFrame | None = blocked
+
+    def _fill(self) -> None:
+        if self._blocked is not None:
+            blocked, self._blocked = self._blocked, None
+            addresses, reasons = blocked.get_column("address").to_list(), blocked.get_column("block").to_list()
+            self.update(zip(addresses, map(Reason, reasons), strict=True))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._fill()
+        return super().get(key, default)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self._fill()
+        return super().setdefault(key, default)
 
 
 _PASS1 = ("Email", "Id", "AccountId", "HasOptedOutOfEmail", "IsEmailBounced", "LastActivityDate", "CreatedDate")
 
 
-def _blocks(contacts: _Csv, deals: Any, scope: Scope) -> tuple[dict[str, Reason], bool]:
-    """Pass 1: every value checked (else Decline), and ``sfa.base.address_blocks``."""
+# A record's flags, found in pass 1 and read in pass 2: a byte per record is all pass 1 keeps of it.
+_IN_DEAL, _RECENT, _ODD_1, _OPTED, _BOUNCED = 1, 2, 4, 8, 16
+
+
+@dataclass
+class _FirstPass:
+    blocked: pl.DataFrame  # address, block: the strongest address-level reason of each blocked address
+    shared: pl.DataFrame  # the same for addresses on more than one record: only those can block another
+    flags: list[pl.Series]  # per chunk, per record: _IN_DEAL | _RECENT | _ODD_1 | _OPTED | _BOUNCED
+    seen: bool  # a record was read
+
+
+def _first_pass(contacts: _Csv, deals: DealIndex, scope: Scope, dormant_since: date) -> _FirstPass:
+    """Pass 1: every value checked (else Decline), ``sfa.base.address_blocks``, and each record's flags."""
     ranks = {reason.value: rank for rank, reason in enumerate(Reason)}
     schema = {"address": pl.String, "block": pl.String}
     contacts_codes, accounts_codes = _deal_codes(deals, scope)
     contact_info, account_info = _codes_frame(contacts_codes, "contact_key", "c_code"), (
         _codes_frame(accounts_codes, "account_key", "k_code") if accounts_codes else None)
     in_deal = (pl.col("c_code") & _OPEN_DEAL) != 0
+    recent = ((pl.col("c_code") & _RECENT_DEAL) != 0) | (pl.col("activity") >= dormant_since) | (
+        pl.col("created") >= dormant_since)
     if accounts_codes:
         in_deal = in_deal | ((pl.col("k_code") & _OPEN_DEAL) != 0)
+        recent = recent | ((pl.col("k_code") & _RECENT_DEAL) != 0)
     block = (
         pl.when(pl.col("opted")).then(pl.lit(Reason.OPTED_OUT.value))
         .when(pl.col("bounced")).then(pl.lit(Reason.BOUNCED.value))
         .when(in_deal).then(pl.lit(Reason.ACTIVE_DEAL.value))
+    )
+    flags = (
+        in_deal.cast(pl.UInt8) * _IN_DEAL + recent.fill_null(False).cast(pl.UInt8) * _RECENT
+        + pl.col("odd").cast(pl.UInt8) * _ODD_1 + pl.col("opted").fill_null(False).cast(pl.UInt8) * _OPTED
+        + pl.col("bounced").fill_null(False).cast(pl.UInt8) * _BOUNCED
     )
     unread = pl.lit(False)  # a date value the usual spellings do not hold
     unknown = pl.col("opted").is_null() | pl.col("bounced").is_null()  # not a date or boolean at all
@@ -733,39 +767,51 @@ def _blocks(contacts: _Csv, deals: Any, scope: Scope) -> tuple[dict[str, Reason]
         unknown = unknown | ((text != "") & ~text.str.contains(_DATE))
     ascii_odd = ~pl.col("Email").str.contains(_PLAIN_ASCII)
     control_odd = ascii_odd | pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in _PASS1)
-    parts, seen = [], False
+    parts, hashes, odd_addresses, chunk_flags, seen = [], [], set(), [], False
     for frame, plain in contacts.frames(check=True):
         seen = seen or frame.height > 0
         c = (
             _cells(frame, contacts.columns, _PASS1, None).with_columns(
-                odd=ascii_odd if plain else control_odd, **_keys())
-            .select("odd", "address", "contact_key", "account_key", "opted", "bounced", unknown.alias("unknown"),
-                    unread.alias("unread"), *_PASS1)
+                odd=ascii_odd if plain else control_odd, **_keys(),
+                activity=_day("LastActivityDate"), created=_day("CreatedDate"))
+            .with_columns(unknown=unknown, unread=unread)
             .collect()
         )
-        c = _look_up(c, contact_info, account_info).with_columns(block=block)
         plain = ~c.get_column("odd")
         if (c.get_column("unknown") & plain).any():
             raise Decline("Contact.csv: a value the reference path rejects")
-        unread_rows = c.filter(c.get_column("unread") & plain)
-        if unread_rows.height and unread_rows.select(pl.any_horizontal(
-            (pl.col(n).str.strip_chars() != "") & _exact_day(n).is_null() for n in ("LastActivityDate", "CreatedDate")
-        ).any()).item():
-            raise Decline("Contact.csv: a date that does not exist")
-        parts.append(c.filter(plain & c.get_column("block").is_not_null() & (c.get_column("address") != ""))
-                     .select("address", "block"))
+        if (c.get_column("unread") & plain).any():
+            # A spelling the first ten characters do not hold (2025/3/14): read exactly.
+            c = c.with_columns(activity=pl.col("activity").fill_null(_exact_day("LastActivityDate")),
+                               created=pl.col("created").fill_null(_exact_day("CreatedDate")))
+            if c.select(plain & pl.any_horizontal(
+                (pl.col(text).str.strip_chars() != "") & pl.col(name).is_null()
+                for name, text in (("activity", "LastActivityDate"), ("created", "CreatedDate"))
+            )).to_series().any():
+                raise Decline("Contact.csv: a date that does not exist")
+        c = _look_up(c, contact_info, account_info).with_columns(block=block, flags=flags)
+        chunk_flags.append(c.get_column("flags"))
+        mine = c.filter(plain & (c.get_column("address") != ""))
+        hashes.append(mine.get_column("address").hash(seed=0))
+        parts.append(mine.filter(pl.col("block").is_not_null()).select("address", "block"))
         odd_rows = c.filter(~plain)
         if odd_rows.height:
             held = address_blocks(_odd_flags(odd_rows), deals, scope)
             parts.append(pl.DataFrame({"address": list(held), "block": [r.value for r in held.values()]},
                                       schema=schema))
+            odd_addresses.update(normalize_email(email) for email in odd_rows.get_column("Email").to_list())
     blocked = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
     blocked = (
         blocked.with_columns(rank=pl.col("block").replace_strict(ranks, return_dtype=pl.Int64))
         .sort("rank", maintain_order=True).unique("address", keep="first", maintain_order=True)
+        .select("address", "block")
     )
-    addresses, reasons = blocked.get_column("address").to_list(), blocked.get_column("block").to_list()
-    return dict(zip(addresses, map(Reason, reasons), strict=True)), seen
+    every = pl.concat(hashes) if hashes else pl.Series(dtype=pl.UInt64)
+    repeated = every.filter(every.is_duplicated()).unique()
+    shared = blocked.filter(
+        pl.col("address").hash(seed=0).is_in(repeated.implode()) | pl.col("address").is_in(_series(odd_addresses))
+    )
+    return _FirstPass(blocked, shared, chunk_flags, seen)
 
 
 def _odd_flags(odd: pl.DataFrame) -> Iterator[tuple[str, str, str, bool, bool]]:
