@@ -20,6 +20,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import jinja2
-import polars as pl
+
+# polars' allocator (jemalloc) keeps freed pages for 10 s by default: a run reads chunk after chunk, so
+# they would pile up in the peak memory. Half a second keeps the reuse and returns the rest (before the
+# first import of polars only; a value the user set stays).
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:500,muzzy_decay_ms:0")
+
+import polars as pl  # noqa: E402
 
 from repsend.audience import Audience, History
 from repsend.compose import HeaderInjection, MissingField
@@ -601,6 +610,11 @@ class _Csv:
             raise Decline(f"{self.path}: not {self.codec}") from None
 
     def frames(self, check: bool = False) -> Iterator[tuple[pl.DataFrame, bool]]:
+        """``_frames``, the next chunk read in a thread while the caller works on this one (polars parses
+        without the GIL, so the two cores share the work)."""
+        return _read_ahead(self._frames(check))
+
+    def _frames(self, check: bool) -> Iterator[tuple[pl.DataFrame, bool]]:
         """Each chunk as (frame, plain): ``plain`` when no cell holds a control character or a brace.
         ``check``: also prove that every record has the header's number of fields."""
         names = [f"c{i}" for i in range(self.width)]
@@ -664,6 +678,43 @@ class _Csv:
                 yield bytes(buffer[:cut])
                 buffer[: end - cut] = buffer[cut:end]
                 filled = end - cut
+
+
+def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """``items``, each produced in a thread while the caller holds the one before (at most one ahead).
+    An exception in the thread is raised here, where the item would have been; closing this generator
+    early (a Decline) stops the thread."""
+    slots: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((False, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            slots.put((False, exc))
+
+    worker = threading.Thread(target=produce, name="repsend-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = slots.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
@@ -806,8 +857,11 @@ def _first_pass(contacts: _Csv, deals: DealIndex, scope: Scope, dormant_since: d
         .sort("rank", maintain_order=True).unique("address", keep="first", maintain_order=True)
         .select("address", "block")
     )
-    every = pl.concat(hashes) if hashes else pl.Series(dtype=pl.UInt64)
-    repeated = every.filter(every.is_duplicated()).unique()
+    # Addresses on more than one record, by hash (a hash shared by two addresses only adds a lookup):
+    # neighbours in the sorted hashes, which takes far less memory than counting them in a table.
+    every = (pl.concat(hashes) if hashes else pl.Series(dtype=pl.UInt64)).sort()
+    repeated = every.filter(every == every.shift(1)).unique()
+    del every, hashes
     shared = blocked.filter(
         pl.col("address").hash(seed=0).is_in(repeated.implode()) | pl.col("address").is_in(_series(odd_addresses))
     )
