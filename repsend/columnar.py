@@ -70,7 +70,9 @@ from repsend.sfa.csv_export import (
 if TYPE_CHECKING:
     from repsend.settings import Settings
 
-CHUNK_BYTES = 4 * 1024 * 1024
+# Contact.csv is read in pieces of this size; the deal files, with less work per record, in smaller ones.
+CHUNK_BYTES = 8 * 1024 * 1024
+DEAL_CHUNK_BYTES = 2 * 1024 * 1024
 # Encodings in which a newline or a double quote byte is always that character (never part of another).
 _SPLITTABLE = {"utf-8", "utf-8-sig", "cp932", "shift_jis"}
 _CONTROL = "[\x00-\x1f]"
@@ -184,13 +186,13 @@ class ColumnarRun:
                     summary.skip[reason_value] += n
             lines = c.lazy().select(_json_line()).collect().to_series()
             if odd_lines:
-                lines = lines.scatter(list(odd_lines), list(odd_lines.values()))
+                lines = lines.scatter(list(odd_lines), [line.removesuffix("\n") for line in odd_lines.values()])
             if binary is not None:
-                # The lines as bytes, straight from polars: no str of the whole chunk in between.
+                # Written by polars itself, a line a record and nothing quoted: no copy of the chunk in Python.
                 out.flush()
-                binary.write(lines.str.join("").cast(pl.Binary).item())
-            else:
-                out.write(lines.str.join("").item())
+                lines.to_frame().write_csv(binary, include_header=False, quote_style="never")
+            elif lines.len():
+                out.write(lines.str.join("\n").item() + "\n")
         return summary
 
     def _in_order(self, c: pl.DataFrame, open_rows: pl.Series, state: _OrderState,
@@ -204,7 +206,7 @@ class ColumnarRun:
         the cap when the chunk starts, no owner, an inactive owner, ...) are settled as columns, once the
         loop has said which addresses it took and where."""
         audience = self.audience
-        rows = c.with_row_index("row").filter(open_rows)
+        rows = c.select("odd", "address", "owner", "shape", *_RAW, *self.fields).with_row_index("row").filter(open_rows)
         languages = {v: self.language_of(v) for v in rows.get_column("language_value").unique().to_list()}
         table = [state.sender_row(owner, audience)
                  for owner in rows.filter(~pl.col("odd")).get_column("owner").unique().to_list()]
@@ -488,7 +490,7 @@ def _json_line() -> pl.Expr:
         pl.lit(', "action": '), _json("action", False), pl.lit(', "reason": '), _json("reason", False),
         pl.lit(', "rep_id": '), _json("rep_id"), pl.lit(', "from": '), _json("from_"),
         pl.lit(', "subject": '), _json("subject"), pl.lit(', "detail": '), _json("detail"),
-        pl.lit(', "language": '), _json("language", False), pl.lit("}\n"),
+        pl.lit(', "language": '), _json("language", False), pl.lit("}"),
     )
 
 
@@ -508,6 +510,12 @@ def _exact_day(name: str) -> pl.Expr:
     parts = pl.col(name).str.strip_chars().str.extract_groups(_DATE)
     text = pl.concat_str(parts.struct[0], parts.struct[1].str.zfill(2), parts.struct[2].str.zfill(2), separator="-")
     return text.str.to_date("%Y-%m-%d", strict=False)
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its strings copied out: a filtered string column still holds the buffers of the whole
+    chunk it came from, and what pass 1 keeps must not keep every chunk alive."""
+    return pl.DataFrame({name: frame.get_column(name).to_list() for name in frame.columns}, schema=frame.schema)
 
 
 def _read_days(frame: pl.DataFrame, days: dict[str, str]) -> pl.DataFrame:
@@ -578,7 +586,8 @@ def _contact_values(frame: pl.DataFrame, columns: _Columns, language: str, field
 class _Csv:
     """One CSV file as polars frames of all-string columns c0, c1, ... (cells as written, none null)."""
 
-    def __init__(self, path: Path, encoding: str, required: tuple[str, ...]) -> None:
+    def __init__(self, path: Path, encoding: str, required: tuple[str, ...], chunk_bytes: int = 0) -> None:
+        self.chunk_bytes = chunk_bytes or CHUNK_BYTES
         try:
             codec = codecs.lookup(encoding).name
         except LookupError:
@@ -646,11 +655,11 @@ class _Csv:
             yield frame.with_columns(pl.all().fill_null("")), plain
 
     def _chunks(self) -> Iterator[bytes]:
-        """The file after its header in pieces of about CHUNK_BYTES, each cut after a newline outside quotes
+        """The file after its header in pieces of about ``chunk_bytes``, each cut after a newline outside quotes
         (read into one reused buffer: a piece is the only copy)."""
         with open(self.path, "rb") as handle:
             handle.seek(self.header_bytes + (3 if self.utf8 and handle.read(3) == codecs.BOM_UTF8 else 0))
-            buffer = bytearray(CHUNK_BYTES)
+            buffer = bytearray(self.chunk_bytes)
             filled = 0
             while True:
                 with memoryview(buffer) as view:
@@ -844,7 +853,7 @@ def _first_pass(contacts: _Csv, deals: DealIndex, scope: Scope, dormant_since: d
         chunk_flags.append(c.get_column("flags"))
         mine = c.filter(plain & (c.get_column("address") != ""))
         hashes.append(mine.get_column("address").hash(seed=0))
-        parts.append(mine.filter(pl.col("block").is_not_null()).select("address", "block"))
+        parts.append(_compact(mine.filter(pl.col("block").is_not_null()).select("address", "block")))
         odd_rows = c.filter(~plain)
         if odd_rows.height:
             held = address_blocks(_odd_flags(odd_rows), deals, scope)
@@ -895,7 +904,7 @@ def _deals(source: CsvExportSource, recent_since: date) -> Any:
             "OpportunityContactRole.csv is not in the export: deals reach contacts only through their "
             "account and Opportunity.ContactId"
         )
-    deals_csv = _Csv(folder / "Opportunity.csv", source.encoding, OPPORTUNITY_REQUIRED)
+    deals_csv = _Csv(folder / "Opportunity.csv", source.encoding, OPPORTUNITY_REQUIRED, DEAL_CHUNK_BYTES)
     cols = deals_csv.columns
 
     def cell(name: str) -> pl.Expr:
@@ -943,7 +952,7 @@ def _deals(source: CsvExportSource, recent_since: date) -> Any:
         if not cols.has("Id"):
             source._note("Opportunity.csv has no Id column: contact roles cannot be matched to deals")
     if with_roles:
-        roles_csv = _Csv(roles_file, source.encoding, ROLE_REQUIRED)
+        roles_csv = _Csv(roles_file, source.encoding, ROLE_REQUIRED, DEAL_CHUNK_BYTES)
         p_opp, p_contact = roles_csv.columns.get("OpportunityId"), roles_csv.columns.get("ContactId")
         open_ids, recent_ids = _series(open_opps), _series(recent_opps)
         for frame, _plain in roles_csv.frames(check=True):
