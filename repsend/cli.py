@@ -170,7 +170,7 @@ def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None
 
 
 def _columnar_json(settings: Any, source: Any, options: Any, history: Any) -> bool:
-    """The dry run's JSON through the columnar engine, when it takes the run (see repsend/columnar.py).
+    """The dry run's JSON through the columnar engine, when it takes the run (see repsend/columnar/).
     REPSEND_COLUMNAR=0 always uses the reference path."""
     from repsend.sfa.csv_export import CsvExportSource
 

@@ -1,0 +1,435 @@
+"""The run: setup as ``runner.plan`` does it, pass 1, then pass 2 chunk by chunk into JSON lines."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any, TextIO
+
+import jinja2
+import polars as pl
+
+from repsend.audience import Audience, History
+from repsend.columnar.chunks import Decline, _Csv
+from repsend.columnar.deals import _deals
+from repsend.columnar.expressions import (
+    _ANOTHER,
+    _BOUNCED,
+    _IN_DEAL,
+    _NOT_DOT_ATOM,
+    _OPTED,
+    _RAW,
+    _RECENT,
+    _contact_values,
+    _joined,
+    _json_line,
+    _look_up,
+)
+from repsend.columnar.first_pass import _first_pass, _FirstPass
+from repsend.compose import HeaderInjection, MissingField
+from repsend.models import Action, Contact, Decision, Reason, Rep, normalize_email
+from repsend.report import decision_line
+from repsend.runner import (
+    LanguageOf,
+    Planned,
+    RunOptions,
+    Settle,
+    Summary,
+    add_suppressed,
+    company_of,
+    find_fallback,
+    load_templates,
+    rules_of,
+)
+from repsend.sfa.csv_export import _BOOLS, CONTACT_REQUIRED, CsvExportSource, parse_bool, to_date
+
+if TYPE_CHECKING:
+    from repsend.settings import Settings
+
+
+# The Contact.csv columns behind each contact value a template prints (compose.CONTACT_FIELDS); the
+# address is never empty where a mail is composed.
+_PRINTED_COLUMNS = {"id": ("Id",), "first_name": ("FirstName",), "last_name": ("LastName",),
+                    "name": ("FirstName", "LastName"), "email": (), "account_name": ("Account.Name",),
+                    "title": ("Title",)}
+
+
+def prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
+            history: History | None) -> ColumnarRun | None:
+    """Everything up to the first decision, as ``runner.plan`` does it; None when this engine declines."""
+    if options.limit is not None:
+        return None
+    try:
+        return _prepare(settings, source, options, history)
+    except Decline:
+        return None
+
+
+@dataclass
+class ColumnarRun:
+    source: CsvExportSource
+    contacts: _Csv
+    audience: Audience
+    settle: Settle
+    language_of: LanguageOf
+    history: History
+    fields: tuple[str, ...]  # extra Contact fields for templates
+    language_field: str
+    shape_fields: tuple[str, ...]  # the Contact columns whose emptiness decides whether a mail composes
+    first: _FirstPass
+
+    def write_json(self, out: TextIO, summary: Summary | None = None) -> Summary:
+        summary = summary or Summary()
+        history, rules = self.history, self.audience.rules
+        address_info = _address_info(self.first.shared, history, rules.cooldown_since)
+        flags, code = pl.col("flags"), pl.col("a_code")
+        in_deal, recent = (flags & _IN_DEAL) != 0, (flags & _RECENT) != 0
+        block = code & 7
+        # The reference's rules up to cooldown, in its order; null: the rules that follow decide (_in_order).
+        reason = (
+            pl.when(pl.col("address") == "").then(pl.lit(Reason.NO_EMAIL.value))
+            .when(~pl.col("valid")).then(pl.lit(Reason.INVALID_EMAIL.value))
+            .when((flags & _OPTED) != 0).then(pl.lit(Reason.OPTED_OUT.value))
+            .when((flags & _BOUNCED) != 0).then(pl.lit(Reason.BOUNCED.value))
+            .when(block == _BLOCK_CODES[Reason.OPTED_OUT]).then(pl.lit(Reason.OPTED_OUT.value))
+            .when(block == _BLOCK_CODES[Reason.BOUNCED]).then(pl.lit(Reason.BOUNCED.value))
+            .when(block == _BLOCK_CODES[Reason.SUPPRESSED]).then(pl.lit(Reason.SUPPRESSED.value))
+            .when((code & _ALREADY_SENT) != 0).then(pl.lit(Reason.ALREADY_SENT.value))
+            .when(in_deal | (block == _BLOCK_CODES[Reason.ACTIVE_DEAL])).then(pl.lit(Reason.ACTIVE_DEAL.value))
+            .when(recent).then(pl.lit(Reason.RECENT_ACTIVITY.value))
+            .when(pl.col("last_mailed").is_not_null()).then(pl.lit(Reason.COOLDOWN.value))
+        )
+        detail = (
+            pl.when(pl.col("address") == "").then(None)
+            .when(~pl.col("valid")).then(pl.col("email"))
+            .when((flags & (_OPTED | _BOUNCED)) != 0).then(None)
+            .when(block.is_in([_BLOCK_CODES[Reason.OPTED_OUT], _BLOCK_CODES[Reason.BOUNCED]])).then(_ANOTHER)
+            .when((block == _BLOCK_CODES[Reason.SUPPRESSED]) | ((code & _ALREADY_SENT) != 0) | in_deal).then(None)
+            .when(block == _BLOCK_CODES[Reason.ACTIVE_DEAL]).then(_ANOTHER)
+            .when(recent).then(None)
+            .when(pl.col("last_mailed").is_not_null()).then(pl.lit("last mailed ") + pl.col("last_mailed"))
+        )
+        outputs = dict(
+            reason=reason, detail=detail,
+            action=pl.lit(Action.SKIP.value), rep_id=pl.when(pl.col("owner") != "").then(pl.col("owner")),
+            from_=pl.lit(None, pl.String), subject=pl.lit(None, pl.String), language=pl.lit(None, pl.String),
+        )
+        state = _OrderState()
+        binary = getattr(out, "buffer", None)
+        for (frame, plain), chunk_flags in zip(self.contacts.frames(), self.first.flags, strict=True):
+            c = _contact_values(frame, self.contacts.columns, self.language_field, self.fields,
+                                self.shape_fields, plain, chunk_flags).collect()
+            c = _look_up(c, address_info)
+            c = c.lazy().with_columns(**outputs).collect()
+            open_rows = c.get_column("odd") | c.get_column("reason").is_null()
+            odd_lines: dict[int, str] = {}
+            if open_rows.any():
+                c = self._in_order(c, open_rows, state, odd_lines)
+            summary.considered += c.height
+            counts = Counter(state.odd_reasons)
+            state.odd_reasons.clear()
+            counts.update(dict(c.filter(~c.get_column("odd")).group_by("reason").len().iter_rows()))
+            for reason_value, n in counts.items():
+                if reason_value in (Reason.DORMANT.value, Reason.FALLBACK_SENDER.value):
+                    summary.send += n
+                else:
+                    summary.skip[reason_value] += n
+            lines = c.lazy().select(_json_line()).collect().to_series()
+            if odd_lines:
+                lines = lines.scatter(list(odd_lines), [line.removesuffix("\n") for line in odd_lines.values()])
+            if binary is not None:
+                # Written by polars itself, a line a record and nothing quoted: no copy of the chunk in Python.
+                out.flush()
+                lines.to_frame().write_csv(binary, include_header=False, quote_style="never")
+            elif lines.len():
+                out.write(lines.str.join("\n").item() + "\n")
+        return summary
+
+    def _in_order(self, c: pl.DataFrame, open_rows: pl.Series, state: _OrderState,
+                  odd_lines: dict[int, str]) -> pl.DataFrame:
+        """The records no expression decided, in file order: the reference rules for odd records, and for
+        the rest the rules that depend on what came before (duplicate_email, rep_cap). Odd records get
+        their JSON line in ``odd_lines`` (by row), the rest their values in the returned frame.
+
+        Only a record that may be sent can change what a later one gets (by taking its address or a place
+        in its rep's cap), so only those, and the odd ones, go through a loop one by one. The rest (a rep at
+        the cap when the chunk starts, no owner, an inactive owner, ...) are settled as columns, once the
+        loop has said which addresses it took and where."""
+        audience = self.audience
+        rows = c.select("odd", "address", "owner", "shape", *_RAW, *self.fields).with_row_index("row").filter(open_rows)
+        languages = {v: self.language_of(v) for v in rows.get_column("language_value").unique().to_list()}
+        table = [state.sender_row(owner, audience)
+                 for owner in rows.filter(~pl.col("odd")).get_column("owner").unique().to_list()]
+        senders = pl.DataFrame(table, schema=_SENDER_SCHEMA, orient="row")
+        rows = rows.with_columns(lang=pl.col("language_value").replace_strict(languages, return_dtype=pl.String))
+        rows = rows.with_columns(_joined(rows, senders).iter_columns())
+        settled = ~pl.col("odd") & (~pl.col("s_sends") | (pl.col("s_capped") & (pl.col("shape") < _NOT_DOT_ATOM)))
+        looped = rows.filter(~settled)
+        taken = self._loop(looped, state, odd_lines) if looped.height else {}
+        plain = looped.filter(~pl.col("odd"))
+        columns = ("action", "reason", "rep_id", "from_", "subject", "detail", "language")
+        if plain.height:
+            at = plain.get_column("row")
+            c = c.with_columns(
+                c.get_column(name).scatter(at, pl.Series(values, dtype=pl.String))
+                for name, values in zip(columns, zip(*state.values, strict=True), strict=True)
+            )
+        state.values.clear()
+        fast = rows.filter(settled)
+        if fast.height:
+            fast = self._settle(fast, state, taken)
+            at = fast.get_column("row")
+            c = c.with_columns(c.get_column(name).scatter(at, fast.get_column(name)) for name in columns)
+        return c
+
+    def _loop(self, rows: pl.DataFrame, state: _OrderState, odd_lines: dict[int, str]) -> dict[str, int]:
+        """Records one by one, as the reference decides them; their values into ``state.values`` (odd ones'
+        lines into ``odd_lines``). Returns the addresses sent to, with the row of each."""
+        raw = {name: rows.get_column(name).to_list() for name in (*_RAW, *self.fields)}
+        index, odd, address, owner, shape, languages = (
+            rows.get_column(n).to_list() for n in ("row", "odd", "address", "owner", "shape", "lang"))
+        audience, settle = self.audience, self.settle
+        templates, companies, campaign = settle.templates, settle.companies, settle.campaign
+        chosen, capped = audience.chosen, audience.capped
+        values, taken = state.values, {}
+        skip, send = Action.SKIP.value, Action.SEND
+        for j, row in enumerate(index):
+            language = languages[j]
+            if odd[j]:
+                contact = _contact(raw, self.fields, j, parsed=False)
+                decision, mail = settle(audience.decide(contact), language)
+                odd_lines[row] = decision_line(Planned(decision, mail, language))
+                state.odd_reasons.append(decision.reason.value)
+                if mail is not None:
+                    taken[normalize_email(contact.email)] = row
+                continue
+            if chosen(address[j]):
+                values.append((skip, _DUPLICATE, owner[j] or None, None, None, None, None))
+                continue
+            reason, rep, detail, skipped = state.sender(owner[j], audience)
+            if reason not in _SENDS:
+                values.append(skipped)
+                continue
+            if capped(rep):
+                values.append(state.check(rep, language, shape[j], lambda j=j: _contact(raw, self.fields, j),
+                                          templates, companies[language], campaign, audience.cap_detail))
+                continue
+            decision, mail = settle(Decision(_contact(raw, self.fields, j), send, reason, rep, detail), language)
+            if mail is None:
+                values.append((skip, decision.reason.value, rep.id, None, None, decision.detail or None, None))
+            else:
+                taken[address[j]] = row
+                text = state.from_text.get(id(mail.from_))
+                if text is None:
+                    text = state.from_text[id(mail.from_)] = str(mail.from_)
+                values.append((send.value, decision.reason.value, rep.id, text, mail.subject, decision.detail or None,
+                               mail.language))
+        return taken
+
+    def _settle(self, rows: pl.DataFrame, state: _OrderState, taken: dict[str, int]) -> pl.DataFrame:
+        """Records whose sender is at the cap or cannot send: duplicate_email when an earlier record took
+        the address, else the sender's skip, else what the template check says (rep_cap when it composes)."""
+        audience, settle = self.audience, self.settle
+        taken_at = pl.DataFrame({"address": list(taken), "taken_at": list(taken.values())},
+                                schema={"address": pl.String, "taken_at": pl.UInt32})
+        chosen = audience.chosen_addresses
+        in_chosen = pl.Series([a in chosen for a in rows.get_column("address").to_list()], dtype=pl.Boolean)
+        rows = rows.with_columns(_joined(rows, taken_at).iter_columns()).with_columns(
+            dup=in_chosen & (pl.col("taken_at").is_null() | (pl.col("taken_at") < pl.col("row")))
+        )
+        # A template check per (sender, language, shape) not seen before; the rest are joined in.
+        keys = ["s_rep", "lang", "shape"]
+        new = (rows.filter(~pl.col("dup") & pl.col("s_sends")).unique(keys, keep="first")
+               .join(state.known, on=keys, how="anti"))
+        if new.height:
+            raw = {name: new.get_column(name).to_list() for name in (*_RAW, *self.fields)}
+            outcomes = []
+            for j, (rep_index, language, shape) in enumerate(new.select(keys).iter_rows()):
+                outcome = state.check(state.reps[rep_index], language, shape, lambda j=j: _contact(raw, self.fields, j),
+                                      settle.templates, settle.companies[language], settle.campaign,
+                                      audience.cap_detail)
+                outcomes.append((rep_index, language, shape, outcome[1], outcome[5]))
+            state.known = pl.concat([state.known, pl.DataFrame(outcomes, schema=_KNOWN, orient="row")])
+        rows = rows.with_columns(
+            rows.select(keys).join(state.known, on=keys, how="left", maintain_order="left")
+            .select("k_reason", "k_detail").iter_columns()
+        )
+        dup, sends = pl.col("dup"), pl.col("s_sends")
+        return rows.select(
+            "row",
+            action=pl.lit(Action.SKIP.value),
+            reason=pl.when(dup).then(pl.lit(_DUPLICATE)).when(~sends).then("s_reason").otherwise("k_reason"),
+            rep_id=pl.when(dup).then(pl.when(pl.col("owner") != "").then("owner")).otherwise("s_rep_id"),
+            from_=pl.lit(None, pl.String),
+            subject=pl.lit(None, pl.String),
+            detail=pl.when(dup).then(pl.lit(None, pl.String)).when(~sends).then("s_detail").otherwise("k_detail"),
+            language=pl.lit(None, pl.String),
+        )
+
+
+_SENDS = (Reason.DORMANT, Reason.FALLBACK_SENDER)
+
+_BLOCK_CODES = {Reason.OPTED_OUT: 1, Reason.BOUNCED: 2, Reason.SUPPRESSED: 3, Reason.ACTIVE_DEAL: 4}
+
+_ALREADY_SENT = 8
+
+
+def _address_info(shared: pl.DataFrame, history: History, cooldown_since: date) -> pl.DataFrame:
+    """What pass 2 looks up by address: a code (_BLOCK_CODES of a block on another record or the
+    suppression list, _ALREADY_SENT) and the day of a mail still cooling down."""
+    codes = {reason.value: code for reason, code in _BLOCK_CODES.items()}
+    blocks = shared.select("address", a_code=pl.col("block").replace_strict(codes, return_dtype=pl.Int64))
+    sent = pl.DataFrame({"address": list(history.campaign_addresses), "a_code": _ALREADY_SENT},
+                        schema={"address": pl.String, "a_code": pl.Int64})
+    cooling = {a: d.isoformat() for a, d in history.last_mailed.items() if d >= cooldown_since}
+    mailed = pl.DataFrame({"address": list(cooling), "a_code": 0, "last_mailed": list(cooling.values())},
+                          schema={"address": pl.String, "a_code": pl.Int64, "last_mailed": pl.String})
+    return (
+        pl.concat([blocks, sent, mailed], how="diagonal")
+        .group_by("address").agg(pl.col("a_code").sum(), pl.col("last_mailed").drop_nulls().first())
+    )
+
+
+_DUPLICATE = Reason.DUPLICATE_EMAIL.value
+
+_KNOWN = {"s_rep": pl.Int64, "lang": pl.String, "shape": pl.Int64, "k_reason": pl.String, "k_detail": pl.String}
+
+_SENDER_SCHEMA = {"owner": pl.String, "s_sends": pl.Boolean, "s_capped": pl.Boolean, "s_reason": pl.String,
+                  "s_rep_id": pl.String, "s_detail": pl.String, "s_rep": pl.Int64}
+
+
+@dataclass
+class _OrderState:
+    """What the ordered rules keep from chunk to chunk, besides the Audience's own state."""
+
+    senders: dict[str, Any] = field(default_factory=dict)  # owner id -> Audience.sender and its skip values
+    checked: dict[tuple[int, str, int], tuple[Any, ...]] = field(default_factory=dict)  # (rep, language, shape)
+    reps: list[Rep] = field(default_factory=list)  # senders by number, for columns
+    rep_numbers: dict[int, int] = field(default_factory=dict)
+    from_text: dict[int, str] = field(default_factory=dict)
+    values: list[tuple[Any, ...]] = field(default_factory=list)  # the loop's output values, one chunk's
+    odd_reasons: list[str] = field(default_factory=list)  # the reasons of one chunk's odd records
+    known: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_KNOWN))  # checks, as columns
+
+    def sender(self, owner: str, audience: Audience) -> tuple[Any, ...]:
+        """``Audience.sender`` of an owner id, with the values of its skip."""
+        who = self.senders.get(owner)
+        if who is None:
+            reason, rep, detail = audience.sender(owner)
+            who = self.senders[owner] = (reason, rep, detail, (
+                Action.SKIP.value, reason.value, rep.id if rep else owner or None, None, None, detail or None, None))
+        return who
+
+    def sender_row(self, owner: str, audience: Audience) -> tuple[Any, ...]:
+        reason, rep, detail, skipped = self.sender(owner, audience)
+        sends = reason in _SENDS
+        number = None
+        if rep is not None:
+            number = self.rep_numbers.get(id(rep))
+            if number is None:
+                number = self.rep_numbers[id(rep)] = len(self.reps)
+                self.reps.append(rep)
+        return owner, sends, sends and audience.capped(rep), skipped[1], skipped[2], skipped[5], number
+
+    def check(self, rep: Rep, language: str, shape: int, contact: Callable[[], Contact], templates: Any,
+              company: Any, campaign: str, cap_detail: str) -> tuple[Any, ...]:
+        """The values of a record whose rep is at the cap: rep_cap when its mail would compose, else why
+        not. That depends only on which printed values are empty (the shape) of a plain record; one with
+        an address the parser must read is checked every time."""
+        key = (id(rep), language, shape)
+        outcome = self.checked.get(key)
+        if outcome is None:
+            failed = _check(templates, contact(), rep, company, language, campaign)
+            outcome = ((Action.SKIP.value, Reason.REP_CAP.value, rep.id, None, None, cap_detail, None)
+                       if failed is None else (Action.SKIP.value, failed[0].value, rep.id, None, None, failed[1], None))
+            if not shape & _NOT_DOT_ATOM:
+                self.checked[key] = outcome
+        return outcome
+
+
+def _contact(raw: dict[str, list[Any]], fields: tuple[str, ...], j: int, parsed: bool = True) -> Contact:
+    """The Contact ``CsvExportSource.contacts`` would have made of this record (its line aside; the dates
+    only when ``parsed`` is False: composing never reads them)."""
+    opted, bounced = raw["HasOptedOutOfEmail"][j], raw["IsEmailBounced"][j]
+    return Contact(
+        raw["Id"][j].strip(), raw["Email"][j], raw["OwnerId"][j].strip(), raw["FirstName"][j], raw["LastName"][j],
+        raw["AccountId"][j].strip(), raw["Account.Name"][j], raw["Title"][j],
+        _BOOLS[opted] if opted in _BOOLS else parse_bool(opted),
+        _BOOLS[bounced] if bounced in _BOOLS else parse_bool(bounced),
+        None if parsed else to_date(raw["LastActivityDate"][j]),
+        None if parsed else to_date(raw["CreatedDate"][j]),
+        raw["language_value"][j],
+        {name: raw[name][j] for name in fields},
+        "Contact.csv",
+    )
+
+
+def _check(templates: Any, contact: Contact, rep: Rep, company: Any, language: str,
+           campaign: str) -> tuple[Reason, str] | None:
+    """What ``Settle`` makes of a mail that cannot compose: (reason, detail), or None when it composes."""
+    try:
+        templates.check(contact, rep, company, language, campaign)
+    except MissingField as missing:
+        return Reason.MISSING_FIELD, missing.field
+    except jinja2.UndefinedError as exc:
+        return Reason.MISSING_FIELD, str(exc)
+    except HeaderInjection as bad:
+        return Reason.INVALID_HEADER, f"control character in {bad.header}"
+    return None
+
+
+def _prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
+             history: History | None) -> ColumnarRun:
+    templates = load_templates(settings, options.template)
+    printed = templates.printed_contact_fields()
+    if printed is None:
+        raise Decline("a template does more than print fields")
+    companies = {language: company_of(settings, language) for language in templates.languages}
+    reps = source.reps()
+    rules = rules_of(settings, options, find_fallback(settings, reps))
+    deals = _deals(source, rules.dormant_since)
+    contacts = _Csv(source.folder / "Contact.csv", source.encoding, CONTACT_REQUIRED)
+    fields = tuple(name for name in source.contact_fields if contacts.columns.has(name))
+    shape_fields = tuple(dict.fromkeys(
+        column for key in sorted(printed) for column in _PRINTED_COLUMNS.get(key, (key,) if key in fields else ())
+    ))
+    first = _first_pass(contacts, deals, rules.scope, rules.dormant_since)
+    if first.seen:
+        source._contact_notes(contacts.columns)
+    suppressed: dict[str, Reason] = {}
+    add_suppressed(settings, suppressed)
+    if suppressed:
+        extra = pl.DataFrame({"address": list(suppressed), "block": Reason.SUPPRESSED.value},
+                             schema={"address": pl.String, "block": pl.String})
+        extra = extra.join(first.blocked, on="address", how="anti")  # setdefault: a stronger reason stays
+        first.blocked = pl.concat([first.blocked, extra])
+        first.shared = pl.concat([first.shared, extra])
+    history = history or History()
+    audience = Audience(reps, deals, _BlocksOnDemand(first.blocked), rules, history)
+    return ColumnarRun(source, contacts, audience, Settle(audience, templates, companies, options.campaign),
+                       LanguageOf(settings), history, fields, source.language_field, shape_fields, first)
+
+
+class _BlocksOnDemand(dict):  # type: ignore[type-arg]
+    """``Audience.blocks`` for the records the reference rules decide here (odd ones): made from pass 1's
+    frame when one first asks, as most exports never do."""
+
+    def __init__(self, blocked: pl.DataFrame) -> None:
+        super().__init__()
+        self._blocked: pl.DataFrame | None = blocked
+
+    def _fill(self) -> None:
+        if self._blocked is not None:
+            blocked, self._blocked = self._blocked, None
+            addresses, reasons = blocked.get_column("address").to_list(), blocked.get_column("block").to_list()
+            self.update(zip(addresses, map(Reason, reasons), strict=True))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._fill()
+        return super().get(key, default)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self._fill()
+        return super().setdefault(key, default)
