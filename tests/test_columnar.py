@@ -1080,3 +1080,34 @@ def test_cli_after_a_real_run_reads_the_send_log_the_same_way(tmp_path: Path) ->
     slow = assert_cli_same(config)
     summary = json.loads(slow.stdout.splitlines()[-1])
     assert summary["skip"].get("already_sent") and summary["skip"].get("rep_cap")
+
+
+@pytest.mark.parametrize("columnar", ["1", "0"])
+def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path: Path, columnar: str) -> None:
+    """`repsend dormant --dry-run --json | head`: exit 0 and no traceback, whichever path writes."""
+    import os
+    import subprocess
+    import sys
+
+    export = write_export(tmp_path / "export", [contact(n) for n in range(1, 1201)])  # ~400 KB of lines
+    config = tmp_path / "repsend.toml"
+    config.write_text(
+        f'[sfa]\nkind = "csv"\npath = {_toml(str(export))}\n[template]\ndir = {_toml(str(TEMPLATES))}\n'
+        'default_language = "ja"\n[company]\nname = "株式会社アクメ"\npostal_address = "東京都"\n'
+        'opt_out = "optout@acme.example"\ndomain = "acme.example"\n[rate]\nper_rep_per_day = 0\n'
+        f'[log]\ndatabase = {_toml(str(tmp_path / "none.db"))}\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "REPSEND_COLUMNAR": columnar}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "repsend", "dormant", "--dry-run", "--json", "--as-of", AS_OF.isoformat(),
+         "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.read(200)
+    process.stdout.close()  # the reader goes away with most of the output unread
+    errors = process.stderr.read().decode("utf-8", "replace")
+    assert process.wait(timeout=60) == 0, errors
+    assert first.startswith(b'{"type": "decision"')
+    assert "Traceback" not in errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -142,7 +143,12 @@ class ColumnarRun:
             if binary is not None:
                 # Written by polars itself, a line a record and nothing quoted: no copy of the chunk in Python.
                 out.flush()
-                lines.to_frame().write_csv(binary, include_header=False, quote_style="never")
+                try:
+                    lines.to_frame().write_csv(binary, include_header=False, quote_style="never")
+                except OSError as exc:
+                    if exc.errno == errno.EPIPE or "os error 32" in str(exc):  # polars' words for EPIPE
+                        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away") from None
+                    raise
             elif lines.len():
                 out.write(lines.str.join("\n").item() + "\n")
         return summary
