@@ -1111,3 +1111,19 @@ def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path: Path, columnar
     assert process.wait(timeout=60) == 0, errors
     assert first.startswith(b'{"type": "decision"')
     assert "Traceback" not in errors
+
+
+def test_an_export_that_changes_between_the_passes_is_an_input_error(tmp_path: Path) -> None:
+    """Pass 1 read the file whole; if pass 2 cannot, the file changed under the run: say so, no traceback."""
+    export = write_export(tmp_path / "export", [contact(n) for n in range(1, 4)])
+    settings = load_settings(config_file(tmp_path, export))
+    source = CsvExportSource.from_settings(settings)
+    from repsend.columnar import prepare
+
+    run = prepare(settings, source, OPTIONS, None)
+    assert run is not None
+    (export / "Contact.csv").write_text('"Id","Email"\n"1","a@example.com","extra"\n', encoding="utf-8")
+    with pytest.raises(RepsendError) as raised:
+        run.write_json(io.StringIO())
+    assert "Contact.csv: changed while it was being read" in str(raised.value)
+    assert raised.value.exit_code == 2

@@ -30,6 +30,7 @@ from repsend.columnar.expressions import (
 )
 from repsend.columnar.first_pass import _first_pass, _FirstPass
 from repsend.compose import HeaderInjection, MissingField
+from repsend.errors import InputError
 from repsend.models import Action, Contact, Decision, Reason, Rep, normalize_email
 from repsend.report import decision_line
 from repsend.runner import (
@@ -82,7 +83,14 @@ class ColumnarRun:
     first: _FirstPass
 
     def write_json(self, out: TextIO, summary: Summary | None = None) -> Summary:
-        summary = summary or Summary()
+        """Pass 2: every decision line. Pass 1 has read every chunk already, so a chunk that cannot be read
+        now means the file changed under the run: an InputError, after the lines already written."""
+        try:
+            return self._write_json(out, summary or Summary())
+        except Decline as exc:
+            raise InputError(f"{self.contacts.path}: changed while it was being read ({exc}); run again") from None
+
+    def _write_json(self, out: TextIO, summary: Summary) -> Summary:
         history, rules = self.history, self.audience.rules
         address_info = _address_info(self.first.shared, history, rules.cooldown_since)
         flags, code = pl.col("flags"), pl.col("a_code")
@@ -119,7 +127,11 @@ class ColumnarRun:
         )
         state = _OrderState()
         binary = getattr(out, "buffer", None)
-        for (frame, plain), chunk_flags in zip(self.contacts.frames(), self.first.flags, strict=True):
+        flags = iter(self.first.flags)
+        for frame, plain in self.contacts.frames():
+            chunk_flags = next(flags, None)
+            if chunk_flags is None or chunk_flags.len() != frame.height:
+                raise Decline("not the records pass 1 read")
             c = _contact_values(frame, self.contacts.columns, self.language_field, self.fields,
                                 self.shape_fields, plain, chunk_flags).collect()
             c = _look_up(c, address_info)
@@ -151,6 +163,8 @@ class ColumnarRun:
                     raise
             elif lines.len():
                 out.write(lines.str.join("\n").item() + "\n")
+        if next(flags, None) is not None:
+            raise Decline("fewer records than pass 1 read")
         return summary
 
     def _in_order(self, c: pl.DataFrame, open_rows: pl.Series, state: _OrderState,
