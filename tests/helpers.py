@@ -101,8 +101,10 @@ def write_export(
     return folder
 
 
-def write_config(folder: Path, export: Path | None = None, extra: str = "", **sections: dict[str, Any]) -> Path:
-    """A config file for an export: the bundled templates, a company, limits off unless given."""
+def write_config(folder: Path, export: Path | None = None, extra: str = "",
+                 languages: Mapping[str, str] | None = None, **sections: dict[str, Any]) -> Path:
+    """A config file for an export: the bundled templates, a company, limits off unless given, and
+    ``languages`` as [template.languages] (default: Japan/日本 ja, United States/Singapore en)."""
     base: dict[str, dict[str, Any]] = {
         "sfa": {"kind": "csv", "path": str(export or folder / "export")},
         "template": {"dir": str(TEMPLATES), "default_language": "ja",
@@ -120,8 +122,12 @@ def write_config(folder: Path, export: Path | None = None, extra: str = "", **se
         for key, value in values.items():
             lines.append(f"{key} = {_toml(value)}")
         lines.append("")
-    lines.append('[template.languages]\n"Japan" = "ja"\n"日本" = "ja"\n"United States" = "en"\n"Singapore" = "en"\n')
+    languages = languages or {"Japan": "ja", "日本": "ja", "United States": "en", "Singapore": "en"}
+    lines.append("[template.languages]")
+    lines.extend(f"{_toml(key)} = {_toml(value)}" for key, value in languages.items())
+    lines.append("")
     lines.append(extra)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "repsend.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

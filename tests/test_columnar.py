@@ -41,6 +41,7 @@ from tests.helpers import (
     _toml,
     contact,
     deal,
+    write_config,
     write_export,
 )
 
@@ -182,30 +183,11 @@ LANGUAGES = {"Japan": "ja", "日本": "ja", "JP": "ja", "United States": "en", "
 
 def config_file(folder: Path, export: Path, languages: dict[str, str] | None = None,
                 **sections: dict[str, Any]) -> Path:
-    """Like helpers.write_config, with the language table chosen here (write_config fixes its own)."""
-    base: dict[str, dict[str, Any]] = {
-        "sfa": {"kind": "csv", "path": str(export)},
-        "template": {"dir": str(TEMPLATES), "default_language": "ja", "language_field": "MailingCountry"},
-        "company": {"name": "株式会社アクメ", "postal_address": "〒100-0005 東京都千代田区丸の内1-1-1",
-                    "names": {"en": "Acme K.K."},
-                    "postal_addresses": {"en": "1-1-1 Marunouchi, Chiyoda-ku, Tokyo 100-0005, Japan"},
-                    "opt_out": "optout@acme.example", "domain": "acme.example"},
-        "rate": {"per_minute": 0, "per_hour": 0, "per_rep_per_day": 0},
-        "log": {"database": str(folder / "repsend.db")},
-    }
-    for name, values in sections.items():
-        base.setdefault(name, {}).update(values)
-    lines = []
-    for name, values in base.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
-        lines.append("")
-    lines.append("[template.languages]")
-    lines.extend(f"{_toml(key)} = {_toml(value)}" for key, value in (languages or LANGUAGES).items())
-    path = folder / "repsend.toml"
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    """helpers.write_config with this file's language table and the company's English name and address."""
+    company = {"names": {"en": "Acme K.K."},
+               "postal_addresses": {"en": "1-1-1 Marunouchi, Chiyoda-ku, Tokyo 100-0005, Japan"},
+               **sections.pop("company", {})}
+    return write_config(folder, export, languages=languages or LANGUAGES, company=company, **sections)
 
 
 # ---------------------------------------------------------------------------------------------------

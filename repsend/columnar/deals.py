@@ -81,13 +81,7 @@ def _deals(source: CsvExportSource, recent_since: date) -> DealIndex:
             accounts.update(part.get_column("account").filter(part.get_column("account") != "").to_list())
             contacts.update(part.get_column("contact").filter(part.get_column("contact") != "").to_list())
     if seen:
-        if not (cols.has("LastModifiedDate") or cols.has("CloseDate")):
-            source._note(
-                "Opportunity.csv has no LastModifiedDate or CloseDate column: a recently closed "
-                "deal cannot make a contact recent"
-            )
-        if not cols.has("Id"):
-            source._note("Opportunity.csv has no Id column: contact roles cannot be matched to deals")
+        source._opportunity_notes(cols)
     if with_roles:
         roles_csv = _Csv(roles_file, source.encoding, ROLE_REQUIRED, DEAL_CHUNK_BYTES)
         p_opp, p_contact = roles_csv.columns.get("OpportunityId"), roles_csv.columns.get("ContactId")

@@ -310,13 +310,7 @@ class CsvExportSource:
                 p_id, p_contact, p_modified, p_close = (
                     get("Id"), get("ContactId"), get("LastModifiedDate"), get("CloseDate")
                 )
-                if not (cols.has("LastModifiedDate") or cols.has("CloseDate")):
-                    self._note(
-                        "Opportunity.csv has no LastModifiedDate or CloseDate column: a recently closed "
-                        "deal cannot make a contact recent"
-                    )
-                if not cols.has("Id"):
-                    self._note("Opportunity.csv has no Id column: contact roles cannot be matched to deals")
+                self._opportunity_notes(cols)
             closed = _BOOLS.get(row[p_closed])  # type: ignore[index]
             if closed is None:
                 try:
@@ -334,6 +328,16 @@ class CsvExportSource:
             if value is not None and (changed is None or value > changed):
                 changed = value
             yield Deal(_cell(row, p_id), row[p_account], _cell(row, p_contact), closed, changed)  # type: ignore[index]
+
+    def _opportunity_notes(self, cols: _Columns) -> None:
+        """What Opportunity.csv lacks, said once, when its first record is read."""
+        if not (cols.has("LastModifiedDate") or cols.has("CloseDate")):
+            self._note(
+                "Opportunity.csv has no LastModifiedDate or CloseDate column: a recently closed "
+                "deal cannot make a contact recent"
+            )
+        if not cols.has("Id"):
+            self._note("Opportunity.csv has no Id column: contact roles cannot be matched to deals")
 
     def _roles(self) -> Iterator[tuple[str, str]]:
         for cols, _line, row in self._file("OpportunityContactRole.csv").rows(ROLE_REQUIRED):
