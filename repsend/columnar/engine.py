@@ -27,6 +27,7 @@ from repsend.columnar.expressions import (
     _joined,
     _json_line,
     _look_up,
+    _needs_escape,
 )
 from repsend.columnar.first_pass import _first_pass, _FirstPass
 from repsend.compose import HeaderInjection, MissingField
@@ -149,7 +150,7 @@ class ColumnarRun:
                     summary.send += n
                 else:
                     summary.skip[reason_value] += n
-            lines = c.lazy().select(_json_line()).collect().to_series()
+            lines = c.lazy().select(_json_line(_needs_escape(c.lazy()))).collect().to_series()
             if odd_lines:
                 lines = lines.scatter(list(odd_lines), [line.removesuffix("\n") for line in odd_lines.values()])
             if binary is not None:

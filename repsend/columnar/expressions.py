@@ -81,15 +81,26 @@ def _json(name: str, escape: bool = True) -> pl.Expr:
     return pl.when(pl.col(name).is_null()).then(pl.lit("null")).otherwise(pl.lit('"') + value + pl.lit('"'))
 
 
-def _json_line() -> pl.Expr:
-    """report._decision_line as an expression: the bytes json.dumps(decision_record) writes."""
+_ESCAPED = ("id", "email", "rep_id", "from_", "subject", "detail")  # values that may hold a quote or backslash
+
+
+def _json_line(escape: frozenset[str] = frozenset(_ESCAPED)) -> pl.Expr:
+    """report._decision_line as an expression: the bytes json.dumps(decision_record) writes. ``escape``:
+    the columns that hold a quote or a backslash somewhere (see ``_needs_escape``)."""
     return pl.concat_str(
-        pl.lit('{"type": "decision", "contact_id": '), _json("id"), pl.lit(', "email": '), _json("email"),
-        pl.lit(', "action": '), _json("action", False), pl.lit(', "reason": '), _json("reason", False),
-        pl.lit(', "rep_id": '), _json("rep_id"), pl.lit(', "from": '), _json("from_"),
-        pl.lit(', "subject": '), _json("subject"), pl.lit(', "detail": '), _json("detail"),
+        pl.lit('{"type": "decision", "contact_id": '), _json("id", "id" in escape), pl.lit(', "email": '),
+        _json("email", "email" in escape), pl.lit(', "action": '), _json("action", False),
+        pl.lit(', "reason": '), _json("reason", False), pl.lit(', "rep_id": '), _json("rep_id", "rep_id" in escape),
+        pl.lit(', "from": '), _json("from_", "from_" in escape), pl.lit(', "subject": '),
+        _json("subject", "subject" in escape), pl.lit(', "detail": '), _json("detail", "detail" in escape),
         pl.lit(', "language": '), _json("language", False), pl.lit("}"),
     )
+
+
+def _needs_escape(c: pl.LazyFrame) -> frozenset[str]:
+    """The columns of ``_ESCAPED`` with a quote or a backslash in some row (one scan instead of two copies)."""
+    found = c.select(pl.col(name).str.contains(r'["\\]').any() for name in _ESCAPED).collect().row(0)
+    return frozenset(name for name, hit in zip(_ESCAPED, found, strict=True) if hit)
 
 
 def _bool(name: str) -> pl.Expr:
@@ -113,7 +124,8 @@ def _exact_day(name: str) -> pl.Expr:
 def _compact(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with its strings copied out: a filtered string column still holds the buffers of the whole
     chunk it came from, and what pass 1 keeps must not keep every chunk alive."""
-    return pl.DataFrame({name: frame.get_column(name).to_list() for name in frame.columns}, schema=frame.schema)
+    return frame.select(pl.concat_str(pl.col(name), pl.lit("")) if dtype == pl.String else pl.col(name)
+                        for name, dtype in frame.schema.items())
 
 
 def _read_days(frame: pl.DataFrame, days: dict[str, str]) -> pl.DataFrame:
