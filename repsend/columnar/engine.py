@@ -189,6 +189,8 @@ class ColumnarRun:
         settled = ~pl.col("odd") & (~pl.col("s_sends") | (pl.col("s_capped") & (pl.col("shape") < _NOT_DOT_ATOM)))
         looped = rows.filter(~settled)
         taken = self._loop(looped, state, odd_lines) if looped.height else {}
+        if taken:
+            state.chosen = pl.concat([state.chosen, pl.Series(list(taken), dtype=pl.String)])
         plain = looped.filter(~pl.col("odd"))
         columns = ("action", "reason", "rep_id", "from_", "subject", "detail", "language")
         if plain.height:
@@ -255,8 +257,7 @@ class ColumnarRun:
         audience, settle = self.audience, self.settle
         taken_at = pl.DataFrame({"address": list(taken), "taken_at": list(taken.values())},
                                 schema={"address": pl.String, "taken_at": pl.UInt32})
-        chosen = audience.chosen_addresses
-        in_chosen = pl.Series([a in chosen for a in rows.get_column("address").to_list()], dtype=pl.Boolean)
+        in_chosen = rows.get_column("address").is_in(state.chosen.implode())
         rows = rows.with_columns(_joined(rows, taken_at).iter_columns()).with_columns(
             dup=in_chosen & (pl.col("taken_at").is_null() | (pl.col("taken_at") < pl.col("row")))
         )
@@ -333,6 +334,8 @@ class _OrderState:
     values: list[tuple[Any, ...]] = field(default_factory=list)  # the loop's output values, one chunk's
     odd_reasons: list[str] = field(default_factory=list)  # the reasons of one chunk's odd records
     known: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_KNOWN))  # checks, as columns
+    # The addresses sent to so far (Audience.chosen_addresses as a column, for is_in).
+    chosen: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.String))
 
     def sender(self, owner: str, audience: Audience) -> tuple[Any, ...]:
         """``Audience.sender`` of an owner id, with the values of its skip."""
