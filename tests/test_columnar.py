@@ -614,6 +614,11 @@ def test_the_random_export_has_every_reason(tmp_path: Path, exports: dict[tuple[
 # ---------------------------------------------------------------------------------------------------
 
 
+def reasons(text: str) -> dict[str, str]:
+    """contact_id -> reason, from decision lines."""
+    return {d["contact_id"]: d["reason"] for d in map(json.loads, text.splitlines())}
+
+
 def small_parity(tmp_path: Path, contacts: list[dict[str, str]], deals: list[dict[str, str]] = (),
                  roles: list[dict[str, str]] | None = None, history: History | None = None,
                  options: RunOptions = OPTIONS, may_decline: bool = False, **sections: dict[str, Any]) -> Result:
@@ -654,13 +659,23 @@ def test_deals_reach_contacts_through_account_primary_contact_and_role(tmp_path:
              {"Id": "00K5g0000000003", "OpportunityId": deals[4]["Id"], "ContactId": ""}]
     rows.append(contact(20, Email=rows[2]["Email"].upper()))  # the same person as a contact in a deal
     for scope in ("account", "contact_role"):
-        small_parity(tmp_path / scope, rows, deals, roles, audience={"active_deal_scope": scope})
+        text, _, _ = small_parity(tmp_path / scope, rows, deals, roles, audience={"active_deal_scope": scope})
+        got = reasons(text)
+        # A primary contact and a contact role put a person in a deal in either scope, on every record.
+        assert got[rows[1]["Id"]] == got[rows[2]["Id"]] == got[rows[-1]["Id"]] == "active_deal"
+        assert got[rows[4]["Id"]] == "recent_activity"  # role on a deal closed recently
+        assert got[rows[5]["Id"]] == "dormant"  # its account's deal closed long ago
+        # An open deal on the account reaches every contact there only in account scope.
+        assert got[rows[0]["Id"]] == ("active_deal" if scope == "account" else "dormant")
 
 
 def test_an_export_without_contacts_or_optional_files(tmp_path: Path) -> None:
     """Header only: no contacts, hence no notes about Contact.csv columns (they are said at the first
     record); no OpportunityContactRole.csv: its note."""
-    small_parity(tmp_path, [])
+    text, summary, notes = small_parity(tmp_path, [])
+    assert text == "" and summary["considered"] == 0
+    assert any("OpportunityContactRole.csv is not in the export" in note for note in notes)
+    assert not any("Contact.csv has no" in note for note in notes)
 
 
 def test_notes_for_missing_optional_columns(tmp_path: Path) -> None:
@@ -770,7 +785,10 @@ def test_emails_that_pass_the_address_rule_but_not_the_header(tmp_path: Path) ->
     rows = [contact(n + 1, Email=address) for n, address in enumerate(odd)]
     rows += [contact(100 + n, Email=address.upper(), OwnerId=CARTER) for n, address in enumerate(odd)]
     # The cap makes the later ones only checked, not composed: the same skips must come out.
-    small_parity(tmp_path, rows, rate={"per_rep_per_day": 3}, may_decline=True)
+    text, summary, _ = small_parity(tmp_path, rows, rate={"per_rep_per_day": 3}, may_decline=True)
+    got = reasons(text)
+    assert summary["send"] <= 6  # two reps, three a day each: the cap holds for odd records too
+    assert got[rows[odd.index("tab@\texample.jp")]["Id"]] == "invalid_email"  # a tab inside an address
 
 
 def test_language_values(tmp_path: Path) -> None:
@@ -778,7 +796,11 @@ def test_language_values(tmp_path: Path) -> None:
               "UNITED STATES", "Straße", "STRASSE", "strasse", "France", "", " ", "ＪＡＰＡＮ", "japan\u3000"]
     rows = [contact(n + 1, MailingCountry=value, FirstName="Ann" if n % 2 else "") for n, value in enumerate(values)]
     for default in ("ja", "en"):
-        small_parity(tmp_path / default, rows, template={"default_language": default}, may_decline=True)
+        text, _, _ = small_parity(tmp_path / default, rows, template={"default_language": default},
+                                  may_decline=True)
+        sent = {d["contact_id"]: d["language"] for d in map(json.loads, text.splitlines()) if d["action"] == "send"}
+        assert sent[rows[1]["Id"]] == "ja"  # "japan " matches "Japan": case and spaces do not count
+        assert sent[rows[17]["Id"]] == default  # an empty value: the default language
 
 
 def test_braces_and_percent_in_values(tmp_path: Path) -> None:
@@ -786,7 +808,10 @@ def test_braces_and_percent_in_values(tmp_path: Path) -> None:
             contact(3, MailingCountry="United States", FirstName="{{x}}"), contact(4, LastName="100%s"),
             contact(5, **{"Account.Name": "%(name)s 50%"}), contact(6, Title="}}"),
             contact(7, MailingCountry="United States", FirstName="%d%%")]
-    small_parity(tmp_path, rows)
+    text, _, _ = small_parity(tmp_path, rows)
+    lines = {d["contact_id"]: d for d in map(json.loads, text.splitlines())}
+    assert lines[rows[0]["Id"]]["reason"] == "missing_field"  # a value that reads as a placeholder is never sent
+    assert lines[rows[3]["Id"]]["action"] == "send"  # a % in a value is only text
 
 
 # ---------------------------------------------------------------------------------------------------
