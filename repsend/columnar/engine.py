@@ -72,7 +72,8 @@ def prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
 
 @dataclass
 class ColumnarRun:
-    source: CsvExportSource
+    """A run whose pass 1 is done: ``write_json`` makes pass 2."""
+
     contacts: _Csv
     audience: Audience
     settle: Settle
@@ -432,7 +433,7 @@ def _prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
         first.shared = pl.concat([first.shared, extra])
     history = history or History()
     audience = Audience(reps, deals, _BlocksOnDemand(first.blocked), rules, history)
-    return ColumnarRun(source, contacts, audience, Settle(audience, templates, companies, options.campaign),
+    return ColumnarRun(contacts, audience, Settle(audience, templates, companies, options.campaign),
                        LanguageOf(settings), history, fields, source.language_field, shape_fields, first)
 
 
