@@ -140,11 +140,6 @@ class Audience:
             return Reason.DUPLICATE_EMAIL, None, ""
         return self.sender(contact.owner_id)
 
-    @property
-    def chosen_addresses(self) -> Set[str]:
-        """The normalized addresses of the sends accepted so far (read-only)."""
-        return self._chosen
-
     def chosen(self, address: str) -> bool:
         """Whether a send to the normalized ``address`` was already accepted in this run."""
         return address in self._chosen

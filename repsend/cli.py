@@ -156,38 +156,30 @@ def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None
     from repsend.runner import Summary, plan
 
     history = _read_history_readonly(settings, options)
-    if json_lines and _columnar_json(settings, source, options, history):
-        return
+    columnar = _columnar_run(settings, source, options, history) if json_lines else None
     summary = Summary()
-    planned = plan(settings, source, options, history, summary=summary)
+    planned = plan(settings, source, options, history, summary=summary) if columnar is None else ()
     _print_notes(source.notes)
     shown = len(source.notes)
     out = JsonLines(sys.stdout) if json_lines else Table(sys.stdout)
+    if columnar is not None:
+        columnar.write_json(sys.stdout, summary)
     for item in planned:
         out.row(item)
     _print_notes(source.notes[shown:])
     out.summary(summary, dry_run=True)
 
 
-def _columnar_json(settings: Any, source: Any, options: Any, history: Any) -> bool:
-    """The dry run's JSON through the columnar engine, when it takes the run (see repsend/columnar/).
-    REPSEND_COLUMNAR=0 always uses the reference path."""
+def _columnar_run(settings: Any, source: Any, options: Any, history: Any) -> Any:
+    """The columnar engine's run of the dry run's JSON (see repsend/columnar/), or None where the
+    reference path takes it: the engine declines, the source is not a CSV export, or REPSEND_COLUMNAR=0."""
     from repsend.sfa.csv_export import CsvExportSource
 
     if os.environ.get("REPSEND_COLUMNAR", "1") == "0" or not isinstance(source, CsvExportSource):
-        return False
+        return None
     from repsend.columnar import prepare
-    from repsend.report import JsonLines
 
-    run = prepare(settings, source, options, history)
-    if run is None:
-        return False
-    _print_notes(source.notes)
-    shown = len(source.notes)
-    summary = run.write_json(sys.stdout)
-    _print_notes(source.notes[shown:])
-    JsonLines(sys.stdout).summary(summary, dry_run=True)
-    return True
+    return prepare(settings, source, options, history)
 
 
 def _read_history_readonly(settings: Any, options: Any) -> Any:

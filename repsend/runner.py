@@ -18,7 +18,7 @@ import jinja2
 from repsend.audience import Audience, History, Rules
 from repsend.compose import Company, HeaderInjection, Mail, MissingField, Templates
 from repsend.errors import ConfigError
-from repsend.models import Action, Decision, Reason, Rep, id15, normalize_email
+from repsend.models import Action, Contact, Decision, Reason, Rep, id15, normalize_email
 from repsend.settings import Settings
 from repsend.sfa.base import Source
 
@@ -42,6 +42,16 @@ class Summary:
             self.send += 1
         else:
             self.skip[decision.reason.value] += 1
+
+    def count(self, reason: str, n: int) -> None:
+        """``n`` decisions with ``reason`` (a send reason counts as a send), already counted in ``considered``."""
+        if reason in _SEND_REASONS:
+            self.send += n
+        else:
+            self.skip[reason] += n
+
+
+_SEND_REASONS = (Reason.DORMANT.value, Reason.FALLBACK_SENDER.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +209,29 @@ class Settle:
                 self.templates.check(contact, rep, company, language, self.campaign)
             else:
                 mail = self.templates.compose(contact, rep, company, language, self.campaign)
-        except MissingField as missing:
-            decision = _skip(decision, Reason.MISSING_FIELD, missing.field)
-        except jinja2.UndefinedError as exc:
-            decision = _skip(decision, Reason.MISSING_FIELD, str(exc))
-        except HeaderInjection as bad:
-            decision = _skip(decision, Reason.INVALID_HEADER, f"control character in {bad.header}")
+        except _NOT_COMPOSED as exc:
+            decision = _skip(decision, *_why_not(exc))
         decision = self.audience.accept(decision)
         return decision, mail if decision.action is Action.SEND else None
+
+    def check(self, contact: Contact, rep: Rep, language: str) -> tuple[Reason, str] | None:
+        """Why a mail from ``rep`` to ``contact`` would not compose, as ``__call__`` says it (reason,
+        detail); None when it composes."""
+        try:
+            self.templates.check(contact, rep, self.companies[language], language, self.campaign)
+        except _NOT_COMPOSED as exc:
+            return _why_not(exc)
+        return None
+
+
+_NOT_COMPOSED = (MissingField, jinja2.UndefinedError, HeaderInjection)
+
+
+def _why_not(exc: Exception) -> tuple[Reason, str]:
+    """A compose error as the skip a person reads: missing_field (which field) or invalid_header."""
+    if isinstance(exc, HeaderInjection):
+        return Reason.INVALID_HEADER, f"control character in {exc.header}"
+    return Reason.MISSING_FIELD, exc.field if isinstance(exc, MissingField) else str(exc)
 
 
 def _skip(decision: Decision, reason: Reason, detail: str) -> Decision:

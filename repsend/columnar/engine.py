@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, TextIO
 
-import jinja2
 import polars as pl
 
 from repsend.audience import Audience, History
@@ -30,7 +29,6 @@ from repsend.columnar.expressions import (
     _needs_escape,
 )
 from repsend.columnar.first_pass import _first_pass, _FirstPass
-from repsend.compose import HeaderInjection, MissingField
 from repsend.errors import InputError
 from repsend.models import Action, Contact, Decision, Reason, Rep, normalize_email
 from repsend.report import decision_line
@@ -147,10 +145,7 @@ class ColumnarRun:
             state.odd_reasons.clear()
             counts.update(dict(c.filter(~c.get_column("odd")).group_by("reason").len().iter_rows()))
             for reason_value, n in counts.items():
-                if reason_value in (Reason.DORMANT.value, Reason.FALLBACK_SENDER.value):
-                    summary.send += n
-                else:
-                    summary.skip[reason_value] += n
+                summary.count(reason_value, n)
             lines = c.lazy().select(_json_line(_needs_escape(c.lazy()))).collect().to_series()
             if odd_lines:
                 lines = lines.scatter(list(odd_lines), [line.removesuffix("\n") for line in odd_lines.values()])
@@ -215,7 +210,6 @@ class ColumnarRun:
         index, odd, address, owner, shape, languages = (
             rows.get_column(n).to_list() for n in ("row", "odd", "address", "owner", "shape", "lang"))
         audience, settle = self.audience, self.settle
-        templates, companies, campaign = settle.templates, settle.companies, settle.campaign
         chosen, capped = audience.chosen, audience.capped
         values, taken = state.values, {}
         skip, send = Action.SKIP.value, Action.SEND
@@ -238,7 +232,7 @@ class ColumnarRun:
                 continue
             if capped(rep):
                 values.append(state.check(rep, language, shape[j], lambda j=j: _contact(raw, self.fields, j),
-                                          templates, companies[language], campaign, audience.cap_detail))
+                                          settle, audience.cap_detail))
                 continue
             decision, mail = settle(Decision(_contact(raw, self.fields, j), send, reason, rep, detail), language)
             if mail is None:
@@ -271,8 +265,7 @@ class ColumnarRun:
             outcomes = []
             for j, (rep_index, language, shape) in enumerate(new.select(keys).iter_rows()):
                 outcome = state.check(state.reps[rep_index], language, shape, lambda j=j: _contact(raw, self.fields, j),
-                                      settle.templates, settle.companies[language], settle.campaign,
-                                      audience.cap_detail)
+                                      settle, audience.cap_detail)
                 outcomes.append((rep_index, language, shape, outcome[1], outcome[5]))
             state.known = pl.concat([state.known, pl.DataFrame(outcomes, schema=_KNOWN, orient="row")])
         rows = rows.with_columns(
@@ -335,7 +328,7 @@ class _OrderState:
     values: list[tuple[Any, ...]] = field(default_factory=list)  # the loop's output values, one chunk's
     odd_reasons: list[str] = field(default_factory=list)  # the reasons of one chunk's odd records
     known: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_KNOWN))  # checks, as columns
-    # The addresses sent to so far (Audience.chosen_addresses as a column, for is_in).
+    # The addresses sent to so far (the Audience's chosen addresses, as a column for is_in).
     chosen: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.String))
 
     def sender(self, owner: str, audience: Audience) -> tuple[Any, ...]:
@@ -358,15 +351,15 @@ class _OrderState:
                 self.reps.append(rep)
         return owner, sends, sends and audience.capped(rep), skipped[1], skipped[2], skipped[5], number
 
-    def check(self, rep: Rep, language: str, shape: int, contact: Callable[[], Contact], templates: Any,
-              company: Any, campaign: str, cap_detail: str) -> tuple[Any, ...]:
+    def check(self, rep: Rep, language: str, shape: int, contact: Callable[[], Contact], settle: Settle,
+              cap_detail: str) -> tuple[Any, ...]:
         """The values of a record whose rep is at the cap: rep_cap when its mail would compose, else why
         not. That depends only on which printed values are empty (the shape) of a plain record; one with
         an address the parser must read is checked every time."""
         key = (id(rep), language, shape)
         outcome = self.checked.get(key)
         if outcome is None:
-            failed = _check(templates, contact(), rep, company, language, campaign)
+            failed = settle.check(contact(), rep, language)
             outcome = ((Action.SKIP.value, Reason.REP_CAP.value, rep.id, None, None, cap_detail, None)
                        if failed is None else (Action.SKIP.value, failed[0].value, rep.id, None, None, failed[1], None))
             if not shape & _NOT_DOT_ATOM:
@@ -389,20 +382,6 @@ def _contact(raw: dict[str, list[Any]], fields: tuple[str, ...], j: int, parsed:
         {name: raw[name][j] for name in fields},
         "Contact.csv",
     )
-
-
-def _check(templates: Any, contact: Contact, rep: Rep, company: Any, language: str,
-           campaign: str) -> tuple[Reason, str] | None:
-    """What ``Settle`` makes of a mail that cannot compose: (reason, detail), or None when it composes."""
-    try:
-        templates.check(contact, rep, company, language, campaign)
-    except MissingField as missing:
-        return Reason.MISSING_FIELD, missing.field
-    except jinja2.UndefinedError as exc:
-        return Reason.MISSING_FIELD, str(exc)
-    except HeaderInjection as bad:
-        return Reason.INVALID_HEADER, f"control character in {bad.header}"
-    return None
 
 
 def _prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
