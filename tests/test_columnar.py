@@ -939,6 +939,7 @@ STRUCTURAL: dict[str, list[tuple[str, int, Any]]] = {
     # Each: edits (file, line, how). The header is line 1; every record here is one line.
     "too_few_fields": [("Contact.csv", 5, _fewer)],
     "too_many_fields": [("Contact.csv", 6, _more)],
+    "two_fields_too_many": [("Contact.csv", 6, lambda line: _more(_more(line)))],  # pass 1 reads some columns
     "too_few_on_the_last_line": [("Contact.csv", -1, _fewer)],
     "one_short_one_long": [("Contact.csv", 3, _fewer), ("Contact.csv", 4, _more)],  # the commas add up
     "broken_quote": [("Contact.csv", 4, lambda line: line.replace('"山田3"', '"山田"3"'))],
@@ -948,6 +949,7 @@ STRUCTURAL: dict[str, list[tuple[str, int, Any]]] = {
     "a_carriage_return_in_an_unquoted_cell": [("Contact.csv", 3, lambda line: line.replace('"花子"', "花\r子"))],
     "user_too_many_fields": [("User.csv", -1, _more)],
     "deal_too_few_fields": [("Opportunity.csv", 2, _fewer)],
+    "deal_too_many_fields": [("Opportunity.csv", -1, _more)],
     "deal_broken_quote": [("Opportunity.csv", 2, lambda line: line.replace('"Prospecting"', '"Pros"pecting"'))],
     "role_too_many_fields": [("OpportunityContactRole.csv", 2, _more)],
     "role_carriage_return": [("OpportunityContactRole.csv", 2, lambda line: line.replace('"true"', "tr\rue"))],

@@ -7,9 +7,9 @@ import csv
 import io
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -59,6 +59,8 @@ class _Csv:
         if any(not self.columns.has(name) for name in required):
             raise Decline(f"{path}: a required column is missing")
         self.width = len(header)
+        self._cuts: list[tuple[int, bool]] | None = None  # (bytes, plain) of each chunk, from frames
+        self._stamp: tuple[int, int, int, int] | None = None
 
     def _text(self, data: bytes) -> str:
         try:
@@ -66,33 +68,51 @@ class _Csv:
         except UnicodeDecodeError:
             raise Decline(f"{self.path}: not {self.codec}") from None
 
-    def frames(self, check: bool = False) -> Iterator[tuple[pl.DataFrame, bool]]:
+    def frames(self, check: bool = False, only: Iterable[str] | None = None) -> Iterator[tuple[pl.DataFrame, bool]]:
         """``_frames``, the next chunk read in a thread while the caller works on this one (polars parses
-        without the GIL, so the two cores share the work)."""
-        return _read_ahead(self._frames(check))
+        without the GIL, so the two cores share the work). Where each chunk was cut is kept for ``again``."""
+        return _read_ahead(self._frames(check, only))
 
-    def _frames(self, check: bool) -> Iterator[tuple[pl.DataFrame, bool]]:
+    def again(self) -> Iterator[tuple[pl.DataFrame, bool]]:
+        """The chunks of the last ``frames``, every column, read again by the sizes it found: no cutting and
+        no checks, which ``frames`` made. Decline when the file is no longer the one it read."""
+        return _read_ahead(self._again())
+
+    def _frames(self, check: bool, only: Iterable[str] | None) -> Iterator[tuple[pl.DataFrame, bool]]:
         """Each chunk as (frame, plain): ``plain`` when no cell holds a control character or a brace.
-        ``check``: also prove that every record has the header's number of fields."""
-        names = [f"c{i}" for i in range(self.width)]
-        last = names[-1]
-        for data in self._chunks():
+        ``check``: also prove that every record has the header's number of fields. ``only``: the columns
+        wanted (by API name; the others are absent from the frame), which saves polars building them."""
+        # Each chunk goes to polars after a made-up header line of one name more than the file has: a
+        # record with too many fields then fills that extra column, which polars would otherwise no
+        # longer report once it reads only some columns.
+        names = [f"c{i}" for i in range(self.width + 1)]
+        extra, last = names[-1], names[-2]
+        prefix = (",".join(names) + "\n").encode()
+        positions = None
+        if only is not None:
+            wanted = {self.columns.get(name) for name in only} | {self.width - 1, self.width}
+            positions = sorted(p for p in wanted if p is not None)
+        self._stamp = _stamp(self.path)
+        self._cuts = []
+        for data, size in self._chunks(prefix):
             if not self.utf8:
                 data = self._text(data).encode("utf-8")
-            try:  # polars refuses a byte that is not UTF-8 as the reference's decoding does
-                frame = pl.read_csv(data, has_header=False, new_columns=names, infer_schema=False, quote_char='"')
-            except (pl.exceptions.PolarsError, ValueError) as exc:
-                raise Decline(f"{self.path}: {exc}") from None
+            frame = self._parse(data, names, positions)
+            if frame.get_column(extra).null_count() != frame.height:
+                raise Decline(f"{self.path}: a record has more than {self.width} fields")
             if check and frame.get_column(last).null_count():
-                # A short record is padded with nulls, and a blank line is a row of them (a longer record is
-                # refused by polars; with every cell quoted, as Data Loader writes, there is no null at
-                # all). The commas outside quoted cells tell, as the reference's csv module counts fields.
+                # A short record is padded with nulls, and a blank line is a row of them (with every cell
+                # quoted, as Data Loader writes, there is no null at all). The commas outside quoted cells
+                # tell, as the reference's csv module counts fields; that needs every column.
+                if positions is not None:
+                    frame = self._parse(data, names, None)
                 inside = frame.select(
-                    pl.sum_horizontal(pl.col(n).str.count_matches(",", literal=True).sum() for n in names)
+                    pl.sum_horizontal(pl.col(n).str.count_matches(",", literal=True).sum() for n in names[:-1])
                 ).item()
-                if data.count(b",") != frame.height * (self.width - 1) + (inside or 0):
+                if data.count(b",") - self.width != frame.height * (self.width - 1) + (inside or 0):
                     raise Decline(f"{self.path}: a record does not have {self.width} fields, or a blank line")
-            newlines, returns = data.count(b"\n"), data.count(b"\r")
+            newlines = data.count(b"\n") - 1
+            returns = data.count(b"\r") if b"\r" in data else 0
             if returns and returns != data.count(b"\r\n"):
                 # The csv module ends a record at a lone CR (old Mac line ends); polars does not.
                 raise Decline(f"{self.path}: a CR that is not part of a CRLF")
@@ -100,13 +120,46 @@ class _Csv:
                 newlines == frame.height and returns in (0, newlines)
                 and not data.translate(None, _PLAIN_BYTES)
             )
-            yield frame.with_columns(pl.all().fill_null("")), plain
+            self._cuts.append((size, plain))
+            yield frame.drop(extra).with_columns(pl.all().fill_null("")), plain
 
-    def _chunks(self) -> Iterator[bytes]:
-        """The file after its header in pieces of about ``chunk_bytes``, each cut after a newline outside quotes
-        (read into one reused buffer: a piece is the only copy)."""
+    def _again(self) -> Iterator[tuple[pl.DataFrame, bool]]:
+        if self._cuts is None or _stamp(self.path) != self._stamp:
+            raise Decline(f"{self.path}: not the file read before")
+        names = [f"c{i}" for i in range(self.width)]
         with open(self.path, "rb") as handle:
-            handle.seek(self.header_bytes + (3 if self.utf8 and handle.read(3) == codecs.BOM_UTF8 else 0))
+            handle.seek(self._start(handle))
+            for size, plain in self._cuts:
+                data = handle.read(size)
+                if len(data) != size:
+                    raise Decline(f"{self.path}: shorter than before")
+                if not self.utf8:
+                    data = self._text(data).encode("utf-8")
+                try:
+                    frame = pl.read_csv(data, has_header=False, new_columns=names, infer_schema=False, quote_char='"')
+                except (pl.exceptions.PolarsError, ValueError) as exc:
+                    raise Decline(f"{self.path}: {exc}") from None
+                yield frame.with_columns(pl.all().fill_null("")), plain
+            if handle.read(1):
+                raise Decline(f"{self.path}: longer than before")
+
+    def _parse(self, data: bytes, names: list[str], positions: list[int] | None) -> pl.DataFrame:
+        try:  # polars refuses a byte that is not UTF-8 as the reference's decoding does
+            return pl.read_csv(data, has_header=True, new_columns=names, columns=positions, infer_schema=False,
+                               quote_char='"')
+        except (pl.exceptions.PolarsError, ValueError) as exc:
+            raise Decline(f"{self.path}: {exc}") from None
+
+    def _start(self, handle: BinaryIO) -> int:
+        """Where the records start: after the header (and a BOM)."""
+        return self.header_bytes + (3 if self.utf8 and handle.read(3) == codecs.BOM_UTF8 else 0)
+
+    def _chunks(self, prefix: bytes) -> Iterator[tuple[bytes, int]]:
+        """The file after its header in pieces of about ``chunk_bytes``, each cut after a newline outside
+        quotes, as (``prefix`` and the piece, the piece's size): read into one reused buffer, so that the
+        piece with its prefix is the only copy."""
+        with open(self.path, "rb") as handle:
+            handle.seek(self._start(handle))
             buffer = bytearray(self.chunk_bytes)
             filled = 0
             while True:
@@ -117,7 +170,8 @@ class _Csv:
                     if buffer[:end].strip():
                         if buffer.count(b'"', 0, end) % 2:
                             raise Decline(f"{self.path}: a quoted cell is not closed")
-                        yield bytes(buffer[:end])
+                        with memoryview(buffer) as view:
+                            yield b"".join((prefix, view[:end])), end
                     return
                 cut, stop = -1, end
                 while cut < 0:
@@ -132,9 +186,16 @@ class _Csv:
                         buffer.extend(bytes(len(buffer)))
                     filled = end
                     continue
-                yield bytes(buffer[:cut])
+                with memoryview(buffer) as view:
+                    yield b"".join((prefix, view[:cut])), cut
                 buffer[: end - cut] = buffer[cut:end]
                 filled = end - cut
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is replaced or written to."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:

@@ -52,7 +52,8 @@ def _deals(source: CsvExportSource, recent_since: date) -> DealIndex:
     open_opps: set[str] = set()
     recent_opps: set[str] = set()
     seen = False
-    for frame, _plain in deals_csv.frames(check=True):
+    read = ("Id", "AccountId", "ContactId", "IsClosed", "LastModifiedDate", "CloseDate")
+    for frame, _plain in deals_csv.frames(check=True, only=read):
         seen = seen or frame.height > 0
         d = frame.select(
             id=cell("Id"), account=cell("AccountId"), contact=cell("ContactId"), closed_text=cell("IsClosed"),
@@ -86,7 +87,7 @@ def _deals(source: CsvExportSource, recent_since: date) -> DealIndex:
         roles_csv = _Csv(roles_file, source.encoding, ROLE_REQUIRED, DEAL_CHUNK_BYTES)
         p_opp, p_contact = roles_csv.columns.get("OpportunityId"), roles_csv.columns.get("ContactId")
         open_ids, recent_ids = _series(open_opps), _series(recent_opps)
-        for frame, _plain in roles_csv.frames(check=True):
+        for frame, _plain in roles_csv.frames(check=True, only=("OpportunityId", "ContactId")):
             r = frame.select(opp=pl.col(f"c{p_opp}"), contact=pl.col(f"c{p_contact}"))
             if r.select(pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in r.columns).any()).item():
                 raise Decline("OpportunityContactRole.csv: a control character")

@@ -128,7 +128,7 @@ class ColumnarRun:
         state = _OrderState()
         binary = getattr(out, "buffer", None)
         flags = iter(self.first.flags)
-        for frame, plain in self.contacts.frames():
+        for frame, plain in self.contacts.again():
             chunk_flags = next(flags, None)
             if chunk_flags is None or chunk_flags.len() != frame.height:
                 raise Decline("not the records pass 1 read")

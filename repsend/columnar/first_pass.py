@@ -77,7 +77,7 @@ def _first_pass(contacts: _Csv, deals: DealIndex, scope: Scope, dormant_since: d
     ascii_odd = ~pl.col("Email").str.contains(_PLAIN_ASCII)
     control_odd = ascii_odd | pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in _PASS1)
     parts, hashes, odd_addresses, chunk_flags, seen = [], [], set(), [], False
-    for frame, plain in contacts.frames(check=True):
+    for frame, plain in contacts.frames(check=True, only=_PASS1):
         seen = seen or frame.height > 0
         c = (
             _cells(frame, contacts.columns, _PASS1, None).with_columns(
