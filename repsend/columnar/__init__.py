@@ -24,9 +24,10 @@ from __future__ import annotations
 import os
 
 # polars' allocator (jemalloc) keeps freed pages for 10 s by default: a run reads chunk after chunk, so
-# they would pile up in the peak memory. Half a second keeps the reuse and returns the rest (before the
-# first import of polars only; a value the user set stays).
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:500,muzzy_decay_ms:0")
+# they would pile up in the peak memory. Half a second keeps the reuse and returns the rest. One arena
+# instead of one per thread lets the reading thread reuse what the main thread freed (about 25 MB less
+# at the peak). Set before the first import of polars only; a value the user set stays.
+os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1,dirty_decay_ms:500,muzzy_decay_ms:0")
 
 from repsend.columnar.chunks import Decline  # noqa: E402
 from repsend.columnar.engine import ColumnarRun, prepare  # noqa: E402

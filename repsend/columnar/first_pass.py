@@ -17,8 +17,8 @@ from repsend.columnar.expressions import (
     _IN_DEAL,
     _ODD_1,
     _OPTED,
-    _PLAIN_ASCII,
     _RECENT,
+    _bool,
     _cells,
     _codes_frame,
     _compact,
@@ -69,23 +69,32 @@ def _first_pass(contacts: _Csv, deals: DealIndex, scope: Scope, dormant_since: d
         + pl.col("bounced").fill_null(False).cast(pl.UInt8) * _BOUNCED
     )
     unread = pl.lit(False)  # a date value the usual spellings do not hold
-    unknown = pl.col("opted").is_null() | pl.col("bounced").is_null()  # not a date or boolean at all
-    for name in ("LastActivityDate", "CreatedDate"):
-        text = pl.col(name).str.strip_chars()
-        unread = unread | ((text != "") & _day(name).is_null())
+    unknown = pl.lit(False)  # not a date at all
+    texts = {"activity": "LastActivityDate", "created": "CreatedDate"}
+    for name in texts:
+        text = pl.col(f"{name}_text")
+        unread = unread | ((text != "") & pl.col(name).is_null())
         unknown = unknown | ((text != "") & ~text.str.contains(_DATE))
-    ascii_odd = ~pl.col("Email").str.contains(_PLAIN_ASCII)
+    # A plain chunk has no control character (chunks._Csv.frames): only DEL or a non-ASCII one is left.
+    ascii_odd = (pl.col("Email").str.len_bytes() != pl.col("Email").str.len_chars()) | pl.col("Email").str.contains(
+        "\x7f", literal=True)
     control_odd = ascii_odd | pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in _PASS1)
     parts, hashes, odd_addresses, chunk_flags, seen = [], [], set(), [], False
     for frame, plain in contacts.frames(check=True, only=_PASS1):
         seen = seen or frame.height > 0
         c = (
-            _cells(frame, contacts.columns, _PASS1, None).with_columns(
-                odd=ascii_odd if plain else control_odd, **_keys(),
-                activity=_day("LastActivityDate"), created=_day("CreatedDate"))
+            _cells(frame, contacts.columns, _PASS1, None)
+            .with_columns(odd=ascii_odd if plain else control_odd, **_keys(),
+                          **{f"{name}_text": pl.col(column).str.strip_chars() for name, column in texts.items()})
+            .with_columns(**{name: _day(f"{name}_text") for name in texts})
             .with_columns(unknown=unknown, unread=unread)
             .collect()
         )
+        if c.get_column("opted").null_count() or c.get_column("bounced").null_count():
+            # A spelling other than those exports write (" Yes", "t"): as the reference reads it, or null.
+            c = c.with_columns(opted=pl.col("opted").fill_null(_bool("HasOptedOutOfEmail")),
+                               bounced=pl.col("bounced").fill_null(_bool("IsEmailBounced")))
+            c = c.with_columns(unknown=pl.col("unknown") | pl.col("opted").is_null() | pl.col("bounced").is_null())
         plain = ~c.get_column("odd")
         if (c.get_column("unknown") & plain).any():
             raise Decline("Contact.csv: a value the reference path rejects")
