@@ -86,13 +86,21 @@ class Audience:
         """
         if decision.action is not Action.SEND or decision.rep is None:
             return decision
-        rep_key = id15(decision.rep.id)
-        cap = self.rules.per_rep_per_day
-        if cap and self._rep_count.get(rep_key, 0) >= cap:
+        if not self.take(decision.rep, normalize_email(decision.contact.email)):
             return Decision(decision.contact, Action.SKIP, Reason.REP_CAP, decision.rep, self.cap_detail)
-        self._rep_count[rep_key] = self._rep_count.get(rep_key, 0) + 1
-        self._chosen.add(normalize_email(decision.contact.email))
         return decision
+
+    def take(self, rep: Rep, address: str) -> bool:
+        """``accept`` of a send from ``rep`` to the normalized ``address``: False, and nothing taken, when the
+        rep is at the daily cap."""
+        rep_key = id15(rep.id)
+        cap = self.rules.per_rep_per_day
+        count = self._rep_count.get(rep_key, 0)
+        if cap and count >= cap:
+            return False
+        self._rep_count[rep_key] = count + 1
+        self._chosen.add(address)
+        return True
 
     @property
     def cap_detail(self) -> str:

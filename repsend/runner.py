@@ -201,18 +201,23 @@ class Settle:
         if decision.action is not Action.SEND:
             return decision, None
         assert decision.rep is not None
-        contact, rep, company = decision.contact, decision.rep, self.companies[language]
+        contact, rep = decision.contact, decision.rep
         mail = None
         try:
             if self.audience.capped(rep):
                 # accept() will say rep_cap and drop the mail: only whether it composes counts.
-                self.templates.check(contact, rep, company, language, self.campaign)
+                self.templates.check(contact, rep, self.companies[language], language, self.campaign)
             else:
-                mail = self.templates.compose(contact, rep, company, language, self.campaign)
+                mail = self.compose(contact, rep, language)
         except _NOT_COMPOSED as exc:
             decision = _skip(decision, *_why_not(exc))
         decision = self.audience.accept(decision)
         return decision, mail if decision.action is Action.SEND else None
+
+    def compose(self, contact: Contact, rep: Rep, language: str) -> Mail:
+        """The mail from ``rep`` to ``contact``, nothing decided or counted; raises what ``Templates.compose``
+        raises."""
+        return self.templates.compose(contact, rep, self.companies[language], language, self.campaign)
 
     def check(self, contact: Contact, rep: Rep, language: str) -> tuple[Reason, str] | None:
         """Why a mail from ``rep`` to ``contact`` would not compose, as ``__call__`` says it (reason,

@@ -678,6 +678,37 @@ def test_an_export_without_contacts_or_optional_files(tmp_path: Path) -> None:
     assert not any("Contact.csv has no" in note for note in notes)
 
 
+@pytest.mark.parametrize("subject", [
+    "100% for {{ contact.name }} ({{ contact.id }}) at {{ contact.account_name }}, {{ contact.title | default('-') }}",
+    "{{ contact.first_name }}",  # the subject is the value alone: stripping it must not differ
+    "For {{ contact.email }}",  # an address in the subject: every mail is composed
+])
+def test_subjects_made_without_composing_are_those_composing_makes(tmp_path: Path, subject: str) -> None:
+    """The engine composes the first mail of each sender, language and shape, and makes the rest from
+    the subject it learned there; the values (with %, %s, spaces and other scripts) land where Jinja
+    puts them, and the mails after the first read their own values."""
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    for language in ("ja", "en"):
+        path = templates / "dormant" / f"{language}.txt"
+        body = path.read_text(encoding="utf-8").split("\n", 1)[1]
+        path.write_text(f"Subject: {subject}\n{body}", encoding="utf-8")
+    names = ["花子", "50%", "%s", "  Anne Marie ", "O'Brien \"Jr\"", "Zoë", "a%%b", "%(x)s"]
+    rows = [contact(n, FirstName=name, Title="部長" if n % 2 else "", MailingCountry="Japan" if n % 3 else "USA")
+            for n, name in enumerate(names * 2, start=1)]
+    text, summary, _ = small_parity(tmp_path, rows, template={"dir": str(templates)})
+    subjects = {d["contact_id"]: d["subject"] for d in map(json.loads, text.splitlines()) if d["action"] == "send"}
+    assert summary["send"] == len(rows) == len(subjects)
+    for row in rows:
+        got = subjects[row["Id"]]
+        if "contact.email" in subject:
+            assert got == f"For {row['Email']}"
+        else:
+            assert row["FirstName"].strip() in got
+            if "contact.id" in subject:
+                assert row["Id"] in got and got.startswith("100% for ")
+
+
 def test_notes_for_missing_optional_columns(tmp_path: Path) -> None:
     export = write_export(tmp_path / "export", [contact(1), contact(2, Email="")], [deal(1, "0015g0000000001")])
     header = ["ID", "EMAIL ", " OwnerId", "LastName", "FirstName"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import errno
+import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -29,6 +30,7 @@ from repsend.columnar.expressions import (
     _needs_escape,
 )
 from repsend.columnar.first_pass import _first_pass, _FirstPass
+from repsend.compose import Mail
 from repsend.errors import InputError
 from repsend.models import Action, Contact, Decision, Reason, Rep, normalize_email
 from repsend.report import decision_line
@@ -80,6 +82,7 @@ class ColumnarRun:
     fields: tuple[str, ...]  # extra Contact fields for templates
     language_field: str
     shape_fields: tuple[str, ...]  # the Contact columns whose emptiness decides whether a mail composes
+    markable: bool  # no template prints the address: a subject can be learned (_learn)
     first: _FirstPass
 
     def write_json(self, out: TextIO, summary: Summary | None = None) -> Summary:
@@ -234,17 +237,71 @@ class ColumnarRun:
                 values.append(state.check(rep, language, shape[j], lambda j=j: _contact(raw, self.fields, j),
                                           settle, audience.cap_detail))
                 continue
-            decision, mail = settle(Decision(_contact(raw, self.fields, j), send, reason, rep, detail), language)
+            key = (id(rep), language, shape[j])
+            learned = state.learned.get(key)
+            if learned is not None and learned is not _COMPOSE_EACH:
+                if learned.skip is not None:
+                    values.append(learned.skip)
+                else:
+                    audience.take(rep, address[j])  # not at the cap (above)
+                    taken[address[j]] = row
+                    subject = learned.subject % tuple(raw[column][j].strip() for column in learned.columns)
+                    values.append((send.value, reason.value, rep.id, learned.from_text, subject, detail or None,
+                                   language))
+                continue
+            contact = _contact(raw, self.fields, j)
+            decision, mail = settle(Decision(contact, send, reason, rep, detail), language)
             if mail is None:
                 values.append((skip, decision.reason.value, rep.id, None, None, decision.detail or None, None))
             else:
                 taken[address[j]] = row
-                text = state.from_text.get(id(mail.from_))
-                if text is None:
-                    text = state.from_text[id(mail.from_)] = str(mail.from_)
-                values.append((send.value, decision.reason.value, rep.id, text, mail.subject, decision.detail or None,
-                               mail.language))
+                values.append((send.value, decision.reason.value, rep.id, state.from_text(mail, rep), mail.subject,
+                               decision.detail or None, mail.language))
+            if learned is None and not shape[j] & _NOT_DOT_ATOM:
+                state.learned[key] = self._learn(contact, rep, language, values[-1], mail)
         return taken
+
+    def _learn(self, contact: Contact, rep: Rep, language: str, outcome: tuple[Any, ...],
+               mail: Mail | None) -> _Learned | object:
+        """What every plain record of this sender, language and shape gets, from the first one's outcome.
+
+        Whether a mail composes depends only on the shape (``_OrderState.check``). The subject is learned
+        by composing a probe: this contact with a marker for each value, whose subject shows where each
+        value goes; it must then give this contact's subject exactly. Where anything is in doubt (a
+        template that prints the address, a marker lost), every mail of the key is composed."""
+        if mail is None:
+            return _Learned(outcome, "", (), "")
+        if not self.markable:
+            return _COMPOSE_EACH
+        columns: list[str] = []
+
+        def mark(value: str, column: str) -> str:
+            if not value.strip():
+                return value
+            columns.append(column)
+            return f"\ue000{len(columns) - 1}\ue001"
+
+        probe = replace(
+            contact,
+            id=mark(contact.id, "Id"), first_name=mark(contact.first_name, "FirstName"),
+            last_name=mark(contact.last_name, "LastName"), account_name=mark(contact.account_name, "Account.Name"),
+            title=mark(contact.title, "Title"),
+            extra={name: mark(value, name) for name, value in contact.extra.items()},
+        )
+        try:
+            pieces = _MARKER.split(self.settle.compose(probe, rep, language).subject)
+        except Exception:  # noqa: BLE001 - the probe is only a shortcut: without it, every mail is composed
+            return _COMPOSE_EACH
+        texts = pieces[::2]
+        if any("\ue000" in text or "\ue001" in text for text in texts):
+            return _COMPOSE_EACH
+        subject = "%s".join(text.replace("%", "%%") for text in texts)
+        used = tuple(columns[int(i)] for i in pieces[1::2])
+        row = {"Id": contact.id, "FirstName": contact.first_name, "LastName": contact.last_name,
+               "Account.Name": contact.account_name, "Title": contact.title, **contact.extra}
+        if subject % tuple(row[column].strip() for column in used) != mail.subject:
+            return _COMPOSE_EACH
+        return _Learned(None, subject, used, outcome[3])
 
     def _settle(self, rows: pl.DataFrame, state: _OrderState, taken: dict[str, int]) -> pl.DataFrame:
         """Records whose sender is at the cap or cannot send: duplicate_email when an earlier record took
@@ -310,6 +367,21 @@ def _address_info(shared: pl.DataFrame, history: History, cooldown_since: date) 
 
 _DUPLICATE = Reason.DUPLICATE_EMAIL.value
 
+_MARKER = re.compile("\ue000([0-9]+)\ue001")
+
+
+@dataclass(frozen=True, slots=True)
+class _Learned:
+    """The outcome of every plain record of one (sender, language, shape) that its sender can still send."""
+
+    skip: tuple[Any, ...] | None  # the values of a mail that does not compose; else a send:
+    subject: str  # the subject, with %s for each value of
+    columns: tuple[str, ...]  # these Contact.csv columns (stripped)
+    from_text: str
+
+
+_COMPOSE_EACH = object()  # a key whose mails are composed one by one
+
 _KNOWN = {"s_rep": pl.Int64, "lang": pl.String, "shape": pl.Int64, "k_reason": pl.String, "k_detail": pl.String}
 
 _SENDER_SCHEMA = {"owner": pl.String, "s_sends": pl.Boolean, "s_capped": pl.Boolean, "s_reason": pl.String,
@@ -324,7 +396,8 @@ class _OrderState:
     checked: dict[tuple[int, str, int], tuple[Any, ...]] = field(default_factory=dict)  # (rep, language, shape)
     reps: list[Rep] = field(default_factory=list)  # senders by number, for columns
     rep_numbers: dict[int, int] = field(default_factory=dict)
-    from_text: dict[int, str] = field(default_factory=dict)
+    learned: dict[tuple[int, str, int], Any] = field(default_factory=dict)  # (rep, language, shape): _learn's
+    from_texts: dict[int, str] = field(default_factory=dict)  # by id of the rep (alive all run: reps lists it)
     values: list[tuple[Any, ...]] = field(default_factory=list)  # the loop's output values, one chunk's
     odd_reasons: list[str] = field(default_factory=list)  # the reasons of one chunk's odd records
     known: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_KNOWN))  # checks, as columns
@@ -339,6 +412,13 @@ class _OrderState:
             who = self.senders[owner] = (reason, rep, detail, (
                 Action.SKIP.value, reason.value, rep.id if rep else owner or None, None, None, detail or None, None))
         return who
+
+    def from_text(self, mail: Mail, rep: Rep) -> str:
+        """The From of a mail from ``rep``, as the JSON line writes it (made once a rep)."""
+        text = self.from_texts.get(id(rep))
+        if text is None:
+            text = self.from_texts[id(rep)] = str(mail.from_)
+        return text
 
     def sender_row(self, owner: str, audience: Audience) -> tuple[Any, ...]:
         reason, rep, detail, skipped = self.sender(owner, audience)
@@ -413,7 +493,8 @@ def _prepare(settings: Settings, source: CsvExportSource, options: RunOptions,
     history = history or History()
     audience = Audience(reps, deals, _BlocksOnDemand(first.blocked), rules, history)
     return ColumnarRun(contacts, audience, Settle(audience, templates, companies, options.campaign),
-                       LanguageOf(settings), history, fields, source.language_field, shape_fields, first)
+                       LanguageOf(settings), history, fields, source.language_field, shape_fields,
+                       "email" not in printed, first)
 
 
 class _BlocksOnDemand(dict):  # type: ignore[type-arg]
