@@ -709,6 +709,21 @@ def test_subjects_made_without_composing_are_those_composing_makes(tmp_path: Pat
                 assert row["Id"] in got and got.startswith("100% for ")
 
 
+def test_addresses_not_in_ascii_in_an_otherwise_plain_export(tmp_path: Path) -> None:
+    """A record whose address is not ASCII is decided by the reference rules whole, with every value of
+    it read (pass 2 reads fewer columns elsewhere): its opt-out, bounce and dates still count."""
+    recent = (AS_OF - timedelta(days=3)).isoformat()
+    rows = [contact(1, Email="hanako@例え.jp", HasOptedOutOfEmail="true"),
+            contact(2, Email="taro@例え.jp", LastActivityDate=recent),
+            contact(3, Email="jiro@例え.jp", IsEmailBounced="TRUE"),
+            contact(4, Email="saburo@例え.jp"),
+            contact(5), contact(6, HasOptedOutOfEmail="1")]
+    text, _, _ = small_parity(tmp_path, rows)
+    got = reasons(text)
+    assert [got[row["Id"]] for row in rows] == ["opted_out", "recent_activity", "bounced", "dormant", "dormant",
+                                                "opted_out"]
+
+
 def test_notes_for_missing_optional_columns(tmp_path: Path) -> None:
     export = write_export(tmp_path / "export", [contact(1), contact(2, Email="")], [deal(1, "0015g0000000001")])
     header = ["ID", "EMAIL ", " OwnerId", "LastName", "FirstName"]

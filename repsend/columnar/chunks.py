@@ -7,7 +7,7 @@ import csv
 import io
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -73,10 +73,12 @@ class _Csv:
         without the GIL, so the two cores share the work). Where each chunk was cut is kept for ``again``."""
         return _read_ahead(self._frames(check, only))
 
-    def again(self) -> Iterator[tuple[pl.DataFrame, bool]]:
-        """The chunks of the last ``frames``, every column, read again by the sizes it found: no cutting and
-        no checks, which ``frames`` made. Decline when the file is no longer the one it read."""
-        return _read_ahead(self._again())
+    def again(self, only: Iterable[str] | None = None, whole: Sequence[bool] = ()) -> Iterator[
+            tuple[pl.DataFrame, bool]]:
+        """The chunks of the last ``frames``, read again by the sizes it found: no cutting and no checks,
+        which ``frames`` made. Decline when the file is no longer the one it read. ``only``: the columns
+        wanted, except in a chunk that is not plain or whose ``whole`` is true: every column there."""
+        return _read_ahead(self._again(only, whole))
 
     def _frames(self, check: bool, only: Iterable[str] | None) -> Iterator[tuple[pl.DataFrame, bool]]:
         """Each chunk as (frame, plain): ``plain`` when no cell holds a control character or a brace.
@@ -123,20 +125,23 @@ class _Csv:
             self._cuts.append((size, plain))
             yield frame.drop(extra).with_columns(pl.all().fill_null("")), plain
 
-    def _again(self) -> Iterator[tuple[pl.DataFrame, bool]]:
+    def _again(self, only: Iterable[str] | None, whole: Sequence[bool]) -> Iterator[tuple[pl.DataFrame, bool]]:
         if self._cuts is None or _stamp(self.path) != self._stamp:
             raise Decline(f"{self.path}: not the file read before")
         names = [f"c{i}" for i in range(self.width)]
+        positions = None if only is None else sorted({p for p in map(self.columns.get, only) if p is not None})
         with open(self.path, "rb") as handle:
             handle.seek(self._start(handle))
-            for size, plain in self._cuts:
+            for k, (size, plain) in enumerate(self._cuts):
                 data = handle.read(size)
                 if len(data) != size:
                     raise Decline(f"{self.path}: shorter than before")
                 if not self.utf8:
                     data = self._text(data).encode("utf-8")
+                wanted = None if not plain or (k < len(whole) and whole[k]) else positions
                 try:
-                    frame = pl.read_csv(data, has_header=False, new_columns=names, infer_schema=False, quote_char='"')
+                    frame = pl.read_csv(data, has_header=False, new_columns=names, columns=wanted, infer_schema=False,
+                                        quote_char='"')
                 except (pl.exceptions.PolarsError, ValueError) as exc:
                     raise Decline(f"{self.path}: {exc}") from None
                 yield frame.with_columns(pl.all().fill_null("")), plain

@@ -20,6 +20,7 @@ from repsend.columnar.expressions import (
     _BOUNCED,
     _IN_DEAL,
     _NOT_DOT_ATOM,
+    _ODD_1,
     _OPTED,
     _RAW,
     _RECENT,
@@ -131,7 +132,12 @@ class ColumnarRun:
         state = _OrderState()
         binary = getattr(out, "buffer", None)
         flags = iter(self.first.flags)
-        for frame, plain in self.contacts.again():
+        # A chunk with an odd record reads every column: the reference rules decide it whole. Elsewhere
+        # the booleans, dates and account, which pass 1's flags carry, are not read again.
+        wanted = ("Id", "Email", "OwnerId", "FirstName", "LastName", "Account.Name", "Title", self.language_field,
+                  *self.fields)
+        whole = [bool((chunk & _ODD_1 != 0).any()) for chunk in self.first.flags]
+        for frame, plain in self.contacts.again(wanted, whole):
             chunk_flags = next(flags, None)
             if chunk_flags is None or chunk_flags.len() != frame.height:
                 raise Decline("not the records pass 1 read")

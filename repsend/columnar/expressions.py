@@ -156,10 +156,12 @@ def _read_days(frame: pl.DataFrame, days: dict[str, str]) -> pl.DataFrame:
 
 
 def _cells(frame: pl.DataFrame, columns: _Columns, names: tuple[str, ...], language: str = "") -> pl.LazyFrame:
-    """Contact.csv's columns by API name (a missing column reads as empty cells)."""
+    """Contact.csv's columns by API name (a column missing from the file or not read reads as empty cells)."""
     def cell(name: str) -> pl.Expr:
         position = columns.get(name)
-        return pl.col(f"c{position}") if position is not None else pl.lit("")
+        return pl.col(f"c{position}") if position is not None and f"c{position}" in read else pl.lit("")
+
+    read = set(frame.columns)
 
     raw = [cell(name).alias(name) for name in names]
     if language is not None:
