@@ -7,7 +7,7 @@ from datetime import date
 import polars as pl
 
 from repsend.columnar.chunks import DEAL_CHUNK_BYTES, Decline, _Csv
-from repsend.columnar.expressions import _CONTROL, _bool, _read_days, _series
+from repsend.columnar.expressions import _CONTROL, _bool, _read_days, _series, _written_bool
 from repsend.sfa.base import DealIndex, Scope
 from repsend.sfa.csv_export import OPPORTUNITY_REQUIRED, ROLE_REQUIRED, CsvExportSource
 
@@ -25,6 +25,11 @@ def _deal_codes(deals: DealIndex, scope: Scope) -> tuple[dict[str, int], dict[st
         for key in deals.open_accounts:
             accounts[key] = accounts.get(key, 0) | _OPEN_DEAL
     return contacts, accounts
+
+
+def _any_control(frame: pl.DataFrame) -> bool:
+    """Whether a cell holds a control character (which only a chunk that is not plain can)."""
+    return bool(frame.select(pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in frame.columns).any()).item())
 
 
 def _deals(source: CsvExportSource, recent_since: date) -> DealIndex:
@@ -53,18 +58,20 @@ def _deals(source: CsvExportSource, recent_since: date) -> DealIndex:
     recent_opps: set[str] = set()
     seen = False
     read = ("Id", "AccountId", "ContactId", "IsClosed", "LastModifiedDate", "CloseDate")
-    for frame, _plain in deals_csv.frames(check=True, only=read):
+    for frame, plain in deals_csv.frames(check=True, only=read):
         seen = seen or frame.height > 0
         d = frame.select(
             id=cell("Id"), account=cell("AccountId"), contact=cell("ContactId"), closed_text=cell("IsClosed"),
             modified_text=cell("LastModifiedDate"), close_text=cell("CloseDate"),
         )
-        if d.select(pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in d.columns).any()).item():
+        if not plain and _any_control(d):
             raise Decline("Opportunity.csv: a control character")
         days = {"modified": "modified_text", "close": "close_text"}
-        d = _read_days(d.with_columns(closed=_bool("closed_text")), days)
-        if d.get_column("closed").is_null().any():
-            raise Decline("Opportunity.csv: IsClosed is not a boolean")
+        d = _read_days(d.with_columns(closed=_written_bool("closed_text")), days)
+        if d.get_column("closed").null_count():
+            d = d.with_columns(pl.col("closed").fill_null(_bool("closed_text")))
+            if d.get_column("closed").null_count():
+                raise Decline("Opportunity.csv: IsClosed is not a boolean")
         d = d.select(
             id=pl.col("id").str.strip_chars().str.slice(0, 15),
             account=pl.col("account").str.strip_chars().str.slice(0, 15),
@@ -87,9 +94,9 @@ def _deals(source: CsvExportSource, recent_since: date) -> DealIndex:
         roles_csv = _Csv(roles_file, source.encoding, ROLE_REQUIRED, DEAL_CHUNK_BYTES)
         p_opp, p_contact = roles_csv.columns.get("OpportunityId"), roles_csv.columns.get("ContactId")
         open_ids, recent_ids = _series(open_opps), _series(recent_opps)
-        for frame, _plain in roles_csv.frames(check=True, only=("OpportunityId", "ContactId")):
+        for frame, plain in roles_csv.frames(check=True, only=("OpportunityId", "ContactId")):
             r = frame.select(opp=pl.col(f"c{p_opp}"), contact=pl.col(f"c{p_contact}"))
-            if r.select(pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in r.columns).any()).item():
+            if not plain and _any_control(r):
                 raise Decline("OpportunityContactRole.csv: a control character")
             r = r.select(pl.all().str.strip_chars().str.slice(0, 15)).filter(pl.col("contact") != "")
             index.open_contacts.update(r.filter(pl.col("opp").is_in(open_ids)).get_column("contact").to_list())
