@@ -26,9 +26,8 @@ from repsend.columnar.expressions import (
     _RECENT,
     _contact_values,
     _joined,
-    _json_line,
+    _json_lines,
     _look_up,
-    _needs_escape,
 )
 from repsend.columnar.first_pass import _first_pass, _FirstPass
 from repsend.compose import Mail
@@ -155,7 +154,7 @@ class ColumnarRun:
             counts.update(dict(c.filter(~c.get_column("odd")).group_by("reason").len().iter_rows()))
             for reason_value, n in counts.items():
                 summary.count(reason_value, n)
-            lines = c.lazy().select(_json_line(_needs_escape(c.lazy()))).collect().to_series()
+            lines = _json_lines(c)
             if odd_lines:
                 lines = lines.scatter(list(odd_lines), [line.removesuffix("\n") for line in odd_lines.values()])
             if binary is not None:
