@@ -7,9 +7,9 @@ import csv
 import io
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import polars as pl
 
@@ -25,6 +25,9 @@ _SPLITTABLE = {"utf-8", "utf-8-sig", "cp932", "shift_jis"}
 
 # Every byte but those of _ODD (a newline or CR between records is counted apart, in _Csv.frames).
 _PLAIN_BYTES = bytes(b for b in range(256) if b in (10, 13) or (b >= 32 and b not in b"{}"))
+
+
+T = TypeVar("T")
 
 
 class Decline(Exception):
@@ -73,12 +76,13 @@ class _Csv:
         without the GIL, so the two cores share the work). Where each chunk was cut is kept for ``again``."""
         return _read_ahead(self._frames(check, only))
 
-    def again(self, only: Iterable[str] | None = None, whole: Sequence[bool] = ()) -> Iterator[
-            tuple[pl.DataFrame, bool]]:
+    def again(self, only: Iterable[str] | None, whole: Sequence[bool],
+              then: Callable[[pl.DataFrame, bool, int], T]) -> Iterator[T]:
         """The chunks of the last ``frames``, read again by the sizes it found: no cutting and no checks,
         which ``frames`` made. Decline when the file is no longer the one it read. ``only``: the columns
-        wanted, except in a chunk that is not plain or whose ``whole`` is true: every column there."""
-        return _read_ahead(self._again(only, whole))
+        wanted, except in a chunk that is not plain or whose ``whole`` is true: every column there.
+        Yields ``then(frame, plain, chunk number)``, run in the reading thread."""
+        return _read_ahead(then(frame, plain, k) for k, (frame, plain) in enumerate(self._again(only, whole)))
 
     def _frames(self, check: bool, only: Iterable[str] | None) -> Iterator[tuple[pl.DataFrame, bool]]:
         """Each chunk as (frame, plain): ``plain`` when no cell holds a control character or a brace.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import queue
 import re
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, TextIO
@@ -129,21 +131,35 @@ class ColumnarRun:
             from_=pl.lit(None, pl.String), subject=pl.lit(None, pl.String), language=pl.lit(None, pl.String),
         )
         state = _OrderState()
-        binary = getattr(out, "buffer", None)
-        flags = iter(self.first.flags)
+        flags = self.first.flags
         # A chunk with an odd record reads every column: the reference rules decide it whole. Elsewhere
         # the booleans, dates and account, which pass 1's flags carry, are not read again.
         wanted = ("Id", "Email", "OwnerId", "FirstName", "LastName", "Account.Name", "Title", self.language_field,
                   *self.fields)
-        whole = [bool((chunk & _ODD_1 != 0).any()) for chunk in self.first.flags]
-        for frame, plain in self.contacts.again(wanted, whole):
-            chunk_flags = next(flags, None)
-            if chunk_flags is None or chunk_flags.len() != frame.height:
+        whole = [bool((chunk & _ODD_1 != 0).any()) for chunk in flags]
+
+        def decided(frame: pl.DataFrame, plain: bool, k: int) -> pl.DataFrame:
+            """The rules that depend on the record alone (in the reading thread: they need nothing before)."""
+            if k >= len(flags) or flags[k].len() != frame.height:
                 raise Decline("not the records pass 1 read")
             c = _contact_values(frame, self.contacts.columns, self.language_field, self.fields,
-                                self.shape_fields, plain, chunk_flags).collect()
-            c = _look_up(c, address_info)
-            c = c.lazy().with_columns(**outputs).collect()
+                                self.shape_fields, plain, flags[k]).collect()
+            return _look_up(c, address_info).lazy().with_columns(**outputs).collect()
+
+        writer = _WriteBehind(lambda item: _write_lines(out, *item))
+        try:
+            self._decide_chunks(self.contacts.again(wanted, whole, then=decided), state, summary, writer)
+        except BaseException:
+            writer.stop()
+            raise
+        writer.close()
+        if writer.chunks != len(flags):
+            raise Decline("fewer records than pass 1 read")
+        return summary
+
+    def _decide_chunks(self, chunks: Iterator[pl.DataFrame], state: _OrderState, summary: Summary,
+                       writer: _WriteBehind) -> None:
+        for c in chunks:
             open_rows = c.get_column("odd") | c.get_column("reason").is_null()
             odd_lines: dict[int, str] = {}
             if open_rows.any():
@@ -154,23 +170,7 @@ class ColumnarRun:
             counts.update(dict(c.filter(~c.get_column("odd")).group_by("reason").len().iter_rows()))
             for reason_value, n in counts.items():
                 summary.count(reason_value, n)
-            lines = _json_lines(c)
-            if odd_lines:
-                lines = lines.scatter(list(odd_lines), [line.removesuffix("\n") for line in odd_lines.values()])
-            if binary is not None:
-                # Written by polars itself, a line a record and nothing quoted: no copy of the chunk in Python.
-                out.flush()
-                try:
-                    lines.to_frame().write_csv(binary, include_header=False, quote_style="never")
-                except OSError as exc:
-                    if exc.errno == errno.EPIPE or "os error 32" in str(exc):  # polars' words for EPIPE
-                        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away") from None
-                    raise
-            elif lines.len():
-                out.write(lines.str.join("\n").item() + "\n")
-        if next(flags, None) is not None:
-            raise Decline("fewer records than pass 1 read")
-        return summary
+            writer.put((c.select(_LINE_COLUMNS), odd_lines))  # only what a line shows: the rest is freed now
 
     def _in_order(self, c: pl.DataFrame, open_rows: pl.Series, state: _OrderState,
                   odd_lines: dict[int, str]) -> pl.DataFrame:
@@ -346,6 +346,69 @@ class ColumnarRun:
             language=pl.lit(None, pl.String),
         )
 
+
+def _write_lines(out: TextIO, c: pl.DataFrame, odd_lines: dict[int, str]) -> None:
+    """A chunk's decision lines, to ``out``."""
+    lines = _json_lines(c)
+    if odd_lines:
+        lines = lines.scatter(list(odd_lines), [line.removesuffix("\n") for line in odd_lines.values()])
+    binary = getattr(out, "buffer", None)
+    if binary is None:
+        if lines.len():
+            out.write(lines.str.join("\n").item() + "\n")
+        return
+    # Written by polars itself, a line a record and nothing quoted: no copy of the chunk in Python.
+    out.flush()
+    try:
+        lines.to_frame().write_csv(binary, include_header=False, quote_style="never")
+    except OSError as exc:
+        if exc.errno == errno.EPIPE or "os error 32" in str(exc):  # polars' words for EPIPE
+            raise BrokenPipeError(errno.EPIPE, "the reader of the output went away") from None
+        raise
+
+
+class _WriteBehind:
+    """``write(item)`` for each item put, in order, in a thread: a chunk's lines are made and written while
+    the next chunk is decided (polars does both without the GIL). At most one item waits. An error there
+    is raised by the next ``put`` or by ``close``, which waits for the rest; items after an error are
+    dropped. ``stop`` (the run failed) writes what was put and raises nothing."""
+
+    _DONE = object()
+
+    def __init__(self, write: Callable[[Any], None]) -> None:
+        self._write = write
+        self._slots: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self.chunks = 0  # items put
+        self._thread = threading.Thread(target=self._run, name="repsend-write-behind", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._slots.get()) is not self._DONE:
+            if self._error is None:
+                try:
+                    self._write(item)
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    self._error = exc
+
+    def put(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self.chunks += 1
+        self._slots.put(item)
+
+    def close(self) -> None:
+        self.stop()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._slots.put(self._DONE)
+            self._thread.join()
+
+
+_LINE_COLUMNS = ("id", "email", "action", "reason", "rep_id", "from_", "subject", "detail", "language")
 
 _SENDS = (Reason.DORMANT, Reason.FALLBACK_SENDER)
 
