@@ -71,10 +71,12 @@ class _Csv:
         except UnicodeDecodeError:
             raise Decline(f"{self.path}: not {self.codec}") from None
 
-    def frames(self, check: bool = False, only: Iterable[str] | None = None) -> Iterator[tuple[pl.DataFrame, bool]]:
-        """``_frames``, the next chunk read in a thread while the caller works on this one (polars parses
-        without the GIL, so the two cores share the work). Where each chunk was cut is kept for ``again``."""
-        return _read_ahead(self._frames(check, only))
+    def frames(self, check: bool = False, only: Iterable[str] | None = None,
+               then: Callable[[pl.DataFrame, bool], T] = lambda frame, plain: (frame, plain)) -> Iterator[T]:
+        """``then(frame, plain)`` of each of ``_frames``, the next chunk read in a thread while the caller
+        works on this one (polars parses without the GIL, so the two cores share the work; ``then`` runs
+        there too). Where each chunk was cut is kept for ``again``."""
+        return _read_ahead(then(frame, plain) for frame, plain in self._frames(check, only))
 
     def again(self, only: Iterable[str] | None, whole: Sequence[bool],
               then: Callable[[pl.DataFrame, bool, int], T]) -> Iterator[T]:

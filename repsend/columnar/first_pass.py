@@ -80,8 +80,9 @@ def _first_pass(contacts: _Csv, deals: DealIndex, scope: Scope, dormant_since: d
         "\x7f", literal=True)
     control_odd = ascii_odd | pl.any_horizontal(pl.col(n).str.contains(_CONTROL) for n in _PASS1)
     parts, hashes, odd_addresses, chunk_flags, seen = [], [], set(), [], False
-    for frame, plain in contacts.frames(check=True, only=_PASS1):
-        seen = seen or frame.height > 0
+
+    def checked(frame: pl.DataFrame, plain: bool) -> pl.DataFrame:
+        """A chunk's values, each checked (in the reading thread: they need nothing before)."""
         c = (
             _cells(frame, contacts.columns, _PASS1, None)
             .with_columns(odd=ascii_odd if plain else control_odd, **_keys(),
@@ -95,18 +96,23 @@ def _first_pass(contacts: _Csv, deals: DealIndex, scope: Scope, dormant_since: d
             c = c.with_columns(opted=pl.col("opted").fill_null(_bool("HasOptedOutOfEmail")),
                                bounced=pl.col("bounced").fill_null(_bool("IsEmailBounced")))
             c = c.with_columns(unknown=pl.col("unknown") | pl.col("opted").is_null() | pl.col("bounced").is_null())
-        plain = ~c.get_column("odd")
-        if (c.get_column("unknown") & plain).any():
+        usual = ~c.get_column("odd")  # the rest the reference rules read whole
+        if (c.get_column("unknown") & usual).any():
             raise Decline("Contact.csv: a value the reference path rejects")
-        if (c.get_column("unread") & plain).any():
+        if (c.get_column("unread") & usual).any():
             # A spelling the first ten characters do not hold (2025/3/14): read exactly.
             c = c.with_columns(activity=pl.col("activity").fill_null(_exact_day("LastActivityDate")),
                                created=pl.col("created").fill_null(_exact_day("CreatedDate")))
-            if c.select(plain & pl.any_horizontal(
+            if c.select(usual & pl.any_horizontal(
                 (pl.col(text).str.strip_chars() != "") & pl.col(name).is_null()
                 for name, text in (("activity", "LastActivityDate"), ("created", "CreatedDate"))
             )).to_series().any():
                 raise Decline("Contact.csv: a date that does not exist")
+        return c
+
+    for c in contacts.frames(check=True, only=_PASS1, then=checked):
+        seen = seen or c.height > 0
+        plain = ~c.get_column("odd")
         c = _look_up(c, contact_info, account_info).with_columns(block=block, flags=flags)
         chunk_flags.append(c.get_column("flags"))
         mine = c.filter(plain & (c.get_column("address") != ""))
