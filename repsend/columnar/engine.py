@@ -219,7 +219,7 @@ class ColumnarRun:
             rows.get_column(n).to_list() for n in ("row", "odd", "address", "owner", "shape", "lang"))
         audience, settle = self.audience, self.settle
         chosen, capped = audience.chosen, audience.capped
-        values, taken = state.values, {}
+        values, taken, full, checked = state.values, {}, state.full, state.checked
         skip, send = Action.SKIP.value, Action.SEND
         for j, row in enumerate(index):
             language = languages[j]
@@ -238,11 +238,13 @@ class ColumnarRun:
             if reason not in _SENDS:
                 values.append(skipped)
                 continue
-            if capped(rep):
-                values.append(state.check(rep, language, shape[j], lambda j=j: _contact(raw, self.fields, j),
-                                          settle, audience.cap_detail))
-                continue
             key = (id(rep), language, shape[j])
+            if id(rep) in full or capped(rep):
+                full.add(id(rep))  # a rep's count only goes up: at the cap, it stays there
+                outcome = checked.get(key)
+                values.append(outcome if outcome is not None else state.check(
+                    rep, language, shape[j], lambda j=j: _contact(raw, self.fields, j), settle, audience.cap_detail))
+                continue
             learned = state.learned.get(key)
             if learned is not None and learned is not _COMPOSE_EACH:
                 if learned.skip is not None:
@@ -465,6 +467,7 @@ class _OrderState:
     reps: list[Rep] = field(default_factory=list)  # senders by number, for columns
     rep_numbers: dict[int, int] = field(default_factory=dict)
     learned: dict[tuple[int, str, int], Any] = field(default_factory=dict)  # (rep, language, shape): _learn's
+    full: set[int] = field(default_factory=set)  # ids of the reps seen at the cap
     from_texts: dict[int, str] = field(default_factory=dict)  # by id of the rep (alive all run: reps lists it)
     values: list[tuple[Any, ...]] = field(default_factory=list)  # the loop's output values, one chunk's
     odd_reasons: list[str] = field(default_factory=list)  # the reasons of one chunk's odd records
