@@ -8,11 +8,14 @@ encoding whose bytes cannot be split safely, ``--limit``.
 
 How: each file is read in chunks cut at record boundaries and parsed by polars (no memory map, so memory
 stays flat). Contact.csv is read twice as in the reference: pass 1 checks every value and collects the
-addresses blocked on any record, pass 2 decides. The rules that depend on a record alone (address checks,
-opt-outs, blocks, history, deals, dates) are expressions over a chunk; the ones that depend on the order of
-records (one mail per address, each rep's daily cap) run in a short Python loop over the rest, sharing
-``Audience`` and ``Settle`` with the reference. A record with a control character in a value, or an address
-that is not plain ASCII, goes through the reference rules whole (string functions differ at those edges).
+addresses blocked on any record, pass 2 (by pass 1's cuts, fewer columns) decides. The rules that depend
+on a record alone (address checks, opt-outs, blocks, history, deals, dates) are expressions over a chunk,
+applied in the reading thread; the ones that depend on the order of records (one mail per address, each
+rep's daily cap) run in a short Python loop over the rest in the main thread, sharing ``Audience`` and
+``Settle`` with the reference (only the first mail of each sender, language and shape is composed; the
+others take the subject it taught); a write-behind thread makes and writes the lines. A record with a
+control character in a value, or an address that is not plain ASCII, goes through the reference rules
+whole (string functions differ at those edges).
 
 Modules: ``chunks`` (a CSV file as frames, chunk by chunk), ``expressions`` (the values the rules read, as
 polars expressions), ``deals`` (the deal files as a DealIndex), ``first_pass`` (checks, address blocks, a
