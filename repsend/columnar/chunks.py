@@ -145,18 +145,15 @@ class _Csv:
                 if not self.utf8:
                     data = self._text(data).encode("utf-8")
                 wanted = None if not plain or (k < len(whole) and whole[k]) else positions
-                try:
-                    frame = pl.read_csv(data, has_header=False, new_columns=names, columns=wanted, infer_schema=False,
-                                        quote_char='"')
-                except (pl.exceptions.PolarsError, ValueError) as exc:
-                    raise Decline(f"{self.path}: {exc}") from None
-                yield frame.with_columns(pl.all().fill_null("")), plain
+                yield self._parse(data, names, wanted, header=False).with_columns(pl.all().fill_null("")), plain
             if handle.read(1):
                 raise Decline(f"{self.path}: longer than before")
 
-    def _parse(self, data: bytes, names: list[str], positions: list[int] | None) -> pl.DataFrame:
+    def _parse(self, data: bytes, names: list[str], positions: list[int] | None, header: bool = True) -> pl.DataFrame:
+        """``data`` (with a first line of ``names`` when ``header``) as string columns; only those at
+        ``positions`` if given."""
         try:  # polars refuses a byte that is not UTF-8 as the reference's decoding does
-            return pl.read_csv(data, has_header=True, new_columns=names, columns=positions, infer_schema=False,
+            return pl.read_csv(data, has_header=header, new_columns=names, columns=positions, infer_schema=False,
                                quote_char='"')
         except (pl.exceptions.PolarsError, ValueError) as exc:
             raise Decline(f"{self.path}: {exc}") from None
