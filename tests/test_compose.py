@@ -132,3 +132,35 @@ def test_a_placeholder_that_survives_rendering_never_goes_out(value: str) -> Non
     odd = Contact(id="9", email="odd@example.jp", owner_id=SATO.id, last_name=value, account_name="株式会社サンプル")
     with pytest.raises(MissingField, match="unrendered"):
         templates.compose(odd, SATO, COMPANY, "ja", "dormant")
+
+
+@pytest.mark.parametrize("rep_name", ["佐藤 健太", "Sato Kenta", 'Kenta "K." Sato, Sales',
+                                      "とても長い名前の営業担当者" * 6])
+def test_repeated_headers_made_once_are_the_bytes_the_email_package_makes(rep_name: str) -> None:
+    """From, Reply-To and the unsubscribe headers are made and folded once per value and reused; the mail's
+    bytes stay exactly those of a plain EmailMessage under email.policy.SMTP, whether the cache is cold or
+    warm, for the wire (CRLF, 8-bit) and for 7-bit servers."""
+    from email.headerregistry import Address
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    from repsend.compose import Mail
+    from repsend.transport import WIRE_7BIT, WIRE_8BIT
+
+    rep = Address(rep_name, "kenta.sato", "acme.example")
+    url = "https://acme.example/unsubscribe?c=0035g0000000001AAA&k=" + "x" * 80
+    for n in range(3):  # the first builds the cached headers, the others reuse them
+        mail = Mail(to=Address(f"山田 花子{n}", f"hanako{n}", "example.co.jp"), from_=rep,
+                    subject=f"ご無沙汰しております {n}", body="本文\n" * 3, language="ja", template="dormant")
+        made = to_message(mail, message_id=f"<{n}@acme.example>", date="Mon, 23 Nov 2026 10:00:00 +0900",
+                          unsubscribe_url=url)
+        plain = EmailMessage(policy=SMTP.clone(max_line_length=998))
+        for name, value in (("From", rep), ("Reply-To", rep), ("To", mail.to), ("Subject", mail.subject),
+                            ("Date", "Mon, 23 Nov 2026 10:00:00 +0900"), ("Message-ID", f"<{n}@acme.example>"),
+                            ("List-Unsubscribe", f"<{url}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")):
+            plain[name] = value
+        plain.set_content(mail.body, charset="utf-8")
+        for wire in (WIRE_8BIT, WIRE_7BIT):
+            expected = plain.as_bytes(policy=SMTP.clone(max_line_length=998, cte_type=wire.cte_type))
+            assert made.as_bytes(policy=wire) == expected
+        assert made["From"].addresses[0].display_name == rep_name
