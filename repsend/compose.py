@@ -37,12 +37,17 @@ class _RepeatedHeaderPolicy(EmailPolicy):
             return super().fold_binary(name, value)
         # The registry makes a new class for every header it makes: the class's name is what is stable.
         key = (self.linesep, self.max_line_length, self.utf8, self.cte_type, name, type(value).__name__, str(value))
-        folded = _FOLDED.get(key)
-        if folded is None:
-            if len(_FOLDED) >= 4096:
-                _FOLDED.clear()
-            folded = _FOLDED[key] = super().fold_binary(name, value)
-        return folded
+        return _remembered(_FOLDED, key, lambda: super(_RepeatedHeaderPolicy, self).fold_binary(name, value))
+
+
+def _remembered(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make`` when missing; the cache is emptied at 4,096 entries."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= 4096:
+            cache.clear()
+        value = cache[key] = make()
+    return value
 
 
 _REPEATED = frozenset({"from", "reply-to", "list-unsubscribe", "list-unsubscribe-post", "mime-version",
@@ -567,13 +572,7 @@ def _check_address(header: str, display_name: str, addr_spec: str) -> None:
 def _repeated(name: str, value: Address | str) -> Any:
     """The header object ``msg[name] = value`` would make, made once per value: a message stores a header
     object it is given as it is (``EmailPolicy.header_store_parse``), and these repeat from mail to mail."""
-    key = (name, str(value))
-    header = _HEADERS.get(key)
-    if header is None:
-        if len(_HEADERS) >= 4096:
-            _HEADERS.clear()
-        header = _HEADERS[key] = POLICY.header_factory(name, value)
-    return header
+    return _remembered(_HEADERS, (name, str(value)), lambda: POLICY.header_factory(name, value))
 
 
 _HEADERS: dict[tuple[str, str], Any] = {}
