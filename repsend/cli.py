@@ -7,7 +7,6 @@ that ``repsend --help`` answers at once.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -156,30 +155,15 @@ def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None
     from repsend.runner import Summary, plan
 
     history = _read_history_readonly(settings, options)
-    columnar = _columnar_run(settings, source, options, history) if json_lines else None
     summary = Summary()
-    planned = plan(settings, source, options, history, summary=summary) if columnar is None else ()
+    planned = plan(settings, source, options, history, summary=summary)
     _print_notes(source.notes)
     shown = len(source.notes)
     out = JsonLines(sys.stdout) if json_lines else Table(sys.stdout)
-    if columnar is not None:
-        columnar.write_json(sys.stdout, summary)
     for item in planned:
         out.row(item)
     _print_notes(source.notes[shown:])
     out.summary(summary, dry_run=True)
-
-
-def _columnar_run(settings: Any, source: Any, options: Any, history: Any) -> Any:
-    """The columnar engine's run of the dry run's JSON (see repsend/columnar/), or None where the
-    reference path takes it: the engine declines, the source is not a CSV export, or REPSEND_COLUMNAR=0."""
-    from repsend.sfa.csv_export import CsvExportSource
-
-    if os.environ.get("REPSEND_COLUMNAR", "1") == "0" or not isinstance(source, CsvExportSource):
-        return None
-    from repsend.columnar import prepare
-
-    return prepare(settings, source, options, history)
 
 
 def _read_history_readonly(settings: Any, options: Any) -> Any:

@@ -237,6 +237,7 @@ class CsvExportSource:
         self.notes: list[str] = []
         self._noted: set[str] = set()
         self._columns: _Columns | None = None  # Contact.csv's header, once a pass has read it
+        self._stamp: tuple[int, int, int, int] | None = None  # Contact.csv as the first pass read it
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CsvExportSource:
@@ -349,14 +350,31 @@ class CsvExportSource:
 
         ``address_blocks`` over (email, id, account id, opted out, bounced) of every record, without
         building a Contact for each: only the cells that block an address are read."""
+        path = self.folder / "Contact.csv"
+        stamp = _stamp(path)
         flags = (
             (row[p[1]], row[p[0]], row[p[5]], opted, bounced)
             for p, _line, row, opted, bounced, _activity, _created in self._checked_rows()
         )
-        return address_blocks(flags, deals, scope)
+        blocks = address_blocks(flags, deals, scope)
+        self._stamp = stamp if stamp == _stamp(path) else None
+        return blocks
 
     def contacts(self) -> Iterator[Contact]:
-        """The second pass over Contact.csv: every record as a Contact, in file order."""
+        """The second pass over Contact.csv: every record as a Contact, in file order.
+
+        The records were checked by the first pass (``blocked_addresses``); if the file is no longer the
+        one it read, the run stops rather than decide on records nobody checked."""
+        self._check_unchanged()
+        yield from self._contacts()
+        self._check_unchanged()
+
+    def _check_unchanged(self) -> None:
+        path = self.folder / "Contact.csv"
+        if self._stamp is not None and _stamp(path) != self._stamp:
+            raise InputError(f"{path}: changed while it was being read (an export still being written?); run again")
+
+    def _contacts(self) -> Iterator[Contact]:
         extra_fields: list[tuple[str, int]] | None = None
         for p, line, row, opted, bounced, activity, created in self._checked_rows():
             if extra_fields is None:
@@ -461,6 +479,15 @@ class CsvExportSource:
 
     def close(self) -> None:
         pass
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is replaced or written to (0s: it is gone)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return 0, 0, 0, 0
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _bool_at(row: list[str], position: int | None, path: Path, line: int, field: str) -> bool:
