@@ -4,7 +4,7 @@
 
 The org is ``tests.sf_answers.FakeOrg``: it evaluates the SOQL repsend sends and answers in Salesforce's
 shapes, through simple-salesforce, in-process with ``responses`` (no socket). The whole selection runs:
-``repsend.runner.plan`` over a ``SalesforceSource``, every contact decided and every mail composed, at 0%,
+``repsend.selection.select`` over a ``SalesforceSource``, every contact decided and every mail composed, at 0%,
 15%, 50% and 90% of contacts with an open deal. Every HTTP call is counted (``responses``' calls, which
 must equal the source's own count) and sorted by kind from the SOQL the fake answered.
 
@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 import responses  # noqa: E402
 
-from repsend.runner import RunOptions, Summary, plan  # noqa: E402
+from repsend.selection import RunOptions, Summary, select  # noqa: E402
 from repsend.settings import Settings  # noqa: E402
 from repsend.sfa.salesforce import BULK_PAGE, BULK_WAIT, SalesforceSource  # noqa: E402
 from tests.sf_answers import FakeOrg, sfid  # noqa: E402
@@ -152,8 +152,7 @@ def run(org: FakeOrg, folder: Path, bulk_threshold: int) -> dict[str, Any]:
         org.install(rsps)
         source = SalesforceSource.from_settings(settings)
         options = RunOptions(as_of=AS_OF, campaign="dormant", template="dormant")
-        for planned in plan(settings, source, options, None, summary):
-            d = planned.decision
+        for d in select(settings, source, options, None, summary):
             digest.update(f"{d.contact.id}:{d.action}:{d.reason}\n".encode())
         calls = len(rsps.calls)
         logins = sum(1 for c in rsps.calls if "/services/Soap/u/" in (c.request.url or ""))
@@ -192,7 +191,7 @@ def per_2000(records: Counter) -> int:
 def main(quick: bool) -> list[dict]:
     shares = (0.0, 0.9) if quick else SHARES
     goal = math.ceil(N / PAGE) + HANDFUL
-    print(f"Salesforce API calls for one whole selection (runner.plan) over {N:,} contacts")
+    print(f"Salesforce API calls for one whole selection (selection.select) over {N:,} contacts")
     print(f"  goal: ceil({N:,} / {PAGE:,}) + {HANDFUL} = {goal} calls (the handful: login, users, deals, roles,")
     print("  blocked addresses, 2 partial pages of the extra contact parts, COUNT() when bulk_threshold is set)")
     print(f"  org: {PER_ACCOUNT} contacts an account, 5% without one, {REPS} reps, 1% opted out, 0.5% bounced")

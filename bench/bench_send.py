@@ -10,7 +10,7 @@ each of the same mails as an ``EmailMessage`` and sends it.
 What is timed, on each side, for the same N mails (2,000; --quick: 300) to N distinct addresses:
 
 - repsend: ``sending.send_run`` from the moment it opens the transport (selection done: the CSV export
-  read, every contact decided, every mail composed by ``runner.plan``) to its return: for each mail the
+  read, every contact decided, every mail composed by ``selection.select``) to its return: for each mail the
   throttle (limits off), a Message-ID and Date, ``compose.to_message``, ``SendLog.claim`` (a committed
   ``sending`` row, fsynced), the SMTP transaction (``SmtpTransport``, connecting at the first mail),
   ``SendLog.finish`` (``sent``), the reporter (one that counts); then QUIT and the run's row. The selection
@@ -20,7 +20,7 @@ What is timed, on each side, for the same N mails (2,000; --quick: 300) to N dis
   lines, which gives the same bytes as repsend's policy; the same headers and body:
   From, Reply-To, To, Subject, Date, Message-ID, List-Unsubscribe, List-Unsubscribe-Post, the composed
   text) and ``smtplib.SMTP.send_message`` over the one connection, then QUIT. The mails' fields come from
-  the same ``runner.plan`` output, composed before the clock starts.
+  the same ``selection.select`` output, composed before the clock starts.
 
 Rounds alternate (bare, repsend, bare, repsend, ...; 5 rounds, --quick: 3) after an untimed warm-up of
 each; the figures are the medians, the ratio is the ratio of the medians. The sink counts what it
@@ -62,8 +62,8 @@ if str(ROOT) not in sys.path:
 from bench.sink import Sink  # noqa: E402
 from repsend import sendlog  # noqa: E402
 from repsend.clock import SystemClock  # noqa: E402
-from repsend.compose import Mail  # noqa: E402
-from repsend.runner import Planned, RunOptions, plan  # noqa: E402
+from repsend.models import Decision, Mail  # noqa: E402
+from repsend.selection import RunOptions, select  # noqa: E402
 from repsend.sending import Outcome, send_run  # noqa: E402
 from repsend.sendlog import SendLog  # noqa: E402
 from repsend.settings import Settings, load_settings  # noqa: E402
@@ -121,7 +121,7 @@ class _Count:
     def __init__(self) -> None:
         self.outcomes: Counter[str] = Counter()
 
-    def decision(self, planned: Planned, outcome: Outcome | None) -> None:
+    def decision(self, decision: Decision, outcome: Outcome | None) -> None:
         if outcome is not None:
             self.outcomes[outcome.state] += 1
 
@@ -164,7 +164,7 @@ def run_repsend(settings: Settings, n: int, folder: Path, profile: cProfile.Prof
 def composed(settings: Settings) -> list[Mail]:
     """The mails repsend would send, composed by the same plan, for the bare side."""
     source = open_source(settings)
-    return [p.mail for p in plan(settings, source, options(settings, "bare")) if p.mail is not None]
+    return [d.mail for d in select(settings, source, options(settings, "bare")) if d.mail is not None]
 
 
 # The standard library's own: the bytes repsend's compose.POLICY gives (tests/test_compose.py), without its

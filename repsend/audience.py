@@ -1,8 +1,11 @@
-"""Who is dormant and gets a note, who is skipped and why. Pure: data in, decisions out, no I/O.
+"""Who is dormant and gets a note, who is skipped and why: the one decision engine. Pure: no I/O.
 
-Every contact gets exactly one decision with one reason, the first of ``Reason`` (in its order) that
-applies, so that a dry run explains itself and a manager can count why people were left out. The
-``Audience`` keeps the little state one run needs (addresses already chosen, each rep's count today).
+Every contact gets exactly one ``Decision`` with one reason, the first of ``Reason`` (in its order)
+that applies, so that a dry run explains itself and a manager can count why people were left out.
+Every path (the dry runs, ``preview``, the real run; CSV exports, the REST and the Bulk API) asks
+``Audience.decide``; nothing else decides. The rules that need the mail itself (``missing_field``,
+``invalid_header``) ask a ``Composer``, and ``rep_cap`` comes last, once the mail is known to be
+good. The ``Audience`` keeps the little state one run needs: addresses chosen, each rep's count today.
 """
 
 from __future__ import annotations
@@ -11,21 +14,37 @@ import re
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Protocol
 
-from repsend.models import Action, Contact, Decision, Reason, Rep, id15, normalize_email
+from repsend.models import Contact, Decision, Mail, Reason, Rep, id15, normalize_email
 from repsend.sfa.base import DealIndex, Scope
 
 # Deliberately plain: one @, no spaces, a dotted domain. RFC 5322 admits far more, but an address a
 # rep would not type into a mail client is a data error to fix in the SFA, not a recipient.
 _ADDRESS = re.compile(r"^[^@\s\"(),:;<>\[\\\]]+@[^@\s\"(),:;<>\[\\\]]+\.[^@\s\"(),:;<>\[\\\].]{2,}$")
 
-
-_SENDS = (Reason.DORMANT, Reason.FALLBACK_SENDER)
-_ADDRESS_BLOCKS = (Reason.OPTED_OUT, Reason.BOUNCED, Reason.SUPPRESSED)
-
-
 def is_valid_address(address: str) -> bool:
     return bool(_ADDRESS.match(address)) and ".." not in address and not address.startswith(".")
+
+
+class Uncomposable(Exception):
+    """A mail that must not go out as composed; ``reason`` and ``detail`` are the skip a person reads."""
+
+    reason: Reason = Reason.MISSING_FIELD
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Composer(Protocol):
+    """Makes the mail of a send (``compose.Composer``); raises ``Uncomposable`` for a contact to skip."""
+
+    def compose(self, contact: Contact, rep: Rep, language: str) -> Mail: ...
+
+    def check(self, contact: Contact, rep: Rep, language: str) -> None:
+        """Raises what ``compose`` would raise, without making the mail."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +57,9 @@ class Rules:
     fallback_sender: Rep | None = None
     sender_domains: frozenset[str] = frozenset()
     per_rep_per_day: int = 0  # 0: no cap
+    # The contact's language field value (stripped, casefolded) -> template language; else the default.
+    languages: Mapping[str, str] = field(default_factory=dict)
+    default_language: str = "ja"
 
 
 @dataclass(slots=True)
@@ -57,62 +79,74 @@ class Audience:
         blocks: dict[str, Reason],
         rules: Rules,
         history: History | None = None,
+        composer: Composer | None = None,
     ) -> None:
+        """``blocks``: normalized address -> the address-level reason that holds for every record with it
+        (``sfa.base.address_blocks`` and the suppression list). ``composer``: None decides without mails
+        (every send is final as the rules before ``missing_field`` leave it)."""
         self.reps = reps
         self.deals = deals
-        # Address-level reasons (opt-out, bounce, open deal, local suppression list) that hold for
-        # every record with the address. Grows while contacts stream past (see ``decide``).
+        # Grows while contacts stream past: an open deal found on one record holds for the next.
         self.blocks = blocks
         self.rules = rules
         self.history = history or History()
+        self.composer = composer
         self._chosen: set[str] = set()
         self._rep_count: dict[str, int] = dict(self.history.rep_sent_today)
+        self._languages: dict[str, str] = {}  # language field value as written -> language, for this run
 
     def decide(self, contact: Contact) -> Decision:
-        """The decision for one contact; a ``send`` is provisional until ``accept`` (see below)."""
+        """The decision for one contact, final: a send carries its mail and counts for its rep."""
         address = normalize_email(contact.email)
+        language = self.language(contact.language_value)
         reason, rep, detail = self._reason(contact, address)
-        action = Action.SEND if reason in _SENDS else Action.SKIP
         if reason is Reason.ACTIVE_DEAL:
             # A person in an open deal through one record is in it through all their records.
             self.blocks.setdefault(address, Reason.ACTIVE_DEAL)
-        return Decision(contact, action, reason, rep, detail)
+        if not reason.is_send:
+            return Decision(contact, reason, rep, detail, language=language)
+        assert rep is not None
+        return self._send(contact, address, reason, rep, detail, language)
 
-    def accept(self, decision: Decision) -> Decision:
-        """Take a send decision whose mail composed cleanly: the address is chosen and counts for the rep.
+    def language(self, value: str) -> str:
+        """The template language of a language field value ([template] languages, else the default)."""
+        language = self._languages.get(value)
+        if language is None:
+            rules = self.rules
+            language = rules.languages.get(value.strip().casefold(), rules.default_language)
+            if len(self._languages) < 1024:  # a handful of values in a real org, each looked up once
+                self._languages[value] = language
+        return language
 
-        Kept apart from ``decide`` so that a contact whose mail cannot be composed neither takes the
-        address from a later record nor a place in the rep's daily cap.
-        """
-        if decision.action is not Action.SEND or decision.rep is None:
-            return decision
-        if not self.take(decision.rep, normalize_email(decision.contact.email)):
-            return Decision(decision.contact, Action.SKIP, Reason.REP_CAP, decision.rep, self.cap_detail)
-        return decision
-
-    def take(self, rep: Rep, address: str) -> bool:
-        """``accept`` of a send from ``rep`` to the normalized ``address``: False, and nothing taken, when the
-        rep is at the daily cap."""
+    def _send(self, contact: Contact, address: str, reason: Reason, rep: Rep, detail: str,
+              language: str) -> Decision:
+        """The last rules of a send: the mail composes (else missing_field or invalid_header), then the
+        rep's daily cap (else rep_cap); only then are the address and a place in the cap taken, so that a
+        contact whose mail fails neither takes the address from a later record nor the cap's place."""
+        composer = self.composer
+        mail = None
+        capped = self._capped(rep)
+        if composer is not None:
+            try:
+                if capped:
+                    composer.check(contact, rep, language)  # thrown away anyway: only whether it would compose
+                else:
+                    mail = composer.compose(contact, rep, language)
+            except Uncomposable as why:
+                return Decision(contact, why.reason, rep, why.detail, language=language)
+        if capped:
+            return Decision(contact, Reason.REP_CAP, rep, f"{self.rules.per_rep_per_day} a day", language=language)
         rep_key = id15(rep.id)
-        cap = self.rules.per_rep_per_day
-        count = self._rep_count.get(rep_key, 0)
-        if cap and count >= cap:
-            return False
-        self._rep_count[rep_key] = count + 1
+        self._rep_count[rep_key] = self._rep_count.get(rep_key, 0) + 1
         self._chosen.add(address)
-        return True
+        return Decision(contact, reason, rep, detail, mail, language)
 
-    @property
-    def cap_detail(self) -> str:
-        """The detail of a rep_cap skip."""
-        return f"{self.rules.per_rep_per_day} a day"
-
-    def capped(self, rep: Rep) -> bool:
-        """Whether ``accept`` would turn a send from ``rep`` into rep_cap: a count only goes up."""
+    def _capped(self, rep: Rep) -> bool:
         cap = self.rules.per_rep_per_day
         return bool(cap) and self._rep_count.get(id15(rep.id), 0) >= cap
 
     def _reason(self, contact: Contact, address: str) -> tuple[Reason, Rep | None, str]:
+        """The first reason up to the sender's, in ``Reason``'s order."""
         if not address:
             return Reason.NO_EMAIL, None, ""
         if not is_valid_address(address):
@@ -122,7 +156,7 @@ class Audience:
         if contact.bounced:
             return Reason.BOUNCED, None, ""
         blocked = self.blocks.get(address)
-        if blocked is not None and blocked in _ADDRESS_BLOCKS:
+        if blocked is not None and blocked is not Reason.ACTIVE_DEAL:
             return blocked, None, "on another record" if blocked is not Reason.SUPPRESSED else ""
         history = self.history
         if address in history.campaign_addresses:
@@ -147,10 +181,6 @@ class Audience:
         if address in self._chosen:
             return Reason.DUPLICATE_EMAIL, None, ""
         return self.sender(contact.owner_id)
-
-    def chosen(self, address: str) -> bool:
-        """Whether a send to the normalized ``address`` was already accepted in this run."""
-        return address in self._chosen
 
     def sender(self, owner_id: str) -> tuple[Reason, Rep | None, str]:
         """Who sends to a contact owned by ``owner_id`` (stripped): the send reason, or why nobody can."""

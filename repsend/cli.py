@@ -1,4 +1,4 @@
-"""The command line: parse, call ``runner``, print. The one place that knows about exit codes.
+"""The command line: parse, call ``selection`` and ``sending``, print. The one place that knows about exit codes.
 
 Heavy libraries (SQLAlchemy, simple-salesforce, Jinja2) load inside the commands that need them so
 that ``repsend --help`` answers at once.
@@ -126,7 +126,7 @@ def dormant(
 
     Example: repsend dormant --dry-run --limit 20
     """
-    from repsend.runner import RunOptions
+    from repsend.selection import RunOptions
     from repsend.settings import load_settings
     from repsend.sfa import open_source
 
@@ -152,16 +152,16 @@ def dormant(
 def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None:
     """Everything a run does up to the mail server; the send log is only read, if it exists."""
     from repsend.report import JsonLines, Table
-    from repsend.runner import Summary, plan
+    from repsend.selection import Summary, select
 
     history = _read_history_readonly(settings, options)
     summary = Summary()
-    planned = plan(settings, source, options, history, summary=summary)
+    decisions = select(settings, source, options, history, summary=summary)
     _print_notes(source.notes)
     shown = len(source.notes)
     out = JsonLines(sys.stdout) if json_lines else Table(sys.stdout)
-    for item in planned:
-        out.row(item)
+    for decision in decisions:
+        out.row(decision)
     _print_notes(source.notes[shown:])
     out.summary(summary, dry_run=True)
 
@@ -236,7 +236,7 @@ def preview(
     Example: repsend preview 0035g00000Q0000001
     """
     from repsend.preview import render_preview
-    from repsend.runner import RunOptions
+    from repsend.selection import RunOptions
     from repsend.settings import load_settings
     from repsend.sfa import open_source
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -21,23 +20,38 @@ from typing import Any
 import jinja2
 from jinja2 import meta, nodes
 
+from repsend.audience import Uncomposable
 from repsend.errors import ConfigError
-from repsend.models import Contact, Rep
+from repsend.models import Company, Contact, Mail, Reason, Rep
 
 
-class _RepeatedHeaderPolicy(EmailPolicy):
+class RepeatedHeaderPolicy(EmailPolicy):
     """``email.policy.EmailPolicy`` that folds the headers repeated from mail to mail (a rep's From and
     Reply-To, the unsubscribe and MIME headers) once per value instead of once per mail: turning a mail
     into bytes is mostly folding, and a From with a Japanese name costs about 0.2 ms each time. The bytes
     are the ones ``fold_binary`` gives: a header's folding depends only on the policy, its name and its
-    value (``tests/test_compose.py`` holds the two to each other)."""
+    value (``tests/test_compose.py`` holds the two to each other).
+
+    The memory belongs to one policy object and its clones, so to one run (``run_policy``): ``POLICY``
+    itself remembers nothing."""
+
+    # Set only through the constructor (policies are immutable): folded bytes, and header objects.
+    folded: dict[tuple[Any, ...], bytes] | None = None
+    headers: dict[tuple[str, str], Any] | None = None
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        if name.lower() not in _REPEATED:
+        if self.folded is None or name.lower() not in _REPEATED:
             return super().fold_binary(name, value)
         # The registry makes a new class for every header it makes: the class's name is what is stable.
         key = (self.linesep, self.max_line_length, self.utf8, self.cte_type, name, type(value).__name__, str(value))
-        return _remembered(_FOLDED, key, lambda: super(_RepeatedHeaderPolicy, self).fold_binary(name, value))
+        return _remembered(self.folded, key, lambda: super(RepeatedHeaderPolicy, self).fold_binary(name, value))
+
+    def repeated(self, name: str, value: Address | str) -> Any:
+        """The header object ``msg[name] = value`` would make, made once per value: a message stores a
+        header object it is given as it is (``EmailPolicy.header_store_parse``), and these repeat."""
+        if self.headers is None:
+            return value
+        return _remembered(self.headers, (name, str(value)), lambda: self.header_factory(name, value))
 
 
 def _remembered(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
@@ -52,10 +66,15 @@ def _remembered(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any
 
 _REPEATED = frozenset({"from", "reply-to", "list-unsubscribe", "list-unsubscribe-post", "mime-version",
                        "content-type", "content-transfer-encoding"})
-_FOLDED: dict[tuple[Any, ...], bytes] = {}
 
 # Headers are never folded inside a URL (List-Unsubscribe) or a Japanese subject's encoded word.
-POLICY = _RepeatedHeaderPolicy(linesep="\r\n", max_line_length=998)  # email.policy.SMTP, 998-character lines
+POLICY = RepeatedHeaderPolicy(linesep="\r\n", max_line_length=998)  # email.policy.SMTP, 998-character lines
+
+
+def run_policy() -> RepeatedHeaderPolicy:
+    """``POLICY`` for one run: it remembers the headers that repeat, for as long as the run lasts."""
+    return POLICY.clone(folded={}, headers={})
+
 
 LEGAL_DIR = "_legal"
 CONTACT_FIELDS = {
@@ -72,19 +91,23 @@ COMPANY_FIELDS = {"name", "postal_address", "opt_out", "domain", "unsubscribe_ur
 TOP_LEVEL = {"contact", "rep", "company", "campaign", "language"}
 
 
-class MissingField(Exception):
+class MissingField(Uncomposable):
     """A value the template needs is empty for this contact: skip the contact, name the field."""
+
+    reason = Reason.MISSING_FIELD
 
     def __init__(self, field: str) -> None:
         super().__init__(field)
         self.field = field
 
 
-class HeaderInjection(Exception):
+class HeaderInjection(Uncomposable):
     """A CR, LF or other control character would reach a header."""
 
+    reason = Reason.INVALID_HEADER
+
     def __init__(self, header: str) -> None:
-        super().__init__(header)
+        super().__init__(f"control character in {header}")
         self.header = header
 
 
@@ -182,17 +205,16 @@ def _printed_fields(tree: nodes.Template) -> tuple[tuple[int, str], ...] | None:
 
 
 class _Values:
-    """A rep's or a company's template values, made once per object (compose sees the same few again
-    and again), with what is derived from them: a rep's From, texts that depend only on a company."""
+    """A rep's or a company's template values, made once per value (compose sees the same few again and
+    again), with what is derived from them: a rep's From, texts that depend only on a company."""
 
-    __slots__ = ("owner", "values", "plain", "from_", "texts")
+    __slots__ = ("values", "plain", "from_", "texts")
 
-    def __init__(self, owner: Any, values: dict[str, Any]) -> None:
-        self.owner = owner  # kept alive, so that its id() names it for as long as this entry is cached
+    def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
         self.plain = all(value is None or type(value) is str for value in values.values())
         self.from_: Address | HeaderInjection | None = None
-        self.texts: dict[tuple[int, str, str], str] = {}
+        self.texts: dict[tuple[str, str, str], str] = {}
 
 
 class _Format:
@@ -237,7 +259,7 @@ class _Compiled:
             return None
         if self.company_only:
             # Printing only company fields: the same text for every mail of the campaign and language.
-            memo = (id(self), campaign, language)
+            memo = (self.template.name or "", campaign, language)
             text = company.texts.get(memo)
             if text is None:
                 text = self._format(contact, rep, company, campaign, language)
@@ -308,27 +330,6 @@ def _context(groups: tuple[Mapping[str, Any], ...], campaign: str, language: str
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Mail:
-    """A composed mail, before it gets its Message-ID and Date at send time."""
-
-    to: Address
-    from_: Address
-    subject: str
-    body: str
-    language: str
-    template: str
-
-
-@dataclass(frozen=True, slots=True)
-class Company:
-    name: str
-    postal_address: str
-    opt_out: str
-    domain: str
-    unsubscribe_url: str = ""
-
-
 def full_name(first: str, last: str, language: str) -> str:
     """Family name first in Japanese (山田 花子), given name first otherwise."""
     parts = (last, first) if language == "ja" else (first, last)
@@ -356,9 +357,9 @@ class Templates:
         for language in self.languages:
             self._main[language] = self._load(f"{name}/{language}.txt", needs_subject=True)
             self._legal[language] = self._load(f"{LEGAL_DIR}/{language}.txt", needs_subject=False)
-        # Per Rep and Company object, by identity: its template values (see _Values).
-        self._reps: dict[int, _Values] = {}
-        self._companies: dict[int, _Values] = {}
+        # Per Rep and Company, by value: its template values (see _Values).
+        self._reps: dict[Rep, _Values] = {}
+        self._companies: dict[Company, _Values] = {}
 
     def _load(self, relative: str, needs_subject: bool) -> _Compiled:
         path = self.folder / relative
@@ -404,75 +405,24 @@ class Templates:
                     " more Contact fields can be added with [sfa] contact_fields)"
                 )
 
-    def printed_contact_fields(self) -> frozenset[str] | None:
-        """The contact fields any template prints, when every template only prints fields
-        (``_printed_fields``): then whether a mail composes depends on which of them are empty, and on
-        their values only through control characters and braces. None when a template does more."""
-        compiled = (*self._main.values(), *self._legal.values())
-        if any(c.refs is None for c in compiled):
-            return None
-        return frozenset(key for c in compiled for key in c.keys[0])
-
-    def compose(
-        self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str
-    ) -> Mail:
+    def compose(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str) -> Mail:
         """The mail for one contact; raises MissingField or HeaderInjection for a contact to skip."""
-        return self._compose(contact, rep, company, language, campaign, True)  # type: ignore[return-value]
+        subject, body, to = self._checked(contact, rep, company, language, campaign, make_to=True)
+        assert to is not None
+        return Mail(to=to, from_=self._from(rep), subject=subject, body=body, language=language, template=self.name)
 
     def check(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str) -> None:
         """Raises what ``compose`` would raise, without making the mail: for a contact whose mail would be
         thrown away (its rep has reached the daily cap), only whether it could be composed counts."""
-        self._compose(contact, rep, company, language, campaign, False)
+        self._checked(contact, rep, company, language, campaign, make_to=False)
+        self._from(rep)
 
-    def _compose(
-        self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str, make: bool
-    ) -> Mail | None:
-        first_name = contact.first_name.strip()
-        last_name = contact.last_name.strip()
-        # full_name, inline
-        before, after = (last_name, first_name) if language == "ja" else (first_name, last_name)
-        name = f"{before} {after}" if before and after else before or after
-        email = contact.email.strip()
-        contact_values = {
-            "id": contact.id,
-            "first_name": first_name,
-            "last_name": last_name,
-            "name": name,
-            "email": email,
-            "account_name": contact.account_name.strip(),
-            "title": contact.title.strip(),
-        }
-        if contact.extra:
-            contact_values.update({k: v.strip() for k, v in contact.extra.items()})
-        rep_values = self._reps.get(id(rep))
-        if rep_values is None or rep_values.owner is not rep:
-            rep_values = self._rep_values(rep)
-        company_values = self._companies.get(id(company))
-        if company_values is None or company_values.owner is not company:
-            company_values = self._company_values(company)
-        plain = type(contact.id) is str and rep_values.plain and company_values.plain
-        # One context for both renders when Jinja renders either, as a single render call would see it.
-        context = None
-        main = self._main[language]
-        text = main.fast(contact_values, rep_values, company_values, campaign, language, plain)
-        if text is None:
-            context = _context((contact_values, rep_values.values, company_values.values), campaign, language)
-            text = main.template.render(context)
-        legal_template = self._legal[language]
-        legal = None
-        if context is None:
-            legal = legal_template.fast(contact_values, rep_values, company_values, campaign, language, plain)
-        if legal is None:
-            legal = legal_template.template.render(
-                context or _context((contact_values, rep_values.values, company_values.values), campaign, language)
-            )
-        legal = legal.strip("\n")
-        first, _, rest = text.partition("\n")
-        subject = first.removeprefix("Subject:").strip()
-        rest = rest.strip("\n")
-        # Every marker has a brace: without one, there is nothing to look for.
-        if "{" in subject or "}" in subject or "{" in rest or "}" in rest or "{" in legal or "}" in legal:
-            body = rest + "\n\n" + legal + "\n"
+    def _checked(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str,
+                 make_to: bool) -> tuple[str, str, Address | None]:
+        """(subject, body, To) of the mail, each checked: no placeholder left, nothing that breaks a header."""
+        values = _contact_values(contact, language)
+        subject, body = self._render(values, self._rep_values(rep), self._company_values(company), language, campaign)
+        if "{" in subject or "}" in subject or "{" in body or "}" in body:  # every marker has a brace
             for part, where in ((subject, "subject"), (body, "body")):
                 for marker in ("{{", "}}", "{%", "%}"):
                     if marker in part:
@@ -480,60 +430,110 @@ class Templates:
         if not subject:
             raise MissingField("subject")
         _check_header("Subject", subject)
-        if make:
-            to = _address("To", name, email)
-        else:
-            _check_address("To", name, email)
-        from_ = rep_values.from_
+        if make_to:
+            return subject, body, _address("To", values["name"], values["email"])
+        _check_address("To", values["name"], values["email"])
+        return subject, body, None
+
+    def _render(self, contact: dict[str, Any], rep: _Values, company: _Values, language: str,
+                campaign: str) -> tuple[str, str]:
+        """(subject, body): the template's text and the legal footer under it."""
+        plain = type(contact["id"]) is str and rep.plain and company.plain
+        context = None  # one context for both renders when Jinja renders either, as one render call would
+        main = self._main[language]
+        text = main.fast(contact, rep, company, campaign, language, plain)
+        if text is None:
+            context = _context((contact, rep.values, company.values), campaign, language)
+            text = _jinja(main.template, context)
+        legal_template = self._legal[language]
+        legal = None if context is not None else legal_template.fast(contact, rep, company, campaign, language, plain)
+        if legal is None:
+            legal = _jinja(legal_template.template,
+                           context or _context((contact, rep.values, company.values), campaign, language))
+        first, _, rest = text.partition("\n")
+        return first.removeprefix("Subject:").strip(), rest.strip("\n") + "\n\n" + legal.strip("\n") + "\n"
+
+    def _from(self, rep: Rep) -> Address:
+        """The rep as From (and Reply-To); raises HeaderInjection for a name or address that breaks it."""
+        values = self._rep_values(rep)
+        from_ = values.from_
         if from_ is None:
             try:
                 from_ = _address("From", rep.name.strip(), rep.email.strip())
             except HeaderInjection as bad:
-                from_ = HeaderInjection(bad.header)
-            rep_values.from_ = from_  # an Address is immutable: one per rep serves every mail
-        if type(from_) is HeaderInjection:
+                from_ = bad
+            values.from_ = from_  # an Address is immutable: one per rep serves every mail
+        if isinstance(from_, HeaderInjection):
             raise HeaderInjection(from_.header)
-        if not make:
-            return None
-        return Mail(
-            to=to,
-            from_=from_,  # type: ignore[arg-type]
-            subject=subject,
-            body=rest + "\n\n" + legal + "\n",
-            language=language,
-            template=self.name,
-        )
+        return from_
 
     def _rep_values(self, rep: Rep) -> _Values:
-        if len(self._reps) >= 4096:
-            self._reps.clear()
-        entry = self._reps[id(rep)] = _Values(rep, {
-            "id": rep.id,
-            "name": rep.name.strip(),
-            "first_name": rep.first_name.strip(),
-            "last_name": rep.last_name.strip(),
-            "email": rep.email.strip(),
-            "title": rep.title.strip(),
-            "phone": rep.phone.strip(),
-            "signature": rep.signature.strip(),
-        })
-        return entry
+        values = self._reps.get(rep)
+        if values is None:
+            if len(self._reps) >= 4096:
+                self._reps.clear()
+            values = self._reps[rep] = _Values({
+                "id": rep.id,
+                "name": rep.name.strip(),
+                "first_name": rep.first_name.strip(),
+                "last_name": rep.last_name.strip(),
+                "email": rep.email.strip(),
+                "title": rep.title.strip(),
+                "phone": rep.phone.strip(),
+                "signature": rep.signature.strip(),
+            })
+        return values
 
     def _company_values(self, company: Company) -> _Values:
-        if len(self._companies) >= 64:
-            self._companies.clear()
-        entry = self._companies[id(company)] = _Values(company, _company_fields(company))
-        return entry
+        values = self._companies.get(company)
+        if values is None:
+            values = self._companies[company] = _Values({
+                "name": company.name,
+                "postal_address": company.postal_address,
+                "opt_out": company.opt_out,
+                "domain": company.domain,
+                "unsubscribe_url": company.unsubscribe_url,
+            })
+        return values
 
 
-def _company_fields(company: Company) -> dict[str, str]:
-    return {
-        "name": company.name,
-        "postal_address": company.postal_address,
-        "opt_out": company.opt_out,
-        "domain": company.domain,
-        "unsubscribe_url": company.unsubscribe_url,
+class Composer:
+    """The mails of one run: one template name, each language's company, one campaign (``audience.Composer``)."""
+
+    def __init__(self, templates: Templates, companies: Mapping[str, Company], campaign: str) -> None:
+        self.templates = templates
+        self.companies = companies
+        self.campaign = campaign
+
+    def compose(self, contact: Contact, rep: Rep, language: str) -> Mail:
+        return self.templates.compose(contact, rep, self.companies[language], language, self.campaign)
+
+    def check(self, contact: Contact, rep: Rep, language: str) -> None:
+        self.templates.check(contact, rep, self.companies[language], language, self.campaign)
+
+
+def _contact_values(contact: Contact, language: str) -> dict[str, Any]:
+    """What a template sees of a contact (``contact.*``), each value stripped."""
+    first_name, last_name = contact.first_name.strip(), contact.last_name.strip()
+    values = {
+        "id": contact.id,
+        "first_name": first_name,
+        "last_name": last_name,
+        "name": full_name(first_name, last_name, language),
+        "email": contact.email.strip(),
+        "account_name": contact.account_name.strip(),
+        "title": contact.title.strip(),
     }
+    if contact.extra:
+        values.update({k: v.strip() for k, v in contact.extra.items()})
+    return values
+
+
+def _jinja(template: jinja2.Template, context: dict[str, Any]) -> str:
+    try:
+        return template.render(context)
+    except jinja2.UndefinedError as exc:  # what _MissingIsAnError does not turn into MissingField itself
+        raise MissingField(str(exc)) from None
 
 
 # A control character other than TAB: CR, LF, NUL and the rest below 32.
@@ -569,26 +569,20 @@ def _check_address(header: str, display_name: str, addr_spec: str) -> None:
         _address(header, display_name, addr_spec)
 
 
-def _repeated(name: str, value: Address | str) -> Any:
-    """The header object ``msg[name] = value`` would make, made once per value: a message stores a header
-    object it is given as it is (``EmailPolicy.header_store_parse``), and these repeat from mail to mail."""
-    return _remembered(_HEADERS, (name, str(value)), lambda: POLICY.header_factory(name, value))
-
-
-_HEADERS: dict[tuple[str, str], Any] = {}
-
-
 def to_message(
     mail: Mail,
     *,
     message_id: str | None = None,
     date: str | None = None,
     unsubscribe_url: str = "",
+    policy: RepeatedHeaderPolicy = POLICY,
 ) -> EmailMessage:
-    """The RFC 5322 message: From and Reply-To the rep, no Sender header (clients would show "via")."""
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = _repeated("From", mail.from_)
-    msg["Reply-To"] = _repeated("Reply-To", mail.from_)
+    """The RFC 5322 message: From and Reply-To the rep, no Sender header (clients would show "via").
+
+    ``policy``: a run's (``run_policy``) makes the headers that repeat from mail to mail once."""
+    msg = EmailMessage(policy=policy)
+    msg["From"] = policy.repeated("From", mail.from_)
+    msg["Reply-To"] = policy.repeated("Reply-To", mail.from_)
     msg["To"] = mail.to
     msg["Subject"] = mail.subject
     if date:
@@ -597,7 +591,7 @@ def to_message(
         msg["Message-ID"] = message_id
     if unsubscribe_url:
         # RFC 8058 one-click unsubscribe; the policy's 998-character lines keep the URL unfolded.
-        msg["List-Unsubscribe"] = _repeated("List-Unsubscribe", f"<{unsubscribe_url}>")
-        msg["List-Unsubscribe-Post"] = _repeated("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+        msg["List-Unsubscribe"] = policy.repeated("List-Unsubscribe", f"<{unsubscribe_url}>")
+        msg["List-Unsubscribe-Post"] = policy.repeated("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     msg.set_content(mail.body, charset="utf-8")
     return msg

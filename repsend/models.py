@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from email.headerregistry import Address
 from enum import StrEnum
 
 
@@ -63,37 +64,92 @@ class Action(StrEnum):
 
 
 class Reason(StrEnum):
-    """Why a contact was or was not chosen, in order of precedence (the first that applies wins).
+    """Why a contact was or was not chosen. Written once, here:
 
-    The values are a contract: scripts count them in ``--json`` output and the send log keeps them.
+    - the order of the members is the order of precedence: the first that applies wins;
+    - each member says whether it is a send or a skip (``Reason.X.action``);
+    - the values are a contract: scripts count them in ``--json`` output and the send log keeps them.
+
+    A new member needs its action here and its row in the README's reason table
+    (``tests/test_reasons.py`` holds the two together).
     """
 
-    NO_EMAIL = "no_email"
-    INVALID_EMAIL = "invalid_email"
-    OPTED_OUT = "opted_out"
-    BOUNCED = "bounced"
-    SUPPRESSED = "suppressed"
-    ALREADY_SENT = "already_sent"
-    ACTIVE_DEAL = "active_deal"
-    RECENT_ACTIVITY = "recent_activity"
-    COOLDOWN = "cooldown"
-    DUPLICATE_EMAIL = "duplicate_email"
-    NO_OWNER = "no_owner"
-    INACTIVE_OWNER = "inactive_owner"
-    SENDER_DOMAIN = "sender_domain"
-    MISSING_FIELD = "missing_field"
-    INVALID_HEADER = "invalid_header"
-    REP_CAP = "rep_cap"
-    # The reason of a send: the contact is dormant, or dormant and sent from the fallback sender.
-    DORMANT = "dormant"
-    FALLBACK_SENDER = "fallback_sender"
-
-
-@dataclass(slots=True)
-class Decision:
-    contact: Contact
     action: Action
+
+    def __new__(cls, value: str, action: str) -> Reason:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.action = Action(action)
+        return member
+
+    NO_EMAIL = "no_email", "skip"
+    INVALID_EMAIL = "invalid_email", "skip"
+    OPTED_OUT = "opted_out", "skip"
+    BOUNCED = "bounced", "skip"
+    SUPPRESSED = "suppressed", "skip"
+    ALREADY_SENT = "already_sent", "skip"
+    ACTIVE_DEAL = "active_deal", "skip"
+    RECENT_ACTIVITY = "recent_activity", "skip"
+    COOLDOWN = "cooldown", "skip"
+    DUPLICATE_EMAIL = "duplicate_email", "skip"
+    NO_OWNER = "no_owner", "skip"
+    INACTIVE_OWNER = "inactive_owner", "skip"
+    SENDER_DOMAIN = "sender_domain", "skip"
+    MISSING_FIELD = "missing_field", "skip"
+    INVALID_HEADER = "invalid_header", "skip"
+    REP_CAP = "rep_cap", "skip"
+    # The reason of a send: the contact is dormant, or dormant and sent from the fallback sender.
+    DORMANT = "dormant", "send"
+    FALLBACK_SENDER = "fallback_sender", "send"
+
+    @property
+    def is_send(self) -> bool:
+        return self.action is Action.SEND
+
+    @property
+    def rank(self) -> int:
+        """The place in the order of precedence: a lower rank wins."""
+        return _RANKS[self]
+
+
+_RANKS = {reason: rank for rank, reason in enumerate(Reason)}
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    """The sender's identity as one language's mails print it, at the foot of every mail."""
+
+    name: str
+    postal_address: str
+    opt_out: str
+    domain: str
+    unsubscribe_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """A composed mail, before it gets its Message-ID and Date at send time."""
+
+    to: Address
+    from_: Address
+    subject: str
+    body: str
+    language: str
+    template: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One contact's decision: a send (with its mail) or a skip, and the one reason for it."""
+
+    contact: Contact
     reason: Reason
-    rep: Rep | None = None
+    rep: Rep | None = None  # the sender of a send; for a skip, the owner where known
     # A word more for a person: the missing field's name, the owner that is inactive, ...
     detail: str = ""
+    mail: Mail | None = None  # every send has one; a skip never
+    language: str = ""  # the template language of the contact
+
+    @property
+    def action(self) -> Action:
+        return self.reason.action

@@ -11,7 +11,7 @@ from repsend.compose import POLICY, to_message
 from repsend.errors import UsageError
 from repsend.models import id15, normalize_email
 from repsend.report import describe
-from repsend.runner import RunOptions, plan
+from repsend.selection import RunOptions, select
 from repsend.settings import Settings
 from repsend.sfa.base import Source
 
@@ -22,15 +22,15 @@ def render_preview(settings: Settings, source: Source, options: RunOptions, want
     by_address = "@" in wanted
     key = normalize_email(wanted) if by_address else id15(wanted)
     found = []
-    for item in plan(settings, source, options, history):
-        contact = item.decision.contact
+    for item in select(settings, source, options, history):
+        contact = item.contact
         if (normalize_email(contact.email) if by_address else id15(contact.id)) == key:
             found.append(item)
     if not found:
         raise UsageError(f"no contact {wanted!r} in the SFA ({'address' if by_address else 'Contact Id'})")
     parts = []
     for item in found:
-        d = item.decision
+        d = item
         head = f"# {d.contact.id} ({d.contact.origin}): {describe(d)}\n"
         if item.mail is None:
             parts.append(head)

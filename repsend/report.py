@@ -14,12 +14,12 @@ from typing import Any, TextIO
 
 from repsend.compose import full_name
 from repsend.models import Action, Decision, Reason
-from repsend.runner import Planned, Summary
+from repsend.selection import Summary
 
 
-def decision_record(planned: Planned, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def decision_record(decision: Decision, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON of one decision; its keys are a contract with scripts (README, "JSON output")."""
-    d, mail = planned.decision, planned.mail
+    d, mail = decision, decision.mail
     contact = d.contact
     record: dict[str, Any] = {
         "type": "decision",
@@ -52,65 +52,61 @@ def summary_record(summary: Summary, dry_run: bool, extra: Mapping[str, Any] | N
 
 
 _json_string = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) writes a str as
-_action_reason: dict[tuple[Any, Any], str] = {}
-_from_text: dict[int, tuple[Any, str]] = {}
-
-
-def _decision_line(planned: Planned) -> str | None:
-    """``json.dumps(decision_record(planned), ensure_ascii=False) + "\\n"``, the same bytes, written
-    directly; None when a value is not a plain str (json.dumps then writes it)."""
-    d, mail = planned.decision, planned.mail
-    contact = d.contact
-    rep_id = d.rep.id if d.rep else (contact.owner_id or None)
-    contact_id, email, detail = contact.id, contact.email, d.detail or None
-    if (type(contact_id) is not str or type(email) is not str or (rep_id is not None and type(rep_id) is not str)
-            or (detail is not None and type(detail) is not str)):
-        return None
-    if type(d.action) is not Action or type(d.reason) is not Reason:
-        return None
-    key = (d.action, d.reason)
-    middle = _action_reason.get(key)
-    if middle is None:
-        middle = f'"action": {_json_string(d.action.value)}, "reason": {_json_string(d.reason.value)}'
-        if len(_action_reason) < 256:
-            _action_reason[key] = middle
-    if mail is None:
-        tail = '"from": null, "subject": null'
-        language = "null"
-    else:
-        if type(mail.subject) is not str or type(mail.language) is not str:
-            return None
-        cached = _from_text.get(id(mail.from_))
-        if cached is None or cached[0] is not mail.from_:
-            if len(_from_text) >= 4096:
-                _from_text.clear()
-            cached = _from_text[id(mail.from_)] = (mail.from_, _json_string(str(mail.from_)))
-        tail = f'"from": {cached[1]}, "subject": {_json_string(mail.subject)}'
-        language = _json_string(mail.language)
-    return (
-        f'{{"type": "decision", "contact_id": {_json_string(contact_id)}, "email": {_json_string(email.strip())}, '
-        f'{middle}, "rep_id": {"null" if rep_id is None else _json_string(rep_id)}, {tail}, '
-        f'"detail": {"null" if detail is None else _json_string(detail)}, "language": {language}}}\n'
-    )
-
-
-def decision_line(planned: Planned, extra: Mapping[str, Any] | None = None) -> str:
-    """One decision as a JSON line (the record of ``decision_record``)."""
-    line = None if extra else _decision_line(planned)
-    if line is None:
-        line = json.dumps(decision_record(planned, extra), ensure_ascii=False) + "\n"
-    return line
 
 
 class JsonLines:
+    """One JSON line per decision (``decision_record``), then the summary.
+
+    A line is written as ``json.dumps(decision_record(...), ensure_ascii=False)`` would write it, the
+    same bytes, without building the dict: the part that only depends on the reason, and each sender's
+    From, are encoded once per run (``tests/test_report.py`` holds the two to each other)."""
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self._reasons: dict[Reason, str] = {}
+        self._senders: dict[tuple[str, str, str], str] = {}  # From (display name, user, domain) -> JSON
 
-    def row(self, planned: Planned, extra: Mapping[str, Any] | None = None) -> None:
-        self.out.write(decision_line(planned, extra))
+    def row(self, decision: Decision, extra: Mapping[str, Any] | None = None) -> None:
+        line = None if extra else self._line(decision)
+        if line is None:
+            line = json.dumps(decision_record(decision, extra), ensure_ascii=False) + "\n"
+        self.out.write(line)
 
     def summary(self, summary: Summary, dry_run: bool, extra: Mapping[str, Any] | None = None) -> None:
         self.out.write(json.dumps(summary_record(summary, dry_run, extra), ensure_ascii=False) + "\n")
+
+    def _line(self, d: Decision) -> str | None:
+        """The line of ``decision_record(d)``; None when a value is not a plain str (json.dumps writes it)."""
+        mail, contact = d.mail, d.contact
+        rep_id = d.rep.id if d.rep else (contact.owner_id or None)
+        contact_id, email, detail = contact.id, contact.email, d.detail or None
+        if (type(contact_id) is not str or type(email) is not str or (rep_id is not None and type(rep_id) is not str)
+                or (detail is not None and type(detail) is not str) or type(d.reason) is not Reason):
+            return None
+        middle = self._reasons.get(d.reason)
+        if middle is None:
+            middle = self._reasons[d.reason] = (
+                f'"action": {_json_string(d.action.value)}, "reason": {_json_string(d.reason.value)}')
+        if mail is None:
+            tail = '"from": null, "subject": null'
+            language = "null"
+        else:
+            if type(mail.subject) is not str or type(mail.language) is not str:
+                return None
+            from_ = mail.from_
+            key = (from_.display_name, from_.username, from_.domain)
+            sender = self._senders.get(key)
+            if sender is None:
+                if len(self._senders) >= 4096:
+                    self._senders.clear()
+                sender = self._senders[key] = _json_string(str(from_))
+            tail = f'"from": {sender}, "subject": {_json_string(mail.subject)}'
+            language = _json_string(mail.language)
+        return (
+            f'{{"type": "decision", "contact_id": {_json_string(contact_id)}, "email": {_json_string(email.strip())}, '
+            f'{middle}, "rep_id": {"null" if rep_id is None else _json_string(rep_id)}, {tail}, '
+            f'"detail": {"null" if detail is None else _json_string(detail)}, "language": {language}}}\n'
+        )
 
 
 def width(text: str) -> int:
@@ -144,16 +140,16 @@ class Table:
         self.out.write("  ".join(fit(c, w) for c, (_, w) in zip(cells, self.COLUMNS, strict=True)))
         self.out.write("  " + subject.rstrip() + "\n")
 
-    def row(self, planned: Planned, outcome: str = "") -> None:
+    def row(self, decision: Decision, outcome: str = "") -> None:
         if not self._header_written:
             self._header_written = True
             names = [name for name, _ in self.COLUMNS]
             if self.outcome_column:
                 names[4] = "result"
             self._line(names, "subject")
-        d, mail = planned.decision, planned.mail
+        d, mail = decision, decision.mail
         c = d.contact
-        name = full_name(c.first_name.strip(), c.last_name.strip(), planned.language) or c.id
+        name = full_name(c.first_name.strip(), c.last_name.strip(), d.language) or c.id
         sender = mail.from_.display_name if mail else (d.rep.name if d.rep else "")
         action = outcome or d.action.value
         reason = d.reason.value
@@ -189,13 +185,13 @@ class RunPrinter:
         self.progress_stream = None if json_lines else progress
         self._progress_shown = False
 
-    def decision(self, planned: Planned, outcome: Any) -> None:
+    def decision(self, decision: Decision, outcome: Any) -> None:
         self._clear_progress()
         if self.json is not None:
-            self.json.row(planned, outcome.fields() if outcome is not None else {"outcome": None})
+            self.json.row(decision, outcome.fields() if outcome is not None else {"outcome": None})
         else:
             assert self.table is not None
-            self.table.row(planned, outcome.state if outcome is not None else "")
+            self.table.row(decision, outcome.state if outcome is not None else "")
         self.out.flush()
 
     def progress(self, done: int, total: int, outcomes: Mapping[str, int]) -> None:

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from repsend.audience import History
 from repsend.clock import Clock
-from repsend.compose import to_message
+from repsend.compose import RepeatedHeaderPolicy, run_policy, to_message
 from repsend.errors import EXIT_OK, EXIT_SERVICE, EXIT_SOME_FAILED, MailError, RepsendError
-from repsend.models import Action, Decision, Reason, id15, normalize_email
-from repsend.runner import Planned, RunOptions, Summary, plan
+from repsend.models import Decision, Reason, id15, normalize_email
+from repsend.selection import RunOptions, Summary, select
 from repsend.settings import Settings
 from repsend.sfa.base import Source
 from repsend.throttle import SendWindow, Throttle
@@ -67,7 +67,7 @@ class RunResult:
 class Reporter:
     """What the CLI prints: a row per decision (with its outcome for a send), then the summary."""
 
-    def decision(self, planned: Planned, outcome: Outcome | None) -> None: ...
+    def decision(self, decision: Decision, outcome: Outcome | None) -> None: ...
 
     def progress(self, done: int, total: int, outcomes: Counter[str]) -> None: ...
 
@@ -92,11 +92,11 @@ def read_history(log: SendLog | None, settings: Settings, campaign: str, as_of: 
     return log.history(campaign, since, day_start, day_end)
 
 
-def interleave(sends: list[Planned]) -> Iterator[Planned]:
+def interleave(sends: list[Decision]) -> Iterator[Decision]:
     """Round-robin across reps, so that one rep's long list does not hold back the others."""
-    queues: dict[str, deque[Planned]] = {}
+    queues: dict[str, deque[Decision]] = {}
     for item in sends:
-        rep = item.decision.rep
+        rep = item.rep
         queues.setdefault(id15(rep.id) if rep else "", deque()).append(item)
     while queues:
         for key in list(queues):
@@ -155,9 +155,9 @@ def send_run(
 
     history = read_history(log, settings, options.campaign, options.as_of, now)
     log.start_run(run_id, options.campaign, now, socket.gethostname(), os.getpid())
-    sends: list[Planned] = []
+    sends: list[Decision] = []
     try:
-        for item in plan(settings, source, options, history, result.summary):
+        for item in select(settings, source, options, history, result.summary):
             if item.mail is None:
                 reporter.decision(item, None)
             else:
@@ -168,12 +168,13 @@ def send_run(
         raise
 
     throttle = Throttle(settings.rate.per_minute, settings.rate.per_hour, clock)
+    policy = run_policy()
     # Built before the first mail (a missing host is a config error, exit 2); it connects lazily.
     transport = open_transport() if sends else None
     consecutive = 0
     limit = settings.mail.max_consecutive_failures
     queue = interleave(sends)
-    current: Planned | None = None
+    current: Decision | None = None
     try:
         with _StopRequested() as stop:
             for done, current in enumerate(queue):
@@ -186,9 +187,9 @@ def send_run(
                     break
                 throttle.wait()
                 assert transport is not None
-                outcome = _send_one(current, settings, log, transport, clock, run_id, options, window.zone)
+                outcome = _send_one(current, settings, log, transport, clock, run_id, options, window.zone, policy)
                 result.outcomes[outcome.state] += 1
-                shown = current if outcome.state != TAKEN else Planned(_taken(current.decision), None, current.language)
+                shown = current if outcome.state != TAKEN else _taken(current)
                 reporter.decision(shown, outcome)
                 reporter.progress(done + 1, len(sends), result.outcomes)
                 if outcome.state == SENT:
@@ -230,20 +231,20 @@ def _run_counts(result: RunResult) -> dict[str, int]:
 
 
 def _taken(decision: Decision) -> Decision:
-    return Decision(decision.contact, Action.SKIP, Reason.ALREADY_SENT, decision.rep, "by another run")
+    return Decision(decision.contact, Reason.ALREADY_SENT, decision.rep, "by another run", language=decision.language)
 
 
-def _not_sent(first: Planned | None, rest: Iterator[Planned], result: RunResult, reporter: Reporter) -> None:
+def _not_sent(first: Decision | None, rest: Iterator[Decision], result: RunResult, reporter: Reporter) -> None:
     for item in ([first] if first else []) + list(rest):
         result.outcomes[NOT_SENT] += 1
         reporter.decision(item, Outcome(NOT_SENT, text=result.stopped))
 
 
-def _send_one(item: Planned, settings: Settings, log: SendLog, transport: Transport, clock: Clock, run_id: str,
-              options: RunOptions, zone: tzinfo) -> Outcome:
+def _send_one(decision: Decision, settings: Settings, log: SendLog, transport: Transport, clock: Clock, run_id: str,
+              options: RunOptions, zone: tzinfo, policy: RepeatedHeaderPolicy) -> Outcome:
     from repsend.transport import DeliveryUnknown, RecipientRefused, TemporaryFailure
 
-    mail, decision = item.mail, item.decision
+    mail = decision.mail
     assert mail is not None and decision.rep is not None
     now = clock.now()
     message_id = make_msgid(domain=settings.company.domain)
@@ -252,6 +253,7 @@ def _send_one(item: Planned, settings: Settings, log: SendLog, transport: Transp
         message_id=message_id,
         date=format_datetime(now.astimezone(zone)),  # the Date in the rate time zone
         unsubscribe_url=settings.mail.unsubscribe_url,
+        policy=policy,
     )
     address = normalize_email(mail.to.addr_spec)
     row = log.claim(

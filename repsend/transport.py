@@ -29,13 +29,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from repsend.clock import Clock, SystemClock
-from repsend.compose import POLICY
+from repsend.compose import POLICY, RepeatedHeaderPolicy
 from repsend.errors import ConfigError, MailError
 
 if TYPE_CHECKING:
@@ -49,6 +50,15 @@ DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 # re-encoded to base64 for the rare server without 8BITMIME (RFC 6152).
 WIRE_8BIT = POLICY.clone(linesep="\r\n")
 WIRE_7BIT = POLICY.clone(linesep="\r\n", cte_type="7bit")
+
+
+def wire_policy(msg: EmailMessage, seven_bit: bool = False) -> EmailPolicy:
+    """How ``msg`` is flattened for the wire: its own policy where it is repsend's (a run's, which
+    remembers the headers that repeat), else ``WIRE_8BIT``; 7-bit for a server without 8BITMIME."""
+    policy = msg.policy
+    if not isinstance(policy, RepeatedHeaderPolicy) or policy.linesep != "\r\n":
+        return WIRE_7BIT if seven_bit else WIRE_8BIT
+    return policy.clone(cte_type="7bit") if seven_bit else policy
 
 # Waits between tries, all through the injected clock: connecting (2 s, 4 s), a 4xx answer (5 s, 10 s, ...).
 CONNECT_ATTEMPTS = 3
@@ -401,13 +411,13 @@ class SmtpTransport:
 
     def _prepare(self, smtp: smtplib.SMTP, msg: EmailMessage, envelope_from: str,
                  recipient: str) -> tuple[bytes, list[str]]:
-        content = msg.as_bytes(policy=WIRE_8BIT)
+        content = msg.as_bytes(policy=wire_policy(msg))
         options: list[str] = []
         if not content.isascii():
             if smtp.has_extn("8bitmime"):
                 options.append("BODY=8BITMIME")
             else:
-                content = msg.as_bytes(policy=WIRE_7BIT)
+                content = msg.as_bytes(policy=wire_policy(msg, seven_bit=True))
         if not (envelope_from + recipient).isascii():
             if not smtp.has_extn("smtputf8"):
                 raise RecipientRefused(
@@ -571,7 +581,7 @@ class OutboxTransport:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise MailError(f"{self.folder}: cannot create the outbox folder: {_reason(exc)}") from None
-        content = msg.as_bytes(policy=WIRE_8BIT)
+        content = msg.as_bytes(policy=wire_policy(msg))
         stem = self._stem(msg)
         # A hidden name that no pickup glob (*.eml) matches; created with the usual umask, like any file.
         temp = self.folder / f".{stem}.{uuid.uuid4().hex}.tmp"

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from repsend.cli import app
-from tests.helpers import REPO, contact, deal, write_config, write_export
+from tests.helpers import CARTER, REPO, contact, deal, write_config, write_export
 
 runner = CliRunner()
 DEMO_AS_OF = "2026-11-23"
@@ -238,17 +238,24 @@ def test_the_readme_documents_every_option(command: str) -> None:
 
 
 def test_the_fast_json_line_is_exactly_json_dumps(tmp_path: Path) -> None:
-    """report.py writes decision lines without json.dumps for speed; they must never drift from it."""
-    from repsend.report import _decision_line, decision_record
-    from repsend.runner import RunOptions, plan
+    """report.JsonLines writes decision lines without json.dumps for speed; they must never drift from it,
+    the first time a sender is seen or any time after."""
+    import io
+
+    from repsend.report import JsonLines, decision_record
+    from repsend.selection import RunOptions, select
     from repsend.settings import load_settings
     from repsend.sfa import open_source
 
     rows = [contact(1), contact(2, Email=' "q"\\x@ex.jp ', LastName="山\t田"), contact(3, HasOptedOutOfEmail="1"),
             contact(4, OwnerId=""), contact(5, MailingCountry="United States", FirstName=""),
-            contact(6, **{"Account.Name": 'A "quoted" \\ name\u2028'})]
+            contact(6, **{"Account.Name": 'A "quoted" \\ name\u2028'}), contact(7, FirstName="Ann", OwnerId=CARTER,
+                                                                          MailingCountry="United States")]
     settings = load_settings(write_config(tmp_path, write_export(tmp_path / "export", rows)))
-    planned = list(plan(settings, open_source(settings), RunOptions(date(2026, 11, 23), "dormant", "dormant")))
-    assert len(planned) == 6
-    for item in planned:
-        assert _decision_line(item) == json.dumps(decision_record(item), ensure_ascii=False) + "\n"
+    decisions = list(select(settings, open_source(settings), RunOptions(date(2026, 11, 23), "dormant", "dormant")))
+    assert len(decisions) == 7 and sum(d.mail is not None for d in decisions) == 3
+    out = io.StringIO()
+    writer = JsonLines(out)
+    for decision in decisions * 2:  # the second time round, with what the writer remembers
+        writer.row(decision)
+    assert out.getvalue() == "".join(json.dumps(decision_record(d), ensure_ascii=False) + "\n" for d in decisions * 2)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from repsend.compose import Company, MissingField, Templates, to_message
+from repsend.compose import MissingField, Templates, to_message
 from repsend.errors import ConfigError
-from repsend.models import Contact, Rep
+from repsend.models import Company, Contact, Rep
 from tests.helpers import TEMPLATES
 
 SATO = Rep(id="0055g00000AbCdEAAV", name="佐藤 健", email="k.sato@acme.example", is_active=True,
@@ -144,23 +144,26 @@ def test_repeated_headers_made_once_are_the_bytes_the_email_package_makes(rep_na
     from email.message import EmailMessage
     from email.policy import SMTP
 
-    from repsend.compose import Mail
-    from repsend.transport import WIRE_7BIT, WIRE_8BIT
+    from repsend.compose import POLICY, run_policy
+    from repsend.models import Mail
+    from repsend.transport import wire_policy
 
     rep = Address(rep_name, "kenta.sato", "acme.example")
     url = "https://acme.example/unsubscribe?c=0035g0000000001AAA&k=" + "x" * 80
-    for n in range(3):  # the first builds the cached headers, the others reuse them
+    policy = run_policy()
+    for n in range(4):  # the run's policy: the first builds the cached headers, the others reuse them
         mail = Mail(to=Address(f"山田 花子{n}", f"hanako{n}", "example.co.jp"), from_=rep,
                     subject=f"ご無沙汰しております {n}", body="本文\n" * 3, language="ja", template="dormant")
         made = to_message(mail, message_id=f"<{n}@acme.example>", date="Mon, 23 Nov 2026 10:00:00 +0900",
-                          unsubscribe_url=url)
+                          unsubscribe_url=url, policy=POLICY if n == 0 else policy)
         plain = EmailMessage(policy=SMTP.clone(max_line_length=998))
         for name, value in (("From", rep), ("Reply-To", rep), ("To", mail.to), ("Subject", mail.subject),
                             ("Date", "Mon, 23 Nov 2026 10:00:00 +0900"), ("Message-ID", f"<{n}@acme.example>"),
                             ("List-Unsubscribe", f"<{url}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")):
             plain[name] = value
         plain.set_content(mail.body, charset="utf-8")
-        for wire in (WIRE_8BIT, WIRE_7BIT):
-            expected = plain.as_bytes(policy=SMTP.clone(max_line_length=998, cte_type=wire.cte_type))
-            assert made.as_bytes(policy=wire) == expected
+        for seven_bit in (False, True):
+            expected = plain.as_bytes(policy=SMTP.clone(max_line_length=998, cte_type="7bit" if seven_bit else "8bit"))
+            assert made.as_bytes(policy=wire_policy(made, seven_bit)) == expected
         assert made["From"].addresses[0].display_name == rep_name
+    assert policy.folded and policy.headers and not POLICY.folded  # the run remembered; the module did not

@@ -24,7 +24,7 @@ from repsend.audience import History
 from repsend.cli import app
 from repsend.errors import RepsendError
 from repsend.report import JsonLines, summary_record
-from repsend.runner import RunOptions, Summary, plan
+from repsend.selection import RunOptions, Summary, select
 from repsend.settings import Settings, load_settings
 from repsend.sfa.csv_export import CsvExportSource
 from tests.helpers import (
@@ -60,8 +60,8 @@ def dry_run(settings: Settings, options: RunOptions = OPTIONS, history: History 
     summary = Summary()
     out = io.StringIO()
     writer = JsonLines(out)
-    for planned in plan(settings, source, options, history, summary=summary):
-        writer.row(planned)
+    for decision in select(settings, source, options, history, summary=summary):
+        writer.row(decision)
     return out.getvalue(), summary_record(summary, dry_run=True), list(source.notes)
 
 
@@ -1153,7 +1153,7 @@ def test_an_export_that_changes_between_the_passes_is_an_input_error(tmp_path: P
     export = write_export(tmp_path / "export", [contact(n) for n in range(1, 4)])
     settings = load_settings(config_file(tmp_path, export))
     source = CsvExportSource.from_settings(settings)
-    planned = plan(settings, source, OPTIONS)  # setup, the first pass included, runs now
+    planned = select(settings, source, OPTIONS)  # setup, the first pass included, runs now
     (export / "Contact.csv").write_text('"Id","Email","OwnerId"\n"1","a@example.com","x"\n', encoding="utf-8")
     with pytest.raises(RepsendError) as raised:
         list(planned)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from repsend.clock import FakeClock
-from repsend.runner import Planned, RunOptions
+from repsend.models import Decision
+from repsend.selection import RunOptions
 from repsend.sending import Outcome, RunResult, send_run
 from repsend.sendlog import SendLog
 from repsend.settings import Settings, load_settings
@@ -30,10 +31,10 @@ class Collect:
     """A reporter that keeps what a run would print."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[Planned, Outcome | None]] = []
+        self.rows: list[tuple[Decision, Outcome | None]] = []
 
-    def decision(self, planned: Planned, outcome: Outcome | None) -> None:
-        self.rows.append((planned, outcome))
+    def decision(self, decision: Decision, outcome: Outcome | None) -> None:
+        self.rows.append((decision, outcome))
 
     def progress(self, done: int, total: int, outcomes: Any) -> None:
         pass
@@ -96,7 +97,7 @@ def test_each_chosen_contact_gets_one_mail_and_nobody_else_any(tmp_path: Path, s
     assert (row.state, row.smtp_code, row.rep_id, row.campaign) == ("sent", 250, SATO, "dormant")
     assert row.message_id == msg["Message-ID"] and row.subject == str(msg["Subject"])
     assert row.smtp_text.startswith("2.0.0 OK: queued")
-    outcomes = {p.decision.contact.id: (o.state if o else p.decision.reason.value) for p, o in reporter.rows}
+    outcomes = {p.contact.id: (o.state if o else p.reason.value) for p, o in reporter.rows}
     assert outcomes == {rows[0]["Id"]: "sent", rows[1]["Id"]: "opted_out", rows[2]["Id"]: "sent",
                         rows[3]["Id"]: "active_deal", rows[4]["Id"]: "no_email"}
 
@@ -106,10 +107,10 @@ def test_a_second_run_of_the_campaign_sends_nothing(tmp_path: Path, smtp_sink: S
     run(settings)
     result, reporter, _ = run(settings)
     assert len(smtp_sink.messages) == 2
-    assert [p.decision.reason.value for p, _ in reporter.rows] == ["already_sent", "already_sent"]
+    assert [p.reason.value for p, _ in reporter.rows] == ["already_sent", "already_sent"]
     # Another campaign waits for the cooldown too.
     result, reporter, _ = run(settings, campaign="spring")
-    assert [p.decision.reason.value for p, _ in reporter.rows] == ["cooldown", "cooldown"]
+    assert [p.reason.value for p, _ in reporter.rows] == ["cooldown", "cooldown"]
     assert len(smtp_sink.messages) == 2
 
 
@@ -209,7 +210,7 @@ def test_rate_limits_and_rep_caps_hold_exactly_with_a_fake_clock(tmp_path: Path,
     result, reporter, log = run(settings, clock)
     sent = sorted(log.rows(), key=lambda r: r.created_at)
     assert Counter(r.rep_id for r in sent) == {SATO: 12, CARTER: 10}
-    reasons = Counter(p.decision.reason.value for p, o in reporter.rows if o is None)
+    reasons = Counter(p.reason.value for p, o in reporter.rows if o is None)
     assert reasons == {"rep_cap": 18}
     stamps = [r.created_at for r in sent]
     assert max(sum(1 for s in stamps if t <= s < t + timedelta(minutes=1)) for t in stamps) == 6
@@ -217,7 +218,7 @@ def test_rate_limits_and_rep_caps_hold_exactly_with_a_fake_clock(tmp_path: Path,
     assert [r.rep_id for r in sent[:4]] == [SATO, CARTER, SATO, CARTER]
     # A later run the same day finds the caps full; the next day the rest come back.
     _, reporter, _ = run(settings, FakeClock(clock.now() + timedelta(hours=1)))
-    assert Counter(p.decision.reason.value for p, _ in reporter.rows) == {"already_sent": 22, "rep_cap": 18}
+    assert Counter(p.reason.value for p, _ in reporter.rows) == {"already_sent": 22, "rep_cap": 18}
 
 
 def test_outside_the_window_nothing_is_sent_and_wait_sleeps_until_it_opens(tmp_path: Path,

@@ -15,8 +15,9 @@ import pytest
 import trustme
 
 from repsend.clock import FakeClock
-from repsend.compose import POLICY, Mail, to_message
+from repsend.compose import POLICY, to_message
 from repsend.errors import ConfigError, MailError
+from repsend.models import Mail
 from repsend.settings import CompanySettings, MailSettings, Settings, SmtpSettings
 from repsend.transport import (
     Delivered,

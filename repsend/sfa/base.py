@@ -105,11 +105,10 @@ def address_blocks(
         if not address:
             continue
         held = blocks.get(address)
-        if held is None or _PRECEDENCE[reason] < _PRECEDENCE[held]:
+        if held is None or reason.rank < held.rank:
             blocks[address] = reason
     return blocks
 
-_PRECEDENCE = {reason: rank for rank, reason in enumerate(Reason)}
 
 
 class Source(Protocol):

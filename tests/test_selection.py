@@ -1,4 +1,6 @@
-"""Every reason code, and its precedence, through the real rules on a real CSV export."""
+"""Every reason code, and its precedence, end to end: ``selection.select`` over a real CSV export and config.
+
+The rules themselves, on in-memory records, are in ``test_audience.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Any
 import pytest
 
 from repsend.audience import History
-from repsend.runner import Planned, RunOptions, plan
+from repsend.models import Decision
+from repsend.selection import RunOptions, select
 from repsend.settings import load_settings
 from repsend.sfa import open_source
 from tests.helpers import CARTER, SATO, SUZUKI, contact, deal, write_config, write_export
@@ -18,23 +21,23 @@ AS_OF = date(2026, 11, 23)
 
 
 def decide(tmp_path: Path, contacts: list[dict[str, str]], deals: list[dict[str, str]] = (), roles=None,
-           history: History | None = None, limit: int | None = None, **config: dict[str, Any]) -> dict[str, Planned]:
+           history: History | None = None, limit: int | None = None, **config: dict[str, Any]) -> dict[str, Decision]:
     export = write_export(tmp_path / "export", contacts, deals, roles)
     settings = load_settings(write_config(tmp_path, export, **config))
     source = open_source(settings)
     options = RunOptions(as_of=AS_OF, campaign="dormant", template="dormant", limit=limit)
-    return {p.decision.contact.id: p for p in plan(settings, source, options, history)}
+    return {d.contact.id: d for d in select(settings, source, options, history)}
 
 
-def reasons(result: dict[str, Planned]) -> dict[str, str]:
-    return {cid: p.decision.reason.value for cid, p in result.items()}
+def reasons(result: dict[str, Decision]) -> dict[str, str]:
+    return {cid: d.reason.value for cid, d in result.items()}
 
 
 def test_a_dormant_contact_gets_a_note_from_its_own_rep(tmp_path: Path) -> None:
     result = decide(tmp_path, [contact(1)])
     planned = result[contact(1)["Id"]]
-    assert planned.decision.action == "send"
-    assert planned.decision.reason == "dormant"
+    assert planned.action == "send"
+    assert planned.reason == "dormant"
     assert planned.mail is not None
     assert planned.mail.from_.addr_spec == "k.sato@acme.example"
     assert planned.mail.from_.display_name == "佐藤 健"
@@ -131,7 +134,7 @@ def test_an_opt_out_or_bounce_on_any_record_holds_for_every_record(tmp_path: Pat
     rows = [contact(1, Email="Ito@example.ne.jp"), contact(2, Email=" ito@EXAMPLE.ne.jp", **{flag: "true"})]
     result = decide(tmp_path, rows)
     assert reasons(result) == {rows[0]["Id"]: reason, rows[1]["Id"]: reason}
-    assert all(p.mail is None for p in result.values())
+    assert all(d.mail is None for d in result.values())
 
 
 def test_an_open_deal_on_any_record_of_an_address_holds_for_every_record(tmp_path: Path) -> None:
@@ -145,11 +148,11 @@ def test_fallback_sender_sends_for_an_inactive_or_missing_owner_and_says_so(tmp_
     result = decide(tmp_path, rows, audience={"fallback_sender": "e.carter@acme.example"})
     for row, gone in ((rows[0], "inactive_owner"), (rows[1], "no_owner")):
         planned = result[row["Id"]]
-        assert planned.decision.action == "send"
-        assert planned.decision.reason == "fallback_sender"
-        assert gone in planned.decision.detail
+        assert planned.action == "send"
+        assert planned.reason == "fallback_sender"
+        assert gone in planned.detail
         assert planned.mail is not None and planned.mail.from_.addr_spec == "e.carter@acme.example"
-        assert planned.decision.rep is not None and planned.decision.rep.id == CARTER
+        assert planned.rep is not None and planned.rep.id == CARTER
 
 
 def test_suppression_list(tmp_path: Path) -> None:

@@ -1,0 +1,139 @@
+"""Who gets a mail in one campaign run: the setup the rules need, then one decision per contact.
+
+``select`` is the one way in for every path: the table and JSON dry runs, ``preview``, the real run.
+Everything that can stop a run (config, templates, the SFA's first answers) fails in its setup, before
+the first decision, so a run never stops halfway through its own output for a reason it could have seen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from repsend.audience import Audience, History, Rules
+from repsend.compose import Composer, Templates
+from repsend.errors import ConfigError
+from repsend.models import Company, Decision, Reason, Rep, id15, normalize_email
+from repsend.settings import Settings
+from repsend.sfa.base import Source
+
+
+@dataclass(slots=True)
+class Summary:
+    considered: int = 0
+    send: int = 0
+    skip: Counter[str] = field(default_factory=Counter)
+
+    def add(self, decision: Decision) -> None:
+        self.considered += 1
+        if decision.reason.is_send:
+            self.send += 1
+        else:
+            self.skip[decision.reason.value] += 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    as_of: date
+    campaign: str
+    template: str
+    limit: int | None = None
+
+
+def company_of(settings: Settings, language: str) -> Company:
+    """The sender's identity as mails in ``language`` print it ([company] names / postal_addresses)."""
+    c = settings.company
+    return Company(
+        c.names.get(language, c.name),
+        c.postal_addresses.get(language, c.postal_address),
+        c.opt_out,
+        c.domain,
+        settings.mail.unsubscribe_url,
+    )
+
+
+def load_templates(settings: Settings, name: str) -> Templates:
+    languages = {settings.template.default_language, *settings.template.languages.values()}
+    return Templates(settings.resolve(settings.template.dir), name, languages, settings.sfa.contact_fields)
+
+
+def read_suppression_list(path: Path) -> set[str]:
+    addresses = set()
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        line = line.split("#", 1)[0]
+        if line.strip():
+            addresses.add(normalize_email(line))
+    return addresses
+
+
+def find_fallback(settings: Settings, reps: dict[str, Rep]) -> Rep | None:
+    wanted = settings.audience.fallback_sender.strip()
+    if not wanted:
+        return None
+    rep = reps.get(id15(wanted)) or next(
+        (r for r in reps.values() if normalize_email(r.email) == normalize_email(wanted)), None
+    )
+    where = f"{settings.config_path}: [audience] fallback_sender"
+    if rep is None:
+        raise ConfigError(f"{where}: {wanted!r} is not a user in the SFA (give a User Id or address)")
+    if not rep.is_active:
+        raise ConfigError(f"{where}: {rep.name} <{rep.email}> is inactive")
+    return rep
+
+
+def rules_of(settings: Settings, options: RunOptions, fallback: Rep | None) -> Rules:
+    audience = settings.audience
+    return Rules(
+        scope=audience.active_deal_scope,
+        dormant_since=options.as_of - timedelta(days=audience.dormant_after_days),
+        cooldown_since=options.as_of - timedelta(days=audience.cooldown_days),
+        fallback_sender=fallback,
+        sender_domains=frozenset(d.strip().lower() for d in settings.mail.sender_domains),
+        per_rep_per_day=settings.rate.per_rep_per_day,
+        languages={key.strip().casefold(): lang for key, lang in settings.template.languages.items()},
+        default_language=settings.template.default_language,
+    )
+
+
+def audience_of(settings: Settings, source: Source, options: RunOptions, history: History | None = None) -> Audience:
+    """The run's setup: templates, reps, deals and the addresses blocked on any record, read and checked."""
+    templates = load_templates(settings, options.template)
+    companies = {language: company_of(settings, language) for language in templates.languages}
+    reps = source.reps()
+    rules = rules_of(settings, options, find_fallback(settings, reps))
+    deals = source.deals(rules.dormant_since, rules.scope)
+    blocks = source.blocked_addresses(deals, rules.scope)
+    if settings.audience.suppression_file is not None:
+        # The local suppression list, where no stronger address-level reason holds already.
+        for address in read_suppression_list(settings.resolve(settings.audience.suppression_file)):
+            blocks.setdefault(address, Reason.SUPPRESSED)
+    return Audience(reps, deals, blocks, rules, history, Composer(templates, companies, options.campaign))
+
+
+def select(
+    settings: Settings,
+    source: Source,
+    options: RunOptions,
+    history: History | None = None,
+    summary: Summary | None = None,
+) -> Iterator[Decision]:
+    """Every contact's decision, in the source's order; a send carries its mail. ``summary`` counts them.
+
+    The setup (``audience_of``) runs now, before the first decision is asked for, so that a bad template
+    or a malformed export stops the run before any output.
+    """
+    audience = audience_of(settings, source, options, history)
+    return _decisions(source, audience, options.limit, summary if summary is not None else Summary())
+
+
+def _decisions(source: Source, audience: Audience, limit: int | None, summary: Summary) -> Iterator[Decision]:
+    decide, add = audience.decide, summary.add
+    for contact in source.contacts():
+        decision = decide(contact)
+        add(decision)
+        yield decision
+        if limit is not None and summary.send >= limit and decision.reason.is_send:
+            return
