@@ -104,7 +104,7 @@ class Audience:
             # A person in an open deal through one record is in it through all their records.
             self.blocks.setdefault(address, Reason.ACTIVE_DEAL)
         if not reason.is_send:
-            return Decision(contact, reason, rep, detail, language=language)
+            return Decision(contact=contact, reason=reason, rep=rep, detail=detail, language=language)
         assert rep is not None
         return self._send(contact, address, reason, rep, detail, language)
 
@@ -133,13 +133,14 @@ class Audience:
                 else:
                     mail = composer.compose(contact, rep, language)
             except Uncomposable as why:
-                return Decision(contact, why.reason, rep, why.detail, language=language)
+                return Decision(contact=contact, reason=why.reason, rep=rep, detail=why.detail, language=language)
         if capped:
-            return Decision(contact, Reason.REP_CAP, rep, f"{self.rules.per_rep_per_day} a day", language=language)
+            cap = f"{self.rules.per_rep_per_day} a day"
+            return Decision(contact=contact, reason=Reason.REP_CAP, rep=rep, detail=cap, language=language)
         rep_key = id15(rep.id)
         self._rep_count[rep_key] = self._rep_count.get(rep_key, 0) + 1
         self._chosen.add(address)
-        return Decision(contact, reason, rep, detail, mail, language)
+        return Decision(contact=contact, reason=reason, rep=rep, detail=detail, mail=mail, language=language)
 
     def _capped(self, rep: Rep) -> bool:
         cap = self.rules.per_rep_per_day

@@ -47,11 +47,11 @@ def company_of(settings: Settings, language: str) -> Company:
     """The sender's identity as mails in ``language`` print it ([company] names / postal_addresses)."""
     c = settings.company
     return Company(
-        c.names.get(language, c.name),
-        c.postal_addresses.get(language, c.postal_address),
-        c.opt_out,
-        c.domain,
-        settings.mail.unsubscribe_url,
+        name=c.names.get(language, c.name),
+        postal_address=c.postal_addresses.get(language, c.postal_address),
+        opt_out=c.opt_out,
+        domain=c.domain,
+        unsubscribe_url=settings.mail.unsubscribe_url,
     )
 
 

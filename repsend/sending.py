@@ -8,6 +8,7 @@ second run from claiming what the first one holds.
 
 from __future__ import annotations
 
+import heapq
 import os
 import signal
 import socket
@@ -92,18 +93,49 @@ def read_history(log: SendLog | None, settings: Settings, campaign: str, as_of: 
     return log.history(campaign, since, day_start, day_end)
 
 
-def interleave(sends: list[Decision]) -> Iterator[Decision]:
-    """Round-robin across reps, so that one rep's long list does not hold back the others."""
-    queues: dict[str, deque[Decision]] = {}
-    for item in sends:
-        rep = item.rep
-        queues.setdefault(id15(rep.id) if rep else "", deque()).append(item)
-    while queues:
-        for key in list(queues):
-            queue = queues[key]
-            yield queue.popleft()
-            if not queue:
-                del queues[key]
+class RepQueues:
+    """The mails decided and not yet sent, one queue per rep, taken in turn: the rep served longest ago
+    (or never) goes next, so that one rep's long list does not hold back the others. It holds only what
+    the pace has not let out yet: memory grows with the sends waiting, never with the org."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[Decision]] = {}
+        self._turns: list[tuple[int, int, str]] = []  # (last served, first seen, rep) of reps with mail waiting
+        self._served: dict[str, int] = {}
+        self._seen = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def put(self, decision: Decision) -> None:
+        rep = id15(decision.rep.id) if decision.rep else ""
+        queue = self._queues.get(rep)
+        if queue is None:
+            queue = self._queues[rep] = deque()
+        if not queue:
+            self._seen += 1
+            heapq.heappush(self._turns, (self._served.get(rep, -1), self._seen, rep))
+        queue.append(decision)
+        self._count += 1
+
+    def take(self) -> Decision:
+        """The next mail to send (the queue must not be empty)."""
+        served, seen, rep = heapq.heappop(self._turns)
+        queue = self._queues[rep]
+        decision = queue.popleft()
+        self._count -= 1
+        self._seen += 1
+        self._served[rep] = self._seen
+        if queue:
+            heapq.heappush(self._turns, (self._seen, seen, rep))
+        else:
+            del self._queues[rep]
+        return decision
+
+    def drain(self) -> Iterator[Decision]:
+        while self._count:
+            yield self.take()
 
 
 class _StopRequested:
@@ -139,84 +171,130 @@ def send_run(
     reporter: Reporter,
     wait: bool = False,
 ) -> RunResult:
-    run_id = uuid.uuid4().hex
-    result = RunResult(run_id, Summary())
-    now = clock.now()
-    result.recovered = log.recover(now, socket.gethostname())
+    """One real run: the send window, then the selection streamed into the delivery, each decision
+    reported as it is made (a skip) or sent (a send)."""
+    result = RunResult(uuid.uuid4().hex, Summary())
+    result.recovered = log.recover(clock.now(), socket.gethostname())
     window = SendWindow(settings.rate.window, settings.rate.weekdays, settings.rate.timezone)
-    if not window.is_open(now):
-        opens = window.next_open(now)
-        if not wait:
-            result.window_opens = opens
-            result.stopped = f"outside the send window ({window.text}); it opens at {opens.isoformat()}"
-            return result
-        clock.sleep((opens - now).total_seconds())
-        now = clock.now()
-
+    if not _window_open(window, clock, wait, result):
+        return result
+    now = clock.now()
     history = read_history(log, settings, options.campaign, options.as_of, now)
-    log.start_run(run_id, options.campaign, now, socket.gethostname(), os.getpid())
-    sends: list[Decision] = []
+    log.start_run(result.run_id, options.campaign, now, socket.gethostname(), os.getpid())
+    delivery = _Delivery(settings, options, log, open_transport, clock, window, reporter, result)
     try:
-        for item in select(settings, source, options, history, result.summary):
-            if item.mail is None:
-                reporter.decision(item, None)
-            else:
-                sends.append(item)
+        # The setup (a bad template, a malformed export, an SFA that refuses) fails here, before any mail.
+        decisions = select(settings, source, options, history, result.summary)
+        delivery.run(decisions)
     except RepsendError as exc:
-        # A bad template, a malformed export or an SFA failure: nothing was sent; the run says how it ended.
-        log.finish_run(run_id, clock.now(), _run_counts(result), exc.exit_code)
+        # What went out is in the send log; a failure after it (an SFA error while paging contacts, an
+        # export changed under the run) still says how the run ended.
+        result.exit_code = exc.exit_code
         raise
-
-    throttle = Throttle(settings.rate.per_minute, settings.rate.per_hour, clock)
-    policy = run_policy()
-    # Built before the first mail (a missing host is a config error, exit 2); it connects lazily.
-    transport = open_transport() if sends else None
-    consecutive = 0
-    limit = settings.mail.max_consecutive_failures
-    queue = interleave(sends)
-    current: Decision | None = None
-    try:
-        with _StopRequested() as stop:
-            for done, current in enumerate(queue):
-                if stop.requested:
-                    result.stopped = "stopped by SIGTERM"
-                elif not window.is_open(clock.now()):
-                    result.stopped = f"the send window closed ({window.text})"
-                if result.stopped:
-                    _not_sent(current, queue, result, reporter)
-                    break
-                throttle.wait()
-                assert transport is not None
-                outcome = _send_one(current, settings, log, transport, clock, run_id, options, window.zone, policy)
-                result.outcomes[outcome.state] += 1
-                shown = current if outcome.state != TAKEN else _taken(current)
-                reporter.decision(shown, outcome)
-                reporter.progress(done + 1, len(sends), result.outcomes)
-                if outcome.state == SENT:
-                    consecutive = 0
-                elif outcome.state in (FAILED, DEFERRED, UNKNOWN):
-                    consecutive += 1
-                    if consecutive >= limit:
-                        result.stopped = (f"{consecutive} recipients in a row failed (last: "
-                                          f"{outcome.code or ''} {outcome.text}): stopped")
-                        result.exit_code = EXIT_SERVICE
-                        _not_sent(None, queue, result, reporter)
-                        break
-    except MailError as exc:
-        # The server failed the run: this mail is deferred (its row says so), the rest wait.
-        result.stopped = str(exc)
-        result.exit_code = EXIT_SERVICE
-        if current is not None:
-            result.outcomes[DEFERRED] += 1
-            reporter.decision(current, Outcome(DEFERRED, text=str(exc)))
-        _not_sent(None, queue, result, reporter)
     finally:
-        if transport is not None:
-            transport.close()
+        delivery.close()
         if result.exit_code == EXIT_OK and any(result.outcomes[k] for k in (FAILED, DEFERRED, UNKNOWN)):
             result.exit_code = EXIT_SOME_FAILED
-        log.finish_run(run_id, clock.now(), _run_counts(result), result.exit_code)
+        log.finish_run(result.run_id, clock.now(), _run_counts(result), result.exit_code)
     return result
+
+
+def _window_open(window: SendWindow, clock: Clock, wait: bool, result: RunResult) -> bool:
+    """Whether mail may go out now; with ``wait``, after sleeping until the window opens."""
+    now = clock.now()
+    if window.is_open(now):
+        return True
+    opens = window.next_open(now)
+    if not wait:
+        result.window_opens = opens
+        result.stopped = f"outside the send window ({window.text}); it opens at {opens.isoformat()}"
+        return False
+    clock.sleep((opens - now).total_seconds())
+    return True
+
+
+class _Delivery:
+    """The delivery loop: sends join their rep's queue as they are decided, and go out as soon as the
+    pace allows, while the selection goes on; what is left when it ends goes out at the pace. So the first
+    mail leaves right after the first send is decided, and memory holds only the mails waiting."""
+
+    def __init__(self, settings: Settings, options: RunOptions, log: SendLog, open_transport: Callable[[], Transport],
+                 clock: Clock, window: SendWindow, reporter: Reporter, result: RunResult) -> None:
+        self.settings, self.options, self.log, self.clock = settings, options, log, clock
+        self.window, self.reporter, self.result = window, reporter, result
+        self.open_transport = open_transport
+        self.transport: Transport | None = None
+        self.throttle = Throttle(settings.rate.per_minute, settings.rate.per_hour, clock)
+        self.policy = run_policy()  # remembers the headers that repeat from mail to mail, for this run
+        self.queue = RepQueues()
+        self.decided = 0  # sends decided so far: the progress line's total
+        self.consecutive = 0
+        self.stop = _StopRequested()
+
+    def run(self, decisions: Iterator[Decision]) -> None:
+        with self.stop:
+            try:
+                for decision in decisions:
+                    if decision.mail is None:
+                        self.reporter.decision(decision, None)
+                        continue
+                    self.decided += 1
+                    if self.result.stopped:
+                        self._not_sent(decision)
+                        continue
+                    self.queue.put(decision)
+                    while self.queue and not self.result.stopped and self.throttle.ready():
+                        self._send_next()
+                while self.queue and not self.result.stopped:
+                    self._send_next()
+            finally:
+                for decision in self.queue.drain():
+                    self._not_sent(decision)
+
+    def _send_next(self) -> None:
+        """The next mail in turn, after the pace's wait; or none, and the run stops, when it must."""
+        if self.stop.requested:
+            self.result.stopped = "stopped by SIGTERM"
+        elif not self.window.is_open(self.clock.now()):
+            self.result.stopped = f"the send window closed ({self.window.text})"
+        if self.result.stopped:
+            return
+        if self.transport is None:
+            # Built at the first mail (a missing host is a config error, exit 2); it connects lazily.
+            self.transport = self.open_transport()
+        self.throttle.wait()
+        decision = self.queue.take()
+        result = self.result
+        try:
+            outcome = _send_one(decision, self.settings, self.log, self.transport, self.clock, result.run_id,
+                                self.options, self.window.zone, self.policy)
+        except MailError as exc:
+            # The server failed the run: this mail is deferred (its row says so), the rest wait.
+            result.stopped = str(exc)
+            result.exit_code = EXIT_SERVICE
+            result.outcomes[DEFERRED] += 1
+            self.reporter.decision(decision, Outcome(DEFERRED, text=str(exc)))
+            return
+        result.outcomes[outcome.state] += 1
+        self.reporter.decision(decision if outcome.state != TAKEN else _taken(decision), outcome)
+        self.reporter.progress(result.outcomes[SENT] + result.outcomes[FAILED] + result.outcomes[DEFERRED]
+                               + result.outcomes[UNKNOWN] + result.outcomes[TAKEN], self.decided, result.outcomes)
+        if outcome.state == SENT:
+            self.consecutive = 0
+        elif outcome.state in (FAILED, DEFERRED, UNKNOWN):
+            self.consecutive += 1
+            if self.consecutive >= self.settings.mail.max_consecutive_failures:
+                result.stopped = (f"{self.consecutive} recipients in a row failed (last: "
+                                  f"{outcome.code or ''} {outcome.text}): stopped")
+                result.exit_code = EXIT_SERVICE
+
+    def _not_sent(self, decision: Decision) -> None:
+        self.result.outcomes[NOT_SENT] += 1
+        self.reporter.decision(decision, Outcome(NOT_SENT, text=self.result.stopped))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 def _run_counts(result: RunResult) -> dict[str, int]:
@@ -231,13 +309,8 @@ def _run_counts(result: RunResult) -> dict[str, int]:
 
 
 def _taken(decision: Decision) -> Decision:
-    return Decision(decision.contact, Reason.ALREADY_SENT, decision.rep, "by another run", language=decision.language)
-
-
-def _not_sent(first: Decision | None, rest: Iterator[Decision], result: RunResult, reporter: Reporter) -> None:
-    for item in ([first] if first else []) + list(rest):
-        result.outcomes[NOT_SENT] += 1
-        reporter.decision(item, Outcome(NOT_SENT, text=result.stopped))
+    return Decision(contact=decision.contact, reason=Reason.ALREADY_SENT, rep=decision.rep, detail="by another run",
+                    language=decision.language)
 
 
 def _send_one(decision: Decision, settings: Settings, log: SendLog, transport: Transport, clock: Clock, run_id: str,

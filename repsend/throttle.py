@@ -85,17 +85,25 @@ class Throttle:
         self.gap = max(gaps) if gaps else timedelta(0)
         self._sent: deque[datetime] = deque()
 
-    def wait(self) -> None:
-        """Sleep (through the clock) until the next mail keeps every limit, then count it as sent."""
-        if not self.limits:
-            return
-        now = self.clock.now()
+    def ready(self) -> bool:
+        """Whether a mail may go out now without waiting."""
+        return not self.limits or self._ready_at(self.clock.now()) <= self.clock.now()
+
+    def _ready_at(self, now: datetime) -> datetime:
         ready = now
         if self._sent:
             ready = max(ready, self._sent[-1] + self.gap)
         for count, window in self.limits:
             if len(self._sent) >= count:
                 ready = max(ready, self._sent[-count] + window)
+        return ready
+
+    def wait(self) -> None:
+        """Sleep (through the clock) until the next mail keeps every limit, then count it as sent."""
+        if not self.limits:
+            return
+        now = self.clock.now()
+        ready = self._ready_at(now)
         if ready > now:
             self.clock.sleep((ready - now).total_seconds())
         stamp = max(self.clock.now(), ready)

@@ -409,3 +409,69 @@ def test_sigterm_ends_the_run_between_two_mails(tmp_path: Path, smtp_sink: SmtpS
     assert [o.state for _, o in reporter.rows] == ["sent", "sent", "sent", "not_sent", "not_sent"]
     _, _, log = run(settings)
     assert len(smtp_sink.messages) == 5 and Counter(states(log).values()) == {"sent": 5}
+
+
+class CountingSource:
+    """The export's source, counting the contacts the run has pulled from it so far."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.inner = open_source(settings)
+        self.notes = self.inner.notes
+        self.pulled = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def contacts(self) -> Any:
+        for contact_ in self.inner.contacts():
+            self.pulled += 1
+            yield contact_
+
+
+def test_the_first_mail_leaves_before_the_selection_is_done(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """A run at a human pace lasts hours: the first mail must not wait for every contact to be decided."""
+    rows = [contact(1, Email=""), contact(2)] + [contact(i) for i in range(3, 61)]
+    settings = configure(tmp_path, smtp_sink, rows)
+    source = CountingSource(settings)
+    pulled_at_first_mail: list[int] = []
+    clock = FakeClock(MONDAY_10_TOKYO)
+    transport = open_transport(settings, clock)
+    real_send = transport.send
+
+    def send(*args: Any) -> Any:
+        pulled_at_first_mail.append(source.pulled)
+        return real_send(*args)
+
+    transport.send = send  # type: ignore[method-assign]
+    log = SendLog.open(settings.database_url)
+    result = send_run(settings, source, RunOptions(AS_OF, "dormant", "dormant"), log=log,  # type: ignore[arg-type]
+                      open_transport=lambda: transport, clock=clock, reporter=Collect())
+    assert result.exit_code == 0 and len(smtp_sink.messages) == 59
+    assert pulled_at_first_mail[0] == 2  # the second contact is the first send: it went out at once
+    assert pulled_at_first_mail == sorted(pulled_at_first_mail) and pulled_at_first_mail[-1] == 60
+
+
+def test_mails_wait_in_queues_per_rep_and_only_what_the_pace_holds_back(tmp_path: Path, smtp_sink: SmtpSink,
+                                                                         monkeypatch: Any) -> None:
+    """Memory grows with the mails the pace holds back (at most the reps' caps), not with the org; and
+    while they wait, every rep takes its turn."""
+    from repsend import sending
+
+    reps = [SATO, CARTER]
+    rows = [contact(i, OwnerId=reps[i % 2], MailingCountry="United States" if i % 2 else "Japan", FirstName="Ann")
+            for i in range(1, 201)]
+    settings = configure(tmp_path, smtp_sink, rows, rate={"per_minute": 2, "per_hour": 0, "per_rep_per_day": 3})
+    longest: list[int] = []
+    put = sending.RepQueues.put
+
+    def counting_put(self: Any, decision: Decision) -> None:
+        put(self, decision)
+        longest.append(len(self))
+
+    monkeypatch.setattr(sending.RepQueues, "put", counting_put)
+    result, reporter, log = run(settings)
+    assert result.exit_code == 0 and len(smtp_sink.messages) == 6
+    assert max(longest) <= 6  # two reps, three a day each: never more than their caps waiting
+    sent = sorted(log.rows(), key=lambda r: r.created_at)
+    assert [r.rep_id for r in sent] == [CARTER, SATO, CARTER, SATO, CARTER, SATO]
+    assert Counter(d.reason.value for d, o in reporter.rows if o is None) == {"rep_cap": 194}
