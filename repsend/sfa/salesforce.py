@@ -85,6 +85,8 @@ BULK_WAIT = 5.0
 # The fields whose "true"/"false" text the REST answer gives as JSON booleans.
 _BOOLEANS = frozenset({"hasoptedoutofemail", "isemailbounced"})
 
+# A datetime as the REST answer gives it (always in UTC).
+_UTC_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 _API_VERSION = re.compile(r"\d+\.\d+")
 _HOST_LABELS = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
@@ -209,6 +211,8 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, str) and _UTC_DATETIME.fullmatch(value):
+        return value[:-5] + "Z"  # a datetime as an export (and the Bulk API) writes it: 2025-03-14T09:30:00.000Z
     return str(value)
 
 
@@ -330,7 +334,8 @@ class SalesforceSource:
                 last_name=r.get("LastName") or "",
                 title=r.get("Title") or "",
                 phone=r.get("Phone") or "",
-                signature=r.get("Signature") or "",
+                # as a CSV export reads it: one line break form (a text area typed in a browser holds CRLF)
+                signature=(r.get("Signature") or "").replace("\r\n", "\n").strip(),
             )
             reps[id15(rep.id)] = rep
         return reps
