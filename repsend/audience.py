@@ -152,13 +152,19 @@ class Audience:
             return Reason.NO_EMAIL, None, ""
         if not is_valid_address(address):
             return Reason.INVALID_EMAIL, None, contact.email.strip()
+        # An opt-out or bounce holds for the person (every record of the address), in Reason's order: an
+        # opt-out on another record wins over this record's own bounce.
+        blocked = self.blocks.get(address)
         if contact.opted_out:
             return Reason.OPTED_OUT, None, ""
+        if blocked is Reason.OPTED_OUT:
+            return Reason.OPTED_OUT, None, "on another record"
         if contact.bounced:
             return Reason.BOUNCED, None, ""
-        blocked = self.blocks.get(address)
-        if blocked is not None and blocked is not Reason.ACTIVE_DEAL:
-            return blocked, None, "on another record" if blocked is not Reason.SUPPRESSED else ""
+        if blocked is Reason.BOUNCED:
+            return Reason.BOUNCED, None, "on another record"
+        if blocked is Reason.SUPPRESSED:
+            return Reason.SUPPRESSED, None, ""
         history = self.history
         if address in history.campaign_addresses:
             return Reason.ALREADY_SENT, None, ""

@@ -107,9 +107,11 @@ def audience_of(settings: Settings, source: Source, options: RunOptions, history
     deals = source.deals(rules.dormant_since, rules.scope)
     blocks = source.blocked_addresses(deals, rules.scope)
     if settings.audience.suppression_file is not None:
-        # The local suppression list, where no stronger address-level reason holds already.
+        # The local suppression list, where no earlier address-level reason (an opt-out, a bounce) holds.
         for address in read_suppression_list(settings.resolve(settings.audience.suppression_file)):
-            blocks.setdefault(address, Reason.SUPPRESSED)
+            held = blocks.get(address)
+            if held is None or Reason.SUPPRESSED.rank < held.rank:
+                blocks[address] = Reason.SUPPRESSED
     return Audience(reps, deals, blocks, rules, history, Composer(templates, companies, options.campaign))
 
 

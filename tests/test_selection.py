@@ -205,3 +205,19 @@ def test_each_language_prints_the_company_as_configured(tmp_path: Path) -> None:
     assert "--\n株式会社アクメ\n〒100-0005 東京都千代田区丸の内1-1-1\n" in ja.body
     assert "--\nAcme K.K., 1-1-1 Marunouchi, Tokyo\n" in en.body
     assert "株式会社アクメ" not in en.body
+
+
+def test_a_suppressed_address_is_suppressed_even_when_another_record_is_in_an_open_deal(tmp_path: Path) -> None:
+    """suppressed comes before active_deal: the suppression list wins over an open deal found on any record."""
+    (tmp_path / "suppressed.txt").write_text("c1@example.co.jp\n", encoding="utf-8")
+    rows = [contact(1), contact(2, Email="C1@example.co.jp")]
+    result = decide(tmp_path, rows, [deal(1, rows[1]["AccountId"])],
+                    audience={"suppression_file": str(tmp_path / "suppressed.txt")})
+    assert list(reasons(result).values()) == ["suppressed", "suppressed"]
+
+
+def test_an_opt_out_on_another_record_wins_over_this_records_bounce(tmp_path: Path) -> None:
+    rows = [contact(1, IsEmailBounced="true"), contact(2, Email="c1@example.co.jp", HasOptedOutOfEmail="true")]
+    result = decide(tmp_path, rows)
+    assert [(d.reason.value, d.detail) for d in result.values()] == [("opted_out", "on another record"),
+                                                                       ("opted_out", "")]
