@@ -23,6 +23,9 @@ from repsend.sfa.base import DealIndex, Scope
 # rep would not type into a mail client is a data error to fix in the SFA, not a recipient.
 _ADDRESS = re.compile(r"^[^@\s\"(),:;<>\[\\\]]+@[^@\s\"(),:;<>\[\\\]]+\.[^@\s\"(),:;<>\[\\\].]{2,}$")
 
+_SENDS = frozenset(reason for reason in Reason if reason.is_send)
+
+
 def is_valid_address(address: str) -> bool:
     return bool(_ADDRESS.match(address)) and ".." not in address and not address.startswith(".")
 
@@ -92,7 +95,8 @@ class Audience:
         self.history = history or History()
         self.composer = composer
         self._chosen: set[str] = set()
-        self._rep_count: dict[str, int] = dict(self.history.rep_sent_today)
+        self._rep_count: dict[str, int] = dict(self.history.rep_sent_today)  # id15 of rep -> mails today
+        self._rep_keys: dict[str, str] = {}  # a rep's Id -> its id15, each cut once
         self._languages: dict[str, str] = {}  # language field value as written -> language, for this run
 
     def decide(self, contact: Contact) -> Decision:
@@ -103,7 +107,7 @@ class Audience:
         if reason is Reason.ACTIVE_DEAL:
             # A person in an open deal through one record is in it through all their records.
             self.blocks.setdefault(address, Reason.ACTIVE_DEAL)
-        if not reason.is_send:
+        if reason not in _SENDS:
             return Decision(contact=contact, reason=reason, rep=rep, detail=detail, language=language)
         assert rep is not None
         return self._send(contact, address, reason, rep, detail, language)
@@ -137,14 +141,20 @@ class Audience:
         if capped:
             cap = f"{self.rules.per_rep_per_day} a day"
             return Decision(contact=contact, reason=Reason.REP_CAP, rep=rep, detail=cap, language=language)
-        rep_key = id15(rep.id)
+        rep_key = self._rep_key(rep)
         self._rep_count[rep_key] = self._rep_count.get(rep_key, 0) + 1
         self._chosen.add(address)
         return Decision(contact=contact, reason=reason, rep=rep, detail=detail, mail=mail, language=language)
 
     def _capped(self, rep: Rep) -> bool:
         cap = self.rules.per_rep_per_day
-        return bool(cap) and self._rep_count.get(id15(rep.id), 0) >= cap
+        return bool(cap) and self._rep_count.get(self._rep_key(rep), 0) >= cap
+
+    def _rep_key(self, rep: Rep) -> str:
+        key = self._rep_keys.get(rep.id)
+        if key is None:
+            key = self._rep_keys[rep.id] = id15(rep.id)
+        return key
 
     def _reason(self, contact: Contact, address: str) -> tuple[Reason, Rep | None, str]:
         """The first reason up to the sender's, in ``Reason``'s order."""

@@ -218,11 +218,13 @@ class _Values:
 
 
 class _Format:
-    """A shape's output: ``text % pick(values)``, the text with ``%s`` where each value is printed."""
+    """A shape's output: ``text % pick(values)``, the text with ``%s`` where each value is printed; and what
+    ``Templates.check`` needs to know that such a mail composes without making its text."""
 
-    __slots__ = ("text", "pick")
+    __slots__ = ("text", "pick", "subject_values", "vouched")
 
-    def __init__(self, text: str, order: tuple[int, ...]) -> None:
+    def __init__(self, text: str, order: tuple[int, ...], statics: list[str]) -> None:
+        """``statics``: the text between the values, in order (one more than ``order``)."""
         self.text = text
         if len(order) == 1:
             index = order[0]
@@ -231,6 +233,15 @@ class _Format:
             self.pick = itemgetter(*order)
         else:
             self.pick = lambda values: ()
+        line = next((k for k, static in enumerate(statics) if "\n" in static), None)
+        # The values printed in the Subject line (before the first line break of the text around them).
+        self.subject_values = order[:line] if line is not None else order
+        subject = "".join(statics[:line]) + statics[line].split("\n", 1)[0] if line is not None else "".join(statics)
+        around = "".join(statics)
+        # Around the values, nothing that check would stop: no brace (a marker), no control character in
+        # the Subject line, a subject that is never empty.
+        self.vouched = (line is not None and "{" not in around and "}" not in around
+                        and _CONTROL.search(subject) is None and subject.removeprefix("Subject:").strip() != "")
 
 
 class _Compiled:
@@ -270,6 +281,15 @@ class _Compiled:
 
     def _format(self, contact: dict[str, Any], rep: _Values, company: _Values, campaign: str,
                 language: str) -> str | None:
+        values, entry = self._entry(contact, rep, company, campaign, language)
+        if entry is None:
+            return None
+        return entry.text % entry.pick(values)
+
+    def _entry(self, contact: dict[str, Any], rep: _Values, company: _Values, campaign: str,
+               language: str) -> tuple[list[Any], _Format | None]:
+        """The printed values and their shape's format (None: Jinja renders this shape); raises the
+        MissingField of a shape that misses a field."""
         contact_keys, rep_keys, company_keys = self.keys
         values = [*map(contact.get, contact_keys), *map(rep.values.get, rep_keys),
                   *map(company.values.get, company_keys)]
@@ -278,11 +298,28 @@ class _Compiled:
         if entry is self:
             groups = (contact, rep.values, company.values)
             entry = self._learn(shape, groups, values, campaign, language)
-        if entry is None:
-            return None
-        if type(entry) is _Format:
-            return entry.text % entry.pick(values)
+        if entry is None or type(entry) is _Format:
+            return values, entry  # type: ignore[return-value]
         raise MissingField(entry.field)  # type: ignore[union-attr]
+
+    def composes(self, contact: dict[str, Any], rep: _Values, company: _Values, campaign: str, language: str,
+                 plain: bool) -> bool:
+        """True when this text is known, without making it, to hold no marker and a Subject that is neither
+        empty nor broken by a control character; False: make the text to know. Raises what a render
+        would (a missing field)."""
+        if self.refs is None or not plain or self.company_only:
+            return False
+        values, entry = self._entry(contact, rep, company, campaign, language)
+        if entry is None or not entry.vouched:
+            return False
+        for value in values:
+            if value and ("{" in value or "}" in value):
+                return False
+        for index in entry.subject_values:
+            value = values[index]
+            if value and _CONTROL.search(value) is not None:
+                return False
+        return True
 
     def _learn(self, shape: tuple[Any, ...], groups: tuple[Mapping[str, Any], ...], values: list[Any],
                campaign: str, language: str) -> _Format | MissingField | None:
@@ -298,6 +335,7 @@ class _Compiled:
                 entry = _Format(
                     "%s".join(piece.replace("%", "%%") for piece in pieces[::2]),
                     tuple(int(index) for index in pieces[1::2]),
+                    pieces[::2],
                 )
         except MissingField as missing:
             entry = MissingField(missing.field)
@@ -413,7 +451,19 @@ class Templates:
 
     def check(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str) -> None:
         """Raises what ``compose`` would raise, without making the mail: for a contact whose mail would be
-        thrown away (its rep has reached the daily cap), only whether it could be composed counts."""
+        thrown away (its rep has reached the daily cap), only whether it could be composed counts.
+
+        Where the template's shape vouches for it (``_Compiled.composes``), the text is not even made:
+        that is most contacts of a large run, whose reps are at their cap."""
+        values = _contact_values(contact, language)
+        rep_values, company_values = self._rep_values(rep), self._company_values(company)
+        plain = type(contact.id) is str and rep_values.plain and company_values.plain
+        if self._main[language].composes(values, rep_values, company_values, campaign, language, plain):
+            legal = self._legal[language].fast(values, rep_values, company_values, campaign, language, plain)
+            if legal is not None and "{" not in legal and "}" not in legal:
+                _check_address("To", values["name"], values["email"])
+                self._from(rep)
+                return
         self._checked(contact, rep, company, language, campaign, make_to=False)
         self._from(rep)
 

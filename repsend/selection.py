@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,18 +21,27 @@ from repsend.settings import Settings
 from repsend.sfa.base import Source
 
 
-@dataclass(slots=True)
 class Summary:
-    considered: int = 0
-    send: int = 0
-    skip: Counter[str] = field(default_factory=Counter)
+    """The count of decisions by reason: considered, sent, and each skip reason."""
+
+    def __init__(self) -> None:
+        self._reasons: dict[Reason, int] = {}
 
     def add(self, decision: Decision) -> None:
-        self.considered += 1
-        if decision.reason.is_send:
-            self.send += 1
-        else:
-            self.skip[decision.reason.value] += 1
+        reasons = self._reasons
+        reasons[decision.reason] = reasons.get(decision.reason, 0) + 1
+
+    @property
+    def considered(self) -> int:
+        return sum(self._reasons.values())
+
+    @property
+    def send(self) -> int:
+        return sum(n for reason, n in self._reasons.items() if reason.is_send)
+
+    @property
+    def skip(self) -> Counter[str]:
+        return Counter({reason.value: n for reason, n in self._reasons.items() if not reason.is_send})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +142,12 @@ def select(
 
 def _decisions(source: Source, audience: Audience, limit: int | None, summary: Summary) -> Iterator[Decision]:
     decide, add = audience.decide, summary.add
+    sends = 0
     for contact in source.contacts():
         decision = decide(contact)
         add(decision)
         yield decision
-        if limit is not None and summary.send >= limit and decision.reason.is_send:
-            return
+        if limit is not None and decision.mail is not None:
+            sends += 1
+            if sends >= limit:
+                return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,8 @@ SATO = Rep(id="0055g00000AbCdEAAV", name="佐藤 健", email="k.sato@acme.exampl
            first_name="健", last_name="佐藤", signature="佐藤 健\n株式会社アクメ 営業部 課長\n03-1234-5678")
 CARTER = Rep(id="0055g00000AbCdFAAV", name="Emily Carter", email="e.carter@acme.example", is_active=True,
              first_name="Emily", last_name="Carter", signature="")
-COMPANY = Company("株式会社アクメ", "〒100-0005 東京都千代田区丸の内1-1-1", "optout@acme.example", "acme.example")
+COMPANY = Company(name="株式会社アクメ", postal_address="〒100-0005 東京都千代田区丸の内1-1-1",
+                  opt_out="optout@acme.example", domain="acme.example")
 YAMADA = Contact(id="0035g00000Q0000001", email="h.yamada@example.co.jp", owner_id=SATO.id, first_name="花子",
                  last_name="山田", account_name="株式会社サンプル")
 MILLER = Contact(id="0035g00000Q0000002", email="john.miller@northwind.example.com", owner_id=CARTER.id,
@@ -167,3 +169,39 @@ def test_repeated_headers_made_once_are_the_bytes_the_email_package_makes(rep_na
             assert made.as_bytes(policy=wire_policy(made, seven_bit)) == expected
         assert made["From"].addresses[0].display_name == rep_name
     assert policy.folded and policy.headers and not POLICY.folded  # the run remembered; the module did not
+
+
+def test_the_check_that_makes_no_text_says_what_composing_says() -> None:
+    """Templates.check skips making the text where the template's shape vouches for the mail (most contacts of
+    a large run: their reps are at the cap). For any values it must raise exactly what composing raises."""
+    import random
+
+    from repsend.compose import HeaderInjection
+
+    rng = random.Random(11)
+    pieces = ["花子", "Ann", " ", "", "{{", "}", "%s", "%", "\n", "\r", "\x01", "\t", "Bcc: x@example.jp", "ｻﾝﾌﾟﾙ",
+              "O'Brien", '"', "\u2028", "{% raw %}"]
+    templates = Templates(TEMPLATES, "dormant", ["ja", "en"])
+    reps = [SATO, Rep(id="0055g00000AbCdFAAV", name="Emily Carter", email="e.carter@acme.example", is_active=True,
+                      first_name="Emily", signature=""),
+            Rep(id="0055g00000AbCdXAAV", name="Bad\nName", email="b@acme.example", is_active=True)]
+
+    def outcome(call: Any) -> str:
+        try:
+            call()
+        except (MissingField, HeaderInjection) as exc:
+            return f"{type(exc).__name__}: {exc.detail}"
+        return "composes"
+
+    seen = set()
+    for n in range(3000):
+        value = lambda: "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 3)))  # noqa: E731
+        person = Contact(id=f"0035g{n:010d}AAA", email=rng.choice(["a@example.jp", "a\n@example.jp", " b@example.jp "]),
+                         owner_id=SATO.id, first_name=value(), last_name=value(), account_name=value(),
+                         title=value())
+        rep, language = rng.choice(reps), rng.choice(["ja", "en"])
+        quick = outcome(lambda: templates.check(person, rep, COMPANY, language, "dormant"))  # noqa: B023
+        full = outcome(lambda: templates.compose(person, rep, COMPANY, language, "dormant"))  # noqa: B023
+        assert quick == full, (person, rep.name, language)
+        seen.add(quick.split(":")[0])
+    assert seen == {"composes", "MissingField", "HeaderInjection"}

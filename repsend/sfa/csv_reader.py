@@ -280,21 +280,31 @@ class CsvFile:
             raise _NotVouched from None  # polars refuses a malformed quote and a byte that is not UTF-8
 
     def _typed(self, column: pl.Series, kind: str) -> pl.Series:
-        """A column of text as its kind, each distinct value parsed once by csv_format's rules."""
+        """A column of text as its kind, by csv_format's rules: each distinct boolean spelling, and each value
+        that is not an ISO day, parsed once by parse_bool or parse_date."""
         if kind == TEXT:
             return column
         try:
             if kind == BOOL:
-                spelled = {value: _BOOLS.get(value) for value in column.unique().to_list()}
-                meaning = {v: parse_bool(v) if b is None else b for v, b in spelled.items()}
-                return column.replace_strict(meaning, return_dtype=pl.Boolean)
-            # A day, alone or with a time in ISO form, is read by its first ten characters.
+                meaning = {value: parse_bool(value) if _BOOLS.get(value) is None else _BOOLS[value]
+                           for value in column.unique().to_list()}
+                true = pl.Series([value for value, is_true in meaning.items() if is_true], dtype=pl.String)
+                return column.is_in(true.implode())
+            empty = column == ""
+            iso = column.str.contains(ISO_DATE_OR_TIME)
+            if (iso | empty).all():
+                # An ISO day, alone or with a time, means its first ten characters: polars reads those as the
+                # calendar date, and a day that does not exist (null) goes to parse_date's message.
+                days = column.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+                if days.null_count() != empty.sum() or (days.dt.year() < 1).any():
+                    raise _NotVouched
+                return days
             value = pl.col(column.name)
             key = column.to_frame().select(
                 pl.when(value.str.contains(ISO_DATE_OR_TIME)).then(value.str.slice(0, 10)).otherwise(value)
             ).to_series()
-            days = {value: self.dates(value) for value in key.unique().to_list()}
-            return key.replace_strict(days, return_dtype=pl.Date)
+            days_of = {value: self.dates(value) for value in key.unique().to_list()}
+            return key.replace_strict(days_of, return_dtype=pl.Date)
         except BadValue:
             raise _NotVouched from None  # the careful parser names the record and the field
 
