@@ -17,7 +17,7 @@ from datetime import date
 from typing import Protocol
 
 from repsend.models import Contact, Decision, Mail, Reason, Rep, id15, normalize_email
-from repsend.sfa.base import DealIndex, Scope
+from repsend.sfa.base import OPEN, RECENT, DealIndex, Scope
 
 # Deliberately plain: one @, no spaces, a dotted domain. RFC 5322 admits far more, but an address a
 # rep would not type into a mail client is a data error to fix in the SFA, not a recipient.
@@ -89,14 +89,17 @@ class Audience:
         (every send is final as the rules before ``missing_field`` leave it)."""
         self.reps = reps
         self.deals = deals
+        reach = deals.reach(rules.scope)
+        self._deal_accounts, self._deal_contacts = reach.accounts, reach.contacts
         # Grows while contacts stream past: an open deal found on one record holds for the next.
         self.blocks = blocks
         self.rules = rules
         self.history = history or History()
         self.composer = composer
         self._chosen: set[str] = set()
-        self._rep_count: dict[str, int] = dict(self.history.rep_sent_today)  # id15 of rep -> mails today
-        self._rep_keys: dict[str, str] = {}  # a rep's Id -> its id15, each cut once
+        self._cap = rules.per_rep_per_day
+        # Mails today by rep.Id (one Rep per user in a run), from the history's count by id15 at the first.
+        self._sent_today: dict[str, int] = {}
         self._languages: dict[str, str] = {}  # language field value as written -> language, for this run
 
     def decide(self, contact: Contact) -> Decision:
@@ -139,22 +142,22 @@ class Audience:
             except Uncomposable as why:
                 return Decision(contact=contact, reason=why.reason, rep=rep, detail=why.detail, language=language)
         if capped:
-            cap = f"{self.rules.per_rep_per_day} a day"
+            cap = f"{self._cap} a day"
             return Decision(contact=contact, reason=Reason.REP_CAP, rep=rep, detail=cap, language=language)
-        rep_key = self._rep_key(rep)
-        self._rep_count[rep_key] = self._rep_count.get(rep_key, 0) + 1
+        self._sent_today[rep.id] = self._sent(rep) + 1
         self._chosen.add(address)
         return Decision(contact=contact, reason=reason, rep=rep, detail=detail, mail=mail, language=language)
 
     def _capped(self, rep: Rep) -> bool:
-        cap = self.rules.per_rep_per_day
-        return bool(cap) and self._rep_count.get(self._rep_key(rep), 0) >= cap
+        cap = self._cap
+        return bool(cap) and self._sent(rep) >= cap
 
-    def _rep_key(self, rep: Rep) -> str:
-        key = self._rep_keys.get(rep.id)
-        if key is None:
-            key = self._rep_keys[rep.id] = id15(rep.id)
-        return key
+    def _sent(self, rep: Rep) -> int:
+        """The rep's mails today: the history's, then this run's."""
+        sent = self._sent_today.get(rep.id)
+        if sent is None:
+            sent = self._sent_today[rep.id] = self.history.rep_sent_today.get(id15(rep.id), 0)
+        return sent
 
     def _reason(self, contact: Contact, address: str) -> tuple[Reason, Rep | None, str]:
         """The first reason up to the sender's, in ``Reason``'s order."""
@@ -179,8 +182,9 @@ class Audience:
         if address in history.campaign_addresses:
             return Reason.ALREADY_SENT, None, ""
         rules = self.rules
-        contact_key, account_key = id15(contact.id), id15(contact.account_id)
-        if self.deals.in_open_deal(contact_key, account_key, rules.scope):
+        contact_key, account_key = contact.id.strip()[:15], contact.account_id.strip()[:15]  # id15, inline
+        deals = self._deal_accounts.get(account_key, 0) | self._deal_contacts.get(contact_key, 0)
+        if deals & OPEN:
             return Reason.ACTIVE_DEAL, None, ""
         if blocked is Reason.ACTIVE_DEAL:
             return Reason.ACTIVE_DEAL, None, "on another record"
@@ -189,7 +193,7 @@ class Audience:
         if (
             (created is not None and created >= since)
             or (last_activity is not None and last_activity >= since)
-            or self.deals.deal_changed_recently(contact_key, account_key, rules.scope)
+            or deals & RECENT
         ):
             return Reason.RECENT_ACTIVITY, None, ""
         last = history.last_mailed.get(address)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -208,9 +208,10 @@ class _Values:
     """A rep's or a company's template values, made once per value (compose sees the same few again and
     again), with what is derived from them: a rep's From, texts that depend only on a company."""
 
-    __slots__ = ("values", "plain", "from_", "texts")
+    __slots__ = ("owner", "values", "plain", "from_", "texts")
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, owner: Rep | Company, values: dict[str, Any]) -> None:
+        self.owner = owner  # the record they were made of: compared by value before they are used for another
         self.values = values
         self.plain = all(value is None or type(value) is str for value in values.values())
         self.from_: Address | HeaderInjection | None = None
@@ -395,9 +396,10 @@ class Templates:
         for language in self.languages:
             self._main[language] = self._load(f"{name}/{language}.txt", needs_subject=True)
             self._legal[language] = self._load(f"{LEGAL_DIR}/{language}.txt", needs_subject=False)
-        # Per Rep and Company, by value: its template values (see _Values).
-        self._reps: dict[Rep, _Values] = {}
-        self._companies: dict[Company, _Values] = {}
+        # Per Rep (by Id) and Company (by name), checked by value: its template values (see _Values).
+        self._reps: dict[str, _Values] = {}
+        self._companies: dict[str, _Values] = {}
+        self._plans: dict[tuple[str, str, str, str], _CheckPlan] = {}  # see check
 
     def _load(self, relative: str, needs_subject: bool) -> _Compiled:
         path = self.folder / relative
@@ -447,7 +449,8 @@ class Templates:
         """The mail for one contact; raises MissingField or HeaderInjection for a contact to skip."""
         subject, body, to = self._checked(contact, rep, company, language, campaign, make_to=True)
         assert to is not None
-        return Mail(to=to, from_=self._from(rep), subject=subject, body=body, language=language, template=self.name)
+        return Mail(to=to, from_=self._from(rep, self._rep_values(rep)), subject=subject, body=body,
+                    language=language, template=self.name)
 
     def check(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str) -> None:
         """Raises what ``compose`` would raise, without making the mail: for a contact whose mail would be
@@ -455,17 +458,20 @@ class Templates:
 
         Where the template's shape vouches for it (``_Compiled.composes``), the text is not even made:
         that is most contacts of a large run, whose reps are at their cap."""
-        values = _contact_values(contact, language)
         rep_values, company_values = self._rep_values(rep), self._company_values(company)
-        plain = type(contact.id) is str and rep_values.plain and company_values.plain
-        if self._main[language].composes(values, rep_values, company_values, campaign, language, plain):
-            legal = self._legal[language].fast(values, rep_values, company_values, campaign, language, plain)
-            if legal is not None and "{" not in legal and "}" not in legal:
-                _check_address("To", values["name"], values["email"])
-                self._from(rep)
-                return
+        plan = self._plans.get((language, campaign, rep.id, company.name))
+        if plan is None or plan.rep is not rep_values or plan.company is not company_values:
+            if len(self._plans) >= 4096:
+                self._plans.clear()
+            plan = self._plans[(language, campaign, rep.id, company.name)] = _CheckPlan(
+                self._main[language], self._legal[language], rep_values, company_values, campaign, language)
+        if type(contact.id) is str and plan.composes(contact):
+            _check_address("To", full_name(contact.first_name.strip(), contact.last_name.strip(), language),
+                           contact.email.strip())
+            self._from(rep, rep_values)
+            return
         self._checked(contact, rep, company, language, campaign, make_to=False)
-        self._from(rep)
+        self._from(rep, rep_values)
 
     def _checked(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str,
                  make_to: bool) -> tuple[str, str, Address | None]:
@@ -503,9 +509,8 @@ class Templates:
         first, _, rest = text.partition("\n")
         return first.removeprefix("Subject:").strip(), rest.strip("\n") + "\n\n" + legal.strip("\n") + "\n"
 
-    def _from(self, rep: Rep) -> Address:
+    def _from(self, rep: Rep, values: _Values) -> Address:
         """The rep as From (and Reply-To); raises HeaderInjection for a name or address that breaks it."""
-        values = self._rep_values(rep)
         from_ = values.from_
         if from_ is None:
             try:
@@ -518,11 +523,12 @@ class Templates:
         return from_
 
     def _rep_values(self, rep: Rep) -> _Values:
-        values = self._reps.get(rep)
-        if values is None:
+        """The rep's values, by value: found by Id, and made again if the rep is not the one they were made of."""
+        values = self._reps.get(rep.id)
+        if values is None or (values.owner is not rep and values.owner != rep):
             if len(self._reps) >= 4096:
                 self._reps.clear()
-            values = self._reps[rep] = _Values({
+            values = self._reps[rep.id] = _Values(rep, {
                 "id": rep.id,
                 "name": rep.name.strip(),
                 "first_name": rep.first_name.strip(),
@@ -535,9 +541,9 @@ class Templates:
         return values
 
     def _company_values(self, company: Company) -> _Values:
-        values = self._companies.get(company)
-        if values is None:
-            values = self._companies[company] = _Values({
+        values = self._companies.get(company.name)
+        if values is None or (values.owner is not company and values.owner != company):
+            values = self._companies[company.name] = _Values(company, {
                 "name": company.name,
                 "postal_address": company.postal_address,
                 "opt_out": company.opt_out,
@@ -545,6 +551,88 @@ class Templates:
                 "unsubscribe_url": company.unsubscribe_url,
             })
         return values
+
+
+_UNKNOWN: Any = object()
+_STRIPPED = frozenset({"first_name", "last_name", "email", "account_name", "title"})  # Contact attributes, stripped
+# How a template's contact.* value is read from a Contact (stripped, as _contact_values makes it).
+_CONTACT_VALUE: dict[str, Callable[[Contact, str], str]] = {
+    "id": lambda c, language: c.id,
+    "first_name": lambda c, language: c.first_name.strip(),
+    "last_name": lambda c, language: c.last_name.strip(),
+    "name": lambda c, language: full_name(c.first_name.strip(), c.last_name.strip(), language),
+    "email": lambda c, language: c.email.strip(),
+    "account_name": lambda c, language: c.account_name.strip(),
+    "title": lambda c, language: c.title.strip(),
+}
+
+
+class _CheckPlan:
+    """``Templates.check`` for one language, campaign, rep and company: what it learnt of each shape of the
+    contact's printed values (which are empty), so that a contact is checked from the few values the
+    template prints. A shape's verdict is the places of the values printed in the Subject line (the text
+    around them vouched for: no brace, no control character, a subject never empty, a footer without a
+    brace), the MissingField the shape raises, or None: make the text to know."""
+
+    __slots__ = ("main", "legal", "rep", "company", "campaign", "language", "keys", "verdicts", "values")
+
+    def __init__(self, main: _Compiled, legal: _Compiled, rep: _Values, company: _Values, campaign: str,
+                 language: str) -> None:
+        self.main, self.legal, self.rep, self.company = main, legal, rep, company
+        self.campaign, self.language = campaign, language
+        self.keys = main.keys[0] if main.refs is not None else ()
+        self.verdicts: dict[tuple[bool, ...], tuple[int, ...] | MissingField | None] = {}
+        # The printed values of a contact, as _contact_values has them.
+        self.values: Callable[[Contact], list[str]] = self._each_value
+        if self.keys and all(key in _STRIPPED for key in self.keys):
+            get = attrgetter(*self.keys)  # the Contact attributes of the same names, in one call
+            self.values = (lambda c: [get(c).strip()]) if len(self.keys) == 1 else (
+                lambda c: [value.strip() for value in get(c)])
+
+    def _each_value(self, contact: Contact) -> list[str]:
+        language = self.language
+        return [_CONTACT_VALUE[key](contact, language) if key in _CONTACT_VALUE
+                else (contact.extra.get(key) or "").strip() for key in self.keys]
+
+    def composes(self, contact: Contact) -> bool:
+        """True when the mail to ``contact`` is known to compose; False: make its text to know. Raises the
+        MissingField its shape raises."""
+        main = self.main
+        if main.refs is None or main.company_only or not (self.rep.plain and self.company.plain):
+            return False
+        values = self.values(contact)
+        shape = tuple(map(bool, values))
+        verdict = self.verdicts.get(shape, _UNKNOWN)
+        if verdict is _UNKNOWN:
+            verdict = self._learn(contact, shape)
+        if verdict is None:
+            return False
+        if type(verdict) is MissingField:
+            raise MissingField(verdict.field)
+        text = "".join(values)
+        if "{" in text or "}" in text:
+            return False
+        return all(_CONTROL.search(values[index]) is None for index in verdict)  # type: ignore[union-attr]
+
+    def _learn(self, contact: Contact, shape: tuple[bool, ...]) -> tuple[int, ...] | MissingField | None:
+        verdict: tuple[int, ...] | MissingField | None = None
+        everything = _contact_values(contact, self.language)
+        args = (everything, self.rep, self.company, self.campaign, self.language)
+        try:
+            values, entry = self.main._entry(*args)
+        except MissingField as missing:
+            verdict = MissingField(missing.field)
+        else:
+            legal = self.legal.fast(*args, plain=True)
+            others = values[len(self.keys):]  # the rep's and the company's, the same for every contact here
+            if (entry is not None and entry.vouched and legal is not None and "{" not in legal and "}" not in legal
+                    and not any(value and ("{" in value or "}" in value) for value in others)
+                    and not any(index >= len(self.keys) and values[index]
+                                and _CONTROL.search(values[index]) is not None for index in entry.subject_values)):
+                verdict = tuple(index for index in entry.subject_values if index < len(self.keys) and values[index])
+        if len(self.verdicts) < 1024:
+            self.verdicts[shape] = verdict
+        return verdict
 
 
 class Composer:

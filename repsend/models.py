@@ -138,7 +138,7 @@ class Mail:
     template: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """One contact's decision: a send (with its mail) or a skip, and the one reason for it."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal, NamedTuple, Protocol
@@ -38,10 +38,12 @@ class DealIndex:
     def build(
         cls,
         deals: Iterable[Deal],
-        roles: Iterable[tuple[str, str]],
+        roles: Iterable[tuple[str, str]] | Callable[[Set[str]], Iterable[tuple[str, str]]],
         recent_since: date,
     ) -> DealIndex:
-        """``roles`` are (OpportunityId, ContactId) pairs from OpportunityContactRole."""
+        """``roles`` are (OpportunityId, ContactId) pairs from OpportunityContactRole; or a function of the
+        Ids (15 characters) of the deals that count, open or changed recently, that gives at least their
+        pairs: a reader may leave the others out before they become Python objects."""
         index = cls()
         open_opps: set[str] = set()
         recent_opps: set[str] = set()
@@ -59,7 +61,8 @@ class DealIndex:
                     index.recent_accounts.add(account)
                 if contact:
                     index.recent_contacts.add(contact)
-        for opp_id, contact_id in roles:
+        pairs = roles(open_opps | recent_opps) if callable(roles) else roles
+        for opp_id, contact_id in pairs:
             opp, contact = id15(opp_id), id15(contact_id)
             if not contact:
                 continue
@@ -69,16 +72,42 @@ class DealIndex:
                 index.recent_contacts.add(contact)
         return index
 
-    # Keys are IDs already cut to 15 characters (``id15``): the audience cuts each once per contact.
+    def reach(self, scope: Scope) -> DealReach:
+        """Who the deals reach in ``scope`` (in contact_role scope, no one through an account), as the
+        two lookups the audience makes for every contact."""
+        return DealReach(_flags(self.open_accounts, self.recent_accounts) if scope != "contact_role" else {},
+                         _flags(self.open_contacts, self.recent_contacts))
+
+    # Keys are IDs already cut to 15 characters (``id15``).
     def in_open_deal(self, contact_key: str, account_key: str, scope: Scope) -> bool:
-        if scope == "contact_role":
-            return contact_key in self.open_contacts
-        return account_key in self.open_accounts or contact_key in self.open_contacts
+        return bool(self.reach(scope).of(contact_key, account_key) & OPEN)
 
     def deal_changed_recently(self, contact_key: str, account_key: str, scope: Scope) -> bool:
-        if scope == "contact_role":
-            return contact_key in self.recent_contacts
-        return account_key in self.recent_accounts or contact_key in self.recent_contacts
+        return bool(self.reach(scope).of(contact_key, account_key) & RECENT)
+
+
+# What deals do to the contacts they reach, as bits: an open one puts them in a deal, a recently closed or
+# changed one makes them recent.
+OPEN, RECENT = 1, 2
+
+
+def _flags(open_keys: Set[str], recent_keys: Set[str]) -> dict[str, int]:
+    flags = dict.fromkeys(recent_keys, RECENT)
+    for key in open_keys:
+        flags[key] = flags.get(key, 0) | OPEN
+    return flags
+
+
+@dataclass(frozen=True, slots=True)
+class DealReach:
+    """The deal index in one scope: account and contact keys (15-char IDs) -> OPEN and RECENT bits."""
+
+    accounts: Mapping[str, int]
+    contacts: Mapping[str, int]
+
+    def of(self, contact_key: str, account_key: str) -> int:
+        """The bits of what reaches the contact through its account or itself (0: no deal that counts)."""
+        return self.accounts.get(account_key, 0) | self.contacts.get(contact_key, 0)
 
 
 def address_blocks(
@@ -90,14 +119,14 @@ def address_blocks(
     address: it is one person, and the strongest reason wins.
     """
     blocks: dict[str, Reason] = {}
-    open_accounts = deals.open_accounts if scope == "account" else frozenset()
-    open_contacts = deals.open_contacts
+    reach = deals.reach(scope)
+    accounts, contacts = reach.accounts, reach.contacts
     for email, contact_id, account_id, opted_out, bounced in flags:
         if opted_out:
             reason = Reason.OPTED_OUT
         elif bounced:
             reason = Reason.BOUNCED
-        elif id15(account_id) in open_accounts or id15(contact_id) in open_contacts:
+        elif (accounts.get(id15(account_id), 0) | contacts.get(id15(contact_id), 0)) & OPEN:
             reason = Reason.ACTIVE_DEAL
         else:
             continue  # most records: nothing to block, and no address to normalize

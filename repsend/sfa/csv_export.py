@@ -9,7 +9,7 @@ before the first decision; once for the decisions. Memory does not grow with the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Set
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,22 +97,27 @@ class CsvExportSource:
         roles_file = self.folder / "OpportunityContactRole.csv"
         if not roles_file.is_file():
             self._note(NO_ROLES_NOTE)
-        return DealIndex.build(self._deals(), self._roles() if roles_file.is_file() else (), recent_since)
+        return DealIndex.build(self._deals(recent_since), self._roles if roles_file.is_file() else (), recent_since)
 
-    def _deals(self) -> Iterator[Deal]:
-        """Opportunity.csv, each record checked; a missing optional column reads as an empty cell."""
+    def _deals(self, recent_since: date) -> Iterator[Deal]:
+        """Opportunity.csv, each record checked; a missing optional column reads as an empty cell. Only the
+        deals that may count (open, or changed since ``recent_since``) become Python objects."""
         file = self._file("Opportunity.csv", OPPORTUNITY_REQUIRED)
-        noted = False
-        for frame in file.frames(DEAL_COLUMNS):
-            if not noted and frame.height:
-                self._note(*opportunity_notes(file.columns))
-                noted = True
+        may_count = ~pl.col("IsClosed") | (pl.col("LastModifiedDate") >= recent_since).fill_null(False) | (
+            pl.col("CloseDate") >= recent_since).fill_null(False)
+        seen = _Seen(may_count)
+        for frame in file.frames(DEAL_COLUMNS, then=seen.filter):
             for sfid, account, contact, closed, modified, closing in rows_of(frame, list(DEAL_COLUMNS)):
                 changed = closing if closing is not None and (modified is None or closing > modified) else modified
                 yield Deal(id=sfid, account_id=account, contact_id=contact, is_closed=closed, changed=changed)
+        if seen.records:  # what the file lacks, said once there is a record it means something for
+            self._note(*opportunity_notes(file.columns))
 
-    def _roles(self) -> Iterator[tuple[str, str]]:
-        for frame in self._file("OpportunityContactRole.csv", ROLE_REQUIRED).frames(ROLE_COLUMNS):
+    def _roles(self, counted: Set[str]) -> Iterator[tuple[str, str]]:
+        """The contact roles of the deals ``counted`` (15-character Ids), and a few more (see ``_named``)."""
+        named = _named(counted)
+        for frame in self._file("OpportunityContactRole.csv", ROLE_REQUIRED).frames(
+                ROLE_COLUMNS, then=lambda frame: frame.filter(named(frame.get_column("OpportunityId")))):
             yield from rows_of(frame, list(ROLE_COLUMNS))
 
     def blocked_addresses(self, deals: DealIndex, scope: Scope) -> dict[str, Reason]:
@@ -122,28 +127,21 @@ class CsvExportSource:
         Only the records that may block an address reach ``address_blocks`` (which decides): opted out,
         bounced, or with an Id that an open deal names; as SOQL's WHERE would filter them, a superset."""
         file = self._contacts = self._file("Contact.csv", CONTACT_REQUIRED)
-        # The Ids open deals name, as hashes: a lookup in a sorted array, not a set rebuilt for every chunk. A
-        # hash that two Ids share only lets one more record through to address_blocks.
-        named = pl.Series(sorted(deals.open_accounts | deals.open_contacts), dtype=pl.String).hash(seed=0).sort()
+        named = _named(deals.open_accounts | deals.open_contacts)
 
         def may_block(frame: pl.DataFrame) -> pl.Series:
             keep = frame.get_column("HasOptedOutOfEmail") | frame.get_column("IsEmailBounced")
-            for name in ("AccountId", "Id"):
-                column = frame.get_column(name)
-                keep = keep | ~column.str.contains(_PLAIN_ID)
-                if named.len():
-                    key = column.str.slice(0, 15).hash(seed=0)
-                    found = named.gather(named.search_sorted(key).clip(0, named.len() - 1))
-                    keep = keep | (found == key)
-            return keep
+            return keep | named(frame.get_column("AccountId")) | named(frame.get_column("Id"))
 
         names = ["Email", "Id", "AccountId", "HasOptedOutOfEmail", "IsEmailBounced"]
 
+        seen = _Seen(may_block)
+
         def flags() -> Iterator[tuple[str, str, str, bool, bool]]:
-            for frame in file.frames(BLOCK_COLUMNS):
-                if frame.height:
-                    self._note(*contact_notes(file.columns, self.language_field, self.contact_fields))
-                yield from rows_of(frame.filter(may_block(frame)), names)
+            for frame in file.frames(BLOCK_COLUMNS, then=seen.filter):
+                yield from rows_of(frame, names)
+            if seen.records:
+                self._note(*contact_notes(file.columns, self.language_field, self.contact_fields))
 
         return address_blocks(flags(), deals, scope)
 
@@ -180,3 +178,31 @@ class CsvExportSource:
 
     def close(self) -> None:
         pass
+
+
+class _Seen:
+    """A filter for ``CsvFile.frames(then=...)`` that also counts the records it saw."""
+
+    def __init__(self, keep: pl.Expr | Callable[[pl.DataFrame], pl.Series]) -> None:
+        self.keep = keep
+        self.records = 0
+
+    def filter(self, frame: pl.DataFrame) -> pl.DataFrame:
+        self.records += frame.height
+        return frame.filter(self.keep if isinstance(self.keep, pl.Expr) else self.keep(frame))
+
+
+def _named(ids: Set[str]) -> Callable[[pl.Series], pl.Series]:
+    """Which Ids of a column may be among ``ids`` (15 characters each), as a filter a reader applies before
+    its records become Python objects: the Ids as hashes in a sorted array, looked up without a set rebuilt
+    for every chunk; a hash two Ids share, or an Id not written plainly, only lets a record more through."""
+    hashes = pl.Series(sorted(ids), dtype=pl.String).hash(seed=0).sort()
+
+    def named(column: pl.Series) -> pl.Series:
+        odd = ~column.str.contains(_PLAIN_ID)
+        if not hashes.len():
+            return odd
+        key = column.str.slice(0, 15).hash(seed=0)
+        return odd | (hashes.gather(hashes.search_sorted(key).clip(0, hashes.len() - 1)) == key)
+
+    return named

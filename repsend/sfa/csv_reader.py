@@ -25,7 +25,7 @@ import csv
 import io
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,12 +130,12 @@ class CsvFile:
 
     # -- frames -----------------------------------------------------------------------------------------
 
-    def frames(self, wanted: Wanted, lines: bool = False) -> Iterator[pl.DataFrame]:
+    def frames(self, wanted: Wanted, lines: bool = False, then: Then | None = None) -> Iterator[pl.DataFrame]:
         """Every record, in file order, as frames of the ``wanted`` columns (and ``_line``). The next chunk is
-        parsed in a thread while the caller works on this one. Where each chunk was cut, and which were
-        read carefully, is kept for ``again``."""
+        parsed in a thread while the caller works on this one; ``then`` (a filter, a selection) runs there
+        too, on each frame. Where each chunk was cut, and which were read carefully, is kept for ``again``."""
         if not self._splittable:
-            return self._careful_file(wanted, lines)
+            return map(then or _same, self._careful_file(wanted, lines))
         self._stamp = self._stamp_now()
         self._cuts = []
         cuts = self._cuts
@@ -151,7 +151,8 @@ class CsvFile:
                 cuts.append((len(data), True))
                 return self._careful(data, first_line, wanted, lines)
 
-        return _read_ahead(frame(data, line) for data, line in self._chunks())
+        after = then or _same
+        return _read_ahead(after(frame(data, line)) for data, line in self._chunks())
 
     def again(self, wanted: Wanted, lines: bool = False) -> Iterator[pl.DataFrame]:
         """The records once more, cut where ``frames`` cut them, read as it read them: an InputError (after
@@ -428,6 +429,11 @@ class CsvFile:
 
 
 _DTYPES = {TEXT: pl.String, BOOL: pl.Boolean, DATE: pl.Date}
+Then = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+def _same(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame
 
 
 def _absent(kind: str, height: int, name: str) -> pl.Series:
@@ -492,7 +498,7 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
         worker.join()
 
 
-def rows_of(frame: pl.DataFrame, names: Sequence[str], step: int = 8192) -> Iterator[tuple[Any, ...]]:
+def rows_of(frame: pl.DataFrame, names: Sequence[str], step: int = 256) -> Iterator[tuple[Any, ...]]:
     """The records of a frame as tuples of Python values in the order of ``names``, a slice at a time so
     that only a slice's values are Python objects at once."""
     for offset in range(0, frame.height, step):
