@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,16 @@ def _toml(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def table_summary(text: str) -> dict[str, Any]:
+    """The table dry run's summary as the JSON summary counts it: considered, send, skip by reason."""
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if re.match(r"\d+ considered: \d+ to send, \d+ skipped$", line))
+    considered, send, _ = map(int, re.findall(r"\d+", lines[head]))
+    skip = {}
+    for line in lines[head + 1:]:
+        found = re.match(r"  (\w+) +(\d+)$", line)
+        if found:
+            skip[found[1]] = int(found[2])
+    return {"considered": considered, "send": send, "skip": dict(sorted(skip.items()))}

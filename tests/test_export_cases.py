@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +55,7 @@ from tests.helpers import (
     _toml,
     contact,
     deal,
+    table_summary,
     write_export,
 )
 
@@ -94,19 +94,6 @@ def assert_decided(settings: Settings, options: RunOptions = OPTIONS, history: H
         assert (d["action"] == "send") == (d["reason"] in ("dormant", "fallback_sender")), d
         assert (d["from"] is not None) == (d["action"] == "send"), d
     return text, summary, notes
-
-
-def table_summary(text: str) -> dict[str, Any]:
-    """The table dry run's summary as the JSON summary counts it: considered, send, skip by reason."""
-    lines = text.splitlines()
-    head = next(i for i, line in enumerate(lines) if re.match(r"\d+ considered: \d+ to send, \d+ skipped$", line))
-    considered, send, _ = map(int, re.findall(r"\d+", lines[head]))
-    skip = {}
-    for line in lines[head + 1:]:
-        found = re.match(r"  (\w+) +(\d+)$", line)
-        if found:
-            skip[found[1]] = int(found[2])
-    return {"considered": considered, "send": send, "skip": dict(sorted(skip.items()))}
 
 
 @pytest.fixture(scope="module")

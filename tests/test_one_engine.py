@@ -45,6 +45,7 @@ from repsend.clock import SystemClock
 from repsend.report import Table
 from repsend.sendlog import SendLog
 from tests.exports import AS_OF, CARELESS_SEED, CONFIGS, SEEDS, config_for, history_for, random_export
+from tests.helpers import table_summary
 
 # name: (CONFIGS key, seed, contacts, careless values). Each its own export: more cases for the same time.
 SCENARIOS: dict[str, tuple[str, int, int, bool]] = {
@@ -276,19 +277,6 @@ def cut(line: str) -> list[str]:
             cells[-1] += ch
         position += cell_width(ch)
     return cells
-
-
-def table_summary(text: str) -> dict[str, Any]:
-    """The table's summary as the JSON summary counts it."""
-    lines = text.split("\n")
-    head = next(i for i, line in enumerate(lines) if re.fullmatch(r"\d+ considered: \d+ to send, \d+ skipped", line))
-    considered, send, _ = map(int, re.findall(r"\d+", lines[head]))
-    skip = {}
-    for line in lines[head + 1:]:
-        found = re.fullmatch(r"  (\w+) +(\d+)", line)
-        if found:
-            skip[found[1]] = int(found[2])
-    return {"considered": considered, "send": send, "skip": dict(sorted(skip.items()))}
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
