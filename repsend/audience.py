@@ -101,11 +101,12 @@ class Audience:
         # Mails today by rep.Id (one Rep per user in a run), from the history's count by id15 at the first.
         self._sent_today: dict[str, int] = {}
         self._languages: dict[str, str] = {}  # language field value as written -> language, for this run
+        self._senders: dict[str, tuple[Reason, Rep | None, str]] = {}  # owner Id as written -> sender()
 
     def decide(self, contact: Contact) -> Decision:
         """The decision for one contact, final: a send carries its mail and counts for its rep."""
         address = normalize_email(contact.email)
-        language = self.language(contact.language_value)
+        language = self._languages.get(contact.language_value) or self.language(contact.language_value)
         reason, rep, detail = self._reason(contact, address)
         if reason is Reason.ACTIVE_DEAL:
             # A person in an open deal through one record is in it through all their records.
@@ -182,7 +183,7 @@ class Audience:
         if address in history.campaign_addresses:
             return Reason.ALREADY_SENT, None, ""
         rules = self.rules
-        contact_key, account_key = contact.id.strip()[:15], contact.account_id.strip()[:15]  # id15, inline
+        contact_key, account_key = id15(contact.id), id15(contact.account_id)
         deals = self._deal_accounts.get(account_key, 0) | self._deal_contacts.get(contact_key, 0)
         if deals & OPEN:
             return Reason.ACTIVE_DEAL, None, ""
@@ -201,7 +202,12 @@ class Audience:
             return Reason.COOLDOWN, None, f"last mailed {last.isoformat()}"
         if address in self._chosen:
             return Reason.DUPLICATE_EMAIL, None, ""
-        return self.sender(contact.owner_id)
+        sender = self._senders.get(contact.owner_id)
+        if sender is None:
+            if len(self._senders) >= 65536:
+                self._senders.clear()
+            sender = self._senders[contact.owner_id] = self.sender(contact.owner_id)
+        return sender
 
     def sender(self, owner_id: str) -> tuple[Reason, Rep | None, str]:
         """Who sends to a contact owned by ``owner_id`` (stripped): the send reason, or why nobody can."""

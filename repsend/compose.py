@@ -554,17 +554,11 @@ class Templates:
 
 
 _UNKNOWN: Any = object()
-_STRIPPED = frozenset({"first_name", "last_name", "email", "account_name", "title"})  # Contact attributes, stripped
-# How a template's contact.* value is read from a Contact (stripped, as _contact_values makes it).
-_CONTACT_VALUE: dict[str, Callable[[Contact, str], str]] = {
-    "id": lambda c, language: c.id,
-    "first_name": lambda c, language: c.first_name.strip(),
-    "last_name": lambda c, language: c.last_name.strip(),
-    "name": lambda c, language: full_name(c.first_name.strip(), c.last_name.strip(), language),
-    "email": lambda c, language: c.email.strip(),
-    "account_name": lambda c, language: c.account_name.strip(),
-    "title": lambda c, language: c.title.strip(),
-}
+# What a template sees of a contact (contact.*): these Contact attributes stripped, its Id as it is, and
+# its name (family name first in Japanese); then the [sfa] contact_fields, stripped. Both ways of reading
+# them (_contact_values, _CheckPlan) read this.
+_STRIPPED = ("first_name", "last_name", "email", "account_name", "title")
+_get_stripped = attrgetter(*_STRIPPED)
 
 
 class _CheckPlan:
@@ -590,9 +584,8 @@ class _CheckPlan:
                 lambda c: [value.strip() for value in get(c)])
 
     def _each_value(self, contact: Contact) -> list[str]:
-        language = self.language
-        return [_CONTACT_VALUE[key](contact, language) if key in _CONTACT_VALUE
-                else (contact.extra.get(key) or "").strip() for key in self.keys]
+        values = _contact_values(contact, self.language)
+        return [values.get(key) or "" for key in self.keys]
 
     def composes(self, contact: Contact) -> bool:
         """True when the mail to ``contact`` is known to compose; False: make its text to know. Raises the
@@ -651,17 +644,10 @@ class Composer:
 
 
 def _contact_values(contact: Contact, language: str) -> dict[str, Any]:
-    """What a template sees of a contact (``contact.*``), each value stripped."""
-    first_name, last_name = contact.first_name.strip(), contact.last_name.strip()
-    values = {
-        "id": contact.id,
-        "first_name": first_name,
-        "last_name": last_name,
-        "name": full_name(first_name, last_name, language),
-        "email": contact.email.strip(),
-        "account_name": contact.account_name.strip(),
-        "title": contact.title.strip(),
-    }
+    """What a template sees of a contact (``contact.*``), each value stripped (see _STRIPPED)."""
+    values: dict[str, Any] = dict(zip(_STRIPPED, (value.strip() for value in _get_stripped(contact)), strict=True))
+    values["id"] = contact.id
+    values["name"] = full_name(values["first_name"], values["last_name"], language)
     if contact.extra:
         values.update({k: v.strip() for k, v in contact.extra.items()})
     return values
