@@ -58,12 +58,12 @@ class JsonLines:
     """One JSON line per decision (``decision_record``), then the summary.
 
     A line is written as ``json.dumps(decision_record(...), ensure_ascii=False)`` would write it, the
-    same bytes, without building the dict: the part that only depends on the reason, and each sender's
-    From, are encoded once per run (``tests/test_report.py`` holds the two to each other)."""
+    same bytes, without building the dict: what a skip's line holds after the address, and each sender's
+    From, are encoded once per run (tests/test_cli.py and tests/test_export_cases.py hold the two together)."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self._reasons: dict[Reason, str] = {}
+        self._skips: dict[tuple[Reason, str | None, str | None], str] = {}  # a skip's line after the address
         self._senders: dict[tuple[str, str, str], str] = {}  # From (display name, user, domain) -> JSON
 
     def row(self, decision: Decision, extra: Mapping[str, Any] | None = None) -> None:
@@ -83,29 +83,34 @@ class JsonLines:
         if (type(contact_id) is not str or type(email) is not str or (rep_id is not None and type(rep_id) is not str)
                 or (detail is not None and type(detail) is not str) or type(d.reason) is not Reason):
             return None
-        middle = self._reasons.get(d.reason)
-        if middle is None:
-            middle = self._reasons[d.reason] = (
-                f'"action": {_json_string(d.action.value)}, "reason": {_json_string(d.reason.value)}')
+        head = (f'{{"type": "decision", "contact_id": {_json_string(contact_id)}, '
+                f'"email": {_json_string(email.strip())}, ')
         if mail is None:
-            tail = '"from": null, "subject": null'
-            language = "null"
-        else:
-            if type(mail.subject) is not str or type(mail.language) is not str:
-                return None
-            from_ = mail.from_
-            key = (from_.display_name, from_.username, from_.domain)
-            sender = self._senders.get(key)
-            if sender is None:
-                if len(self._senders) >= 4096:
-                    self._senders.clear()
-                sender = self._senders[key] = _json_string(str(from_))
-            tail = f'"from": {sender}, "subject": {_json_string(mail.subject)}'
-            language = _json_string(mail.language)
+            # A skip's line after the address depends on its reason, rep and detail alone: a few thousand lines.
+            key = (d.reason, rep_id, detail)
+            tail = self._skips.get(key)
+            if tail is None:
+                if len(self._skips) >= 65536:
+                    self._skips.clear()
+                tail = self._skips[key] = (
+                    f'"action": "skip", "reason": {_json_string(d.reason.value)}, '
+                    f'"rep_id": {"null" if rep_id is None else _json_string(rep_id)}, "from": null, "subject": null, '
+                    f'"detail": {"null" if detail is None else _json_string(detail)}, "language": null}}\n')
+            return head + tail
+        if type(mail.subject) is not str or type(mail.language) is not str:
+            return None
+        from_ = mail.from_
+        key = (from_.display_name, from_.username, from_.domain)
+        sender = self._senders.get(key)
+        if sender is None:
+            if len(self._senders) >= 4096:
+                self._senders.clear()
+            sender = self._senders[key] = _json_string(str(from_))
         return (
-            f'{{"type": "decision", "contact_id": {_json_string(contact_id)}, "email": {_json_string(email.strip())}, '
-            f'{middle}, "rep_id": {"null" if rep_id is None else _json_string(rep_id)}, {tail}, '
-            f'"detail": {"null" if detail is None else _json_string(detail)}, "language": {language}}}\n'
+            f'{head}"action": {_json_string(d.action.value)}, "reason": {_json_string(d.reason.value)}, '
+            f'"rep_id": {"null" if rep_id is None else _json_string(rep_id)}, "from": {sender}, '
+            f'"subject": {_json_string(mail.subject)}, "detail": {"null" if detail is None else _json_string(detail)}, '
+            f'"language": {_json_string(mail.language)}}}\n'
         )
 
 

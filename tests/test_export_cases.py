@@ -88,6 +88,8 @@ def assert_decided(settings: Settings, options: RunOptions = OPTIONS, history: H
     """The dry run of an export it accepts: one decision line per contact, the summary counting them."""
     text, summary, notes = dry_run(settings, options, history)
     decisions = [json.loads(line) for line in text.splitlines()]
+    # The writer makes its lines without json.dumps: every line must be the very one json.dumps writes.
+    assert text == "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in decisions)
     assert len(decisions) == summary["considered"]
     assert sum(d["action"] == "send" for d in decisions) == summary["send"]
     for d in decisions:
