@@ -98,6 +98,7 @@ class Audience:
         self.composer = composer
         self._chosen: set[str] = set()
         self._cap = rules.per_rep_per_day
+        self._cap_detail = f"{self._cap} a day"  # the detail of every rep_cap
         # Mails today by rep.Id (one Rep per user in a run), from the history's count by id15 at the first.
         self._sent_today: dict[str, int] = {}
         self._languages: dict[str, str] = {}  # language field value as written -> language, for this run
@@ -143,8 +144,7 @@ class Audience:
             except Uncomposable as why:
                 return Decision(contact=contact, reason=why.reason, rep=rep, detail=why.detail, language=language)
         if capped:
-            cap = f"{self._cap} a day"
-            return Decision(contact=contact, reason=Reason.REP_CAP, rep=rep, detail=cap, language=language)
+            return Decision(contact=contact, reason=Reason.REP_CAP, rep=rep, detail=self._cap_detail, language=language)
         self._sent_today[rep.id] = self._sent(rep) + 1
         self._chosen.add(address)
         return Decision(contact=contact, reason=reason, rep=rep, detail=detail, mail=mail, language=language)

@@ -208,7 +208,7 @@ class _Values:
     """A rep's or a company's template values, made once per value (compose sees the same few again and
     again), with what is derived from them: a rep's From, texts that depend only on a company."""
 
-    __slots__ = ("owner", "values", "plain", "from_", "texts")
+    __slots__ = ("owner", "values", "plain", "from_", "texts", "plans")
 
     def __init__(self, owner: Rep | Company, values: dict[str, Any]) -> None:
         self.owner = owner  # the record they were made of: compared by value before they are used for another
@@ -216,6 +216,7 @@ class _Values:
         self.plain = all(value is None or type(value) is str for value in values.values())
         self.from_: Address | HeaderInjection | None = None
         self.texts: dict[tuple[str, str, str], str] = {}
+        self.plans: dict[str, _CheckPlan] = {}  # a rep's check plan by language (see Templates.check)
 
 
 class _Format:
@@ -371,8 +372,8 @@ def _context(groups: tuple[Mapping[str, Any], ...], campaign: str, language: str
 
 def full_name(first: str, last: str, language: str) -> str:
     """Family name first in Japanese (山田 花子), given name first otherwise."""
-    parts = (last, first) if language == "ja" else (first, last)
-    return " ".join(p for p in parts if p)
+    before, after = (last, first) if language == "ja" else (first, last)
+    return f"{before} {after}" if before and after else before or after
 
 
 class Templates:
@@ -399,7 +400,6 @@ class Templates:
         # Per Rep (by Id) and Company (by name), checked by value: its template values (see _Values).
         self._reps: dict[str, _Values] = {}
         self._companies: dict[str, _Values] = {}
-        self._plans: dict[tuple[str, str, str, str], _CheckPlan] = {}  # see check
 
     def _load(self, relative: str, needs_subject: bool) -> _Compiled:
         path = self.folder / relative
@@ -459,11 +459,10 @@ class Templates:
         Where the template's shape vouches for it (``_Compiled.composes``), the text is not even made:
         that is most contacts of a large run, whose reps are at their cap."""
         rep_values, company_values = self._rep_values(rep), self._company_values(company)
-        plan = self._plans.get((language, campaign, rep.id, company.name))
-        if plan is None or plan.rep is not rep_values or plan.company is not company_values:
-            if len(self._plans) >= 4096:
-                self._plans.clear()
-            plan = self._plans[(language, campaign, rep.id, company.name)] = _CheckPlan(
+        plans = rep_values.plans
+        plan = plans.get(language)
+        if plan is None or plan.company is not company_values or plan.campaign != campaign:
+            plan = plans[language] = _CheckPlan(
                 self._main[language], self._legal[language], rep_values, company_values, campaign, language)
         if type(contact.id) is str and plan.composes(contact):
             _check_address("To", full_name(contact.first_name.strip(), contact.last_name.strip(), language),
@@ -605,7 +604,11 @@ class _CheckPlan:
         text = "".join(values)
         if "{" in text or "}" in text:
             return False
-        return all(_CONTROL.search(values[index]) is None for index in verdict)  # type: ignore[union-attr]
+        search = _CONTROL.search
+        for index in verdict:  # noqa: SIM110 - a loop, not all(): a generator costs more, for most contacts
+            if search(values[index]) is not None:
+                return False
+        return True
 
     def _learn(self, contact: Contact, shape: tuple[bool, ...]) -> tuple[int, ...] | MissingField | None:
         verdict: tuple[int, ...] | MissingField | None = None
