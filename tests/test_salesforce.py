@@ -21,7 +21,7 @@ from repsend.errors import EXIT_SERVICE, EXIT_USAGE, ConfigError, SFAError
 from repsend.models import Contact, Reason, Rep, id15
 from repsend.settings import Settings
 from repsend.sfa import open_source
-from repsend.sfa.salesforce import BULK_WAIT, CONTACT_PARTS, SalesforceSource, _csv_records
+from repsend.sfa.salesforce import BULK_WAIT, CONTACT_PARTS, SalesforceSource
 from tests.sf_answers import (
     INSTANCE,
     LIMIT_EXCEEDED,
@@ -758,14 +758,70 @@ def test_bulk_job_ends_in_words(tmp_path: Path, text: str, expected: str) -> Non
     assert isinstance(error, SFAError) and expected in str(error) and "OrderedDict" not in str(error)
 
 
-def test_bulk_csv_sets_read_like_rest_records() -> None:
-    text = '\ufeff"ID","FIRSTNAME","Account.Name","HasOptedOutOfEmail","Title"\n"003","a\nb","","true",""\n'
-    wanted = ["Id", "FirstName", "Account.Name", "HasOptedOutOfEmail", "Title"]
-    assert list(_csv_records(text, wanted)) == [
-        {"Id": "003", "FirstName": "a\nb", "Account": {"Name": None}, "HasOptedOutOfEmail": True, "Title": None}
-    ]
-    assert list(_csv_records("", wanted)) == []
-    assert list(_csv_records('"Id"\n', wanted)) == []
+def test_bulk_results_sets_are_read_as_an_export_is(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float]
+) -> None:
+    """Headers in capitals after a BOM (as Data Loader writes them) and a NUL, which simple-salesforce drops."""
+    build_varied_org(org)
+    add_contact(org, None, FirstName="Nul")
+    _, by_rest = pull(tmp_path, 0)
+
+    def edit(text: str) -> str:
+        header, _, records = text.partition("\n")
+        return "\ufeff" + header.upper() + "\n" + records.replace('"Nul"', '"N\x00ul"')
+
+    org.bulk_results_edit = edit
+    source, by_bulk = pull(tmp_path, 1)
+
+    assert source.contact_api == "bulk2"
+    assert by_bulk == by_rest
+    assert any(c.first_name == "Nul" for c in by_bulk)
+    bodies = [c.response.content for c in rsps.calls if "/results" in c.request.url]
+    assert any(b"N\x00ul" in body and b'"ACCOUNT.NAME"' in body for body in bodies)
+
+
+@pytest.mark.parametrize("body", ["", "\r\n"])
+def test_a_bulk_results_set_of_no_records_may_have_no_header(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float], body: str
+) -> None:
+    """Contacts without accounts only: the first two parts hold none, and their sets say so as they like."""
+    alone = add_contact(org, None)
+    org.bulk_results_edit = lambda text: text if text.count("\n") > 1 else body
+    source, contacts = pull(tmp_path, 1)
+    assert [c.id for c in contacts] == [alone["Id"]]
+    sets = [c.response.text for c in rsps.calls if "/results" in c.request.url]
+    assert sets[:2] == [body, body] and alone["Id"] in sets[2]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda text: text.replace('"solo@example.com"', '"solo@example.com","x"'),
+         ":2: 16 fields where the header has 15"),
+        (lambda text: text.replace('"true"', '"yes"', 1), ":2: IsEmailBounced: 'yes' is not a boolean"),
+        (lambda text: text.replace('"2022-04-08T01:15:00.000Z"', '"2022-04-31T01:15:00.000Z"'),
+         ":2: CreatedDate: '2022-04-31T01:15:00.000Z' is not a date that exists"),
+        (lambda text: text.replace('"solo@example.com"', '"solo@"example.com"'), ":2: malformed CSV"),
+        (lambda text: text.replace('"Title"', '"Titel"'), ":1: missing required column Title"),
+    ],
+    ids=["a field too many", "a boolean", "a date", "a stray quote", "a field missing"],
+)
+def test_malformed_bulk_results_set_is_a_service_error(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float], edit: Any, expected: str
+) -> None:
+    add_contact(org, None, Email="solo@example.com", IsEmailBounced=True)
+    org.bulk_results_edit = edit
+    with pytest.raises(SFAError) as caught:
+        pull(tmp_path, 1, fields=["Department", "Region__c"])
+    message = str(caught.value)
+    assert caught.value.exit_code == EXIT_SERVICE
+    assert message.startswith(
+        f"Salesforce at {INSTANCE} answered the Bulk API 2.0 in an unexpected shape while reading Contact "
+        "(Bulk API 2.0 job 7505g"
+    )
+    assert f", results set 1{expected}" in message
+    assert message.endswith("set [sfa] bulk_threshold = 0 to read contacts through the REST API instead")
+    assert_no_secret(message)
 
 
 # -- the test double and the import ----------------------------------------------------------------
