@@ -317,16 +317,18 @@ def test_contacts_follow_the_scope_deals_were_read_with(
 
 
 def run_all(tmp_path: Path, rsps: responses.RequestsMock, open_share: float, n: int = 5000) -> dict[str, int]:
-    """A whole read of an org with ``n`` contacts, 100 an account; HTTP calls counted per step."""
+    """A whole read of an org with ``n`` contacts, 100 an account; HTTP calls counted per step. Each open deal
+    names a primary contact and two contact roles (whose addresses blocked_addresses holds)."""
     org = FakeOrg()
     org.install(rsps)
     add_rep(org)
     accounts = [org.add("Account", Name=f"A{i}") for i in range(n // 100)]
     for i, account in enumerate(accounts):
+        contacts = [add_contact(org, account) for _ in range(100)]
         if i < len(accounts) * open_share:
-            add_opp(org, account, closed=False)
-        for _ in range(100):
-            add_contact(org, account)
+            opp = add_opp(org, account, closed=False, ContactId=contacts[0]["Id"])
+            for contact in contacts[1:3]:
+                org.add("OpportunityContactRole", OpportunityId=opp["Id"], ContactId=contact["Id"])
     source = source_for(tmp_path)
     counts = {}
     source.reps()
@@ -350,6 +352,7 @@ def test_http_calls_grow_with_pages_not_with_contacts_nor_open_deals(tmp_path: P
     for counts in measured.values():
         assert counts["contacts"] <= pages + len(CONTACT_PARTS["account"]) - 1
         assert sum(counts.values()) <= pages + 8
+    # The open deals' primary contacts and roles, and their addresses, come in the deal queries' pages.
     assert measured[0.0] == measured[0.5]
 
 
@@ -383,13 +386,15 @@ def test_deals_open_recent_and_roles(tmp_path: Path, rsps: responses.RequestsMoc
     opp_soql, role_soql = org.queries
     assert "LastModifiedDate >= 2025-01-01T00:00:00Z OR CloseDate >= 2025-01-01" in opp_soql
     assert "Opportunity.LastModifiedDate >= 2025-01-01T00:00:00Z" in role_soql
+    assert "ContactId, Contact.Email," in opp_soql and "ContactId, Contact.Email FROM" in role_soql
     assert source.api_calls == 3
 
 
+@pytest.mark.parametrize("scope", ["account", "contact_role"])
 def test_blocked_addresses_hold_for_every_record_of_the_address(
-    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, scope: Any
 ) -> None:
-    acct = org.add("Account", Name="A")
+    acct, quiet = org.add("Account", Name="A"), org.add("Account", Name="Q")
     add_contact(org, acct, Email="Taro@Example.jp", HasOptedOutOfEmail=True)
     add_contact(org, acct, Email="taro@example.jp")  # the same person on another record
     add_contact(org, None, Email="gone@example.jp", IsEmailBounced=True)
@@ -397,18 +402,57 @@ def test_blocked_addresses_hold_for_every_record_of_the_address(
     add_contact(org, None, Email=" BOTH@example.jp ", HasOptedOutOfEmail=True)
     add_contact(org, acct, Email="fine@example.jp")
     add_contact(org, acct, Email=None, HasOptedOutOfEmail=True)
+    # In an open deal through a contact role, or as its primary contact, on no account with an open deal.
+    in_role = add_contact(org, None, Email="Role@Example.jp")
+    primary = add_contact(org, quiet, Email="primary@example.jp")
+    in_closed_role = add_contact(org, None, Email="closed@example.jp")
+    opted_in_role = add_contact(org, None, Email="taro@example.jp ")
+    no_address = add_contact(org, None, Email=None)
+    open_opp = add_opp(org, None, closed=False, ContactId=primary["Id"])
+    closed_opp = add_opp(org, quiet, closed=True, ContactId=in_closed_role["Id"])
+    for contact in (in_role, opted_in_role, no_address):
+        org.add("OpportunityContactRole", OpportunityId=open_opp["Id"], ContactId=contact["Id"])
+    org.add("OpportunityContactRole", OpportunityId=closed_opp["Id"], ContactId=in_closed_role["Id"])
     source = source_for(tmp_path)
-    index = source.deals(date(2025, 1, 1), "account")
+    index = source.deals(date(2025, 1, 1), scope)
     before = source.api_calls
 
-    blocks = source.blocked_addresses(index, "account")
+    blocks = source.blocked_addresses(index, scope)
 
     assert blocks == {
-        "taro@example.jp": Reason.OPTED_OUT,
+        "taro@example.jp": Reason.OPTED_OUT,  # the opt-out outranks the open deal of another record
         "gone@example.jp": Reason.BOUNCED,
         "both@example.jp": Reason.OPTED_OUT,
+        "role@example.jp": Reason.ACTIVE_DEAL,
+        "primary@example.jp": Reason.ACTIVE_DEAL,
     }
+    # One query, for opt-outs and bounces: the open deals' addresses came with deals() (Contact.Email).
     assert source.api_calls - before == 1
+
+
+def test_a_record_met_before_the_open_deal_record_of_its_address_is_not_mailed(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    """Account scope: a contact role on an open deal, on no account with one, comes last in the pull."""
+    from repsend.audience import Audience, Rules
+
+    rep = add_rep(org)
+    quiet = org.add("Account", Name="Quiet")
+    earlier = add_contact(org, quiet, Email="Shared@Example.jp", OwnerId=rep["Id"], LastActivityDate="2023-01-01")
+    later = add_contact(org, None, Email="shared@example.jp", OwnerId=rep["Id"])
+    deal = add_opp(org, None, closed=False)
+    org.add("OpportunityContactRole", OpportunityId=deal["Id"], ContactId=later["Id"])
+    source = source_for(tmp_path)
+    rules = Rules(scope="account", dormant_since=date(2025, 1, 1))
+    deals = source.deals(rules.dormant_since, "account")
+    audience = Audience(source.reps(), deals, source.blocked_addresses(deals, "account"), rules)
+
+    decided = [(c.id, audience.decide(c)) for c in source.contacts()]
+
+    assert [(sid, d.reason, d.detail) for sid, d in decided] == [
+        (earlier["Id"], Reason.ACTIVE_DEAL, "on another record"),
+        (later["Id"], Reason.ACTIVE_DEAL, ""),
+    ]
 
 
 # -- errors ----------------------------------------------------------------------------------------

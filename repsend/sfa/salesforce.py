@@ -15,6 +15,7 @@ API 2.0 only.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,7 +50,9 @@ CONTACT_FIELDS = (
     "CreatedDate", "AccountId", "Account.Name", "OwnerId", "Title",
 )  # fmt: skip
 
-# The contact pull in parts, open-deal contacts first (an order a later issue builds on).
+# The contact pull in parts, open-deal contacts first: in account scope, the contacts of an account with
+# an open deal come before any other record, so the audience learns their addresses before it meets
+# another record with one (blocked_addresses holds the rest of the open-deal addresses up front).
 # SOQL's rules shape it:
 # - a semi-join (IN) or anti-join (NOT IN) sub-select cannot be combined with OR ("Semi join sub-selects
 #   are not allowed with the 'OR' operator", quoted in Salesforce's own Mobile SDK, forcedotcom/
@@ -288,6 +291,8 @@ class SalesforceSource:
         self.contact_api: str = ""
         self.contact_count: int | None = None
         self.select = _dedupe([*CONTACT_FIELDS, language_field, *self.extra_fields])
+        # id15 -> Email of each contact the deals read by deals() name (primary contact or contact role).
+        self._named_addresses: dict[str, str] = {}
         self._session: requests.Session | None = None
         self._sf: Salesforce | None = None
 
@@ -340,6 +345,11 @@ class SalesforceSource:
         return reps
 
     def deals(self, recent_since: date, scope: Scope) -> DealIndex:
+        """The deals that count, open or changed since ``recent_since``, and their contact roles.
+
+        Both queries also read the Email of the contact each deal or role names (``Contact.Email``, null
+        for none): ``blocked_addresses`` needs the addresses of the people in an open deal, and this way
+        they cost no call of their own."""
         self.scope = scope
         since = recent_since.isoformat()
 
@@ -347,23 +357,41 @@ class SalesforceSource:
             return f"{via}LastModifiedDate >= {since}T00:00:00Z OR {via}CloseDate >= {since}"
 
         opps = self._query(
-            "SELECT Id, AccountId, ContactId, IsClosed, CloseDate, LastModifiedDate FROM Opportunity"
+            "SELECT Id, AccountId, ContactId, Contact.Email, IsClosed, CloseDate, LastModifiedDate FROM Opportunity"
             f" WHERE IsClosed = false OR {recent('')}",
             "Opportunity",
         )
         # The contact roles of the same deals: the same filter, through the role's Opportunity.
         roles = self._query(
-            "SELECT OpportunityId, ContactId FROM OpportunityContactRole"
+            "SELECT OpportunityId, ContactId, Contact.Email FROM OpportunityContactRole"
             f" WHERE Opportunity.IsClosed = false OR {recent('Opportunity.')}",
             "OpportunityContactRole",
         )
-        return DealIndex.build(
-            (self._deal(r) for r in opps),
-            ((r.get("OpportunityId") or "", r.get("ContactId") or "") for r in roles),
-            recent_since,
-        )
+        named = self._named_addresses = {}
+
+        def name(r: Mapping[str, Any]) -> str:
+            """The record's ContactId, its contact's address remembered."""
+            contact = r.get("ContactId") or ""
+            email = _lookup(r, "Contact.Email")
+            if contact and email:
+                named[id15(contact)] = email
+            return contact
+
+        def deal_records() -> Iterator[Deal]:
+            for r in opps:
+                name(r)
+                yield self._deal(r)
+
+        pairs = ((r.get("OpportunityId") or "", name(r)) for r in roles)
+        return DealIndex.build(deal_records(), pairs, recent_since)
 
     def blocked_addresses(self, deals: DealIndex, scope: Scope) -> dict[str, Reason]:
+        """Opt-outs and bounces (one query), and the addresses of the contacts an open deal names as its
+        primary contact or in a contact role (read by ``deals``, which must come first).
+
+        In account scope the contacts of an account with an open deal are not read here: that would cost a
+        call per 2,000 of them. ``contacts`` yields them before any other record instead, so the audience
+        learns their addresses (as ACTIVE_DEAL) before it meets another record with one of them."""
         self.scope = scope
         flags = (
             (
@@ -375,7 +403,9 @@ class SalesforceSource:
             )
             for r in self._query(BLOCKED_SOQL, "Contact")
         )
-        return address_blocks(flags, deals, scope)
+        # No account: an open deal must name the contact itself (address_blocks asks the index which do).
+        named = ((email, contact, "", False, False) for contact, email in self._named_addresses.items())
+        return address_blocks(itertools.chain(flags, named), deals, scope)
 
     def contacts(self) -> Iterator[Contact]:
         """Every contact once, open-deal ones first; through the Bulk API 2.0 for an org past the threshold.
