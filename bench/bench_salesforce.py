@@ -9,7 +9,8 @@ shapes, through simple-salesforce, in-process with ``responses`` (no socket). Th
 must equal the source's own count) and sorted by kind from the SOQL the fake answered.
 
 The goal: at most ceil(N / 2,000) + a handful calls, the same whatever the open-deal share. The handful
-is 8: the login, the users, the open and recent deals, their contact roles and the blocked addresses
+is 8: the login, the users, the open and recent deals, their contact roles (both with the address of the
+contact they name: the open deals' addresses cost no call of their own) and the opt-outs and bounces
 (one page each here: each costs one more call per 2,000 of its own records, never per contact), the
 last partial page of each of the two extra parts the contact pull is split into (open deal / none / no
 account: ceil(a) + ceil(b) + ceil(c) <= ceil(a + b + c) + 2), and the COUNT() that decides for the Bulk

@@ -136,6 +136,8 @@ class FakeOrg:
         # next job fails with (state Failed), if any.
         self.bulk_polls_in_progress = 0
         self.bulk_failure: str | None = None
+        # A test's change to the CSV text of each results set, as sent (a malformed set, capital headers).
+        self.bulk_results_edit: Callable[[str], str] | None = None
         self.jobs: dict[str, _Job] = {}
         self._cursors: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self._serial = itertools.count(1)
@@ -323,7 +325,8 @@ class FakeOrg:
             "Sforce-NumberOfRecords": str(end - start),
             "Sforce-Limit-Info": f"api-usage={self.calls}/15000",
         }
-        return 200, headers, buffer.getvalue()
+        text = buffer.getvalue()
+        return 200, headers, self.bulk_results_edit(text) if self.bulk_results_edit else text
 
     # -- SOQL --------------------------------------------------------------------------------------
 

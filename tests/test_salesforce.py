@@ -21,7 +21,7 @@ from repsend.errors import EXIT_SERVICE, EXIT_USAGE, ConfigError, SFAError
 from repsend.models import Contact, Reason, Rep, id15
 from repsend.settings import Settings
 from repsend.sfa import open_source
-from repsend.sfa.salesforce import BULK_WAIT, CONTACT_PARTS, SalesforceSource, _csv_records
+from repsend.sfa.salesforce import BULK_WAIT, CONTACT_PARTS, SalesforceSource
 from tests.sf_answers import (
     INSTANCE,
     LIMIT_EXCEEDED,
@@ -317,16 +317,18 @@ def test_contacts_follow_the_scope_deals_were_read_with(
 
 
 def run_all(tmp_path: Path, rsps: responses.RequestsMock, open_share: float, n: int = 5000) -> dict[str, int]:
-    """A whole read of an org with ``n`` contacts, 100 an account; HTTP calls counted per step."""
+    """A whole read of an org with ``n`` contacts, 100 an account; HTTP calls counted per step. Each open deal
+    names a primary contact and two contact roles (whose addresses blocked_addresses holds)."""
     org = FakeOrg()
     org.install(rsps)
     add_rep(org)
     accounts = [org.add("Account", Name=f"A{i}") for i in range(n // 100)]
     for i, account in enumerate(accounts):
+        contacts = [add_contact(org, account) for _ in range(100)]
         if i < len(accounts) * open_share:
-            add_opp(org, account, closed=False)
-        for _ in range(100):
-            add_contact(org, account)
+            opp = add_opp(org, account, closed=False, ContactId=contacts[0]["Id"])
+            for contact in contacts[1:3]:
+                org.add("OpportunityContactRole", OpportunityId=opp["Id"], ContactId=contact["Id"])
     source = source_for(tmp_path)
     counts = {}
     source.reps()
@@ -350,6 +352,7 @@ def test_http_calls_grow_with_pages_not_with_contacts_nor_open_deals(tmp_path: P
     for counts in measured.values():
         assert counts["contacts"] <= pages + len(CONTACT_PARTS["account"]) - 1
         assert sum(counts.values()) <= pages + 8
+    # The open deals' primary contacts and roles, and their addresses, come in the deal queries' pages.
     assert measured[0.0] == measured[0.5]
 
 
@@ -383,13 +386,15 @@ def test_deals_open_recent_and_roles(tmp_path: Path, rsps: responses.RequestsMoc
     opp_soql, role_soql = org.queries
     assert "LastModifiedDate >= 2025-01-01T00:00:00Z OR CloseDate >= 2025-01-01" in opp_soql
     assert "Opportunity.LastModifiedDate >= 2025-01-01T00:00:00Z" in role_soql
+    assert "ContactId, Contact.Email," in opp_soql and "ContactId, Contact.Email FROM" in role_soql
     assert source.api_calls == 3
 
 
+@pytest.mark.parametrize("scope", ["account", "contact_role"])
 def test_blocked_addresses_hold_for_every_record_of_the_address(
-    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, scope: Any
 ) -> None:
-    acct = org.add("Account", Name="A")
+    acct, quiet = org.add("Account", Name="A"), org.add("Account", Name="Q")
     add_contact(org, acct, Email="Taro@Example.jp", HasOptedOutOfEmail=True)
     add_contact(org, acct, Email="taro@example.jp")  # the same person on another record
     add_contact(org, None, Email="gone@example.jp", IsEmailBounced=True)
@@ -397,18 +402,57 @@ def test_blocked_addresses_hold_for_every_record_of_the_address(
     add_contact(org, None, Email=" BOTH@example.jp ", HasOptedOutOfEmail=True)
     add_contact(org, acct, Email="fine@example.jp")
     add_contact(org, acct, Email=None, HasOptedOutOfEmail=True)
+    # In an open deal through a contact role, or as its primary contact, on no account with an open deal.
+    in_role = add_contact(org, None, Email="Role@Example.jp")
+    primary = add_contact(org, quiet, Email="primary@example.jp")
+    in_closed_role = add_contact(org, None, Email="closed@example.jp")
+    opted_in_role = add_contact(org, None, Email="taro@example.jp ")
+    no_address = add_contact(org, None, Email=None)
+    open_opp = add_opp(org, None, closed=False, ContactId=primary["Id"])
+    closed_opp = add_opp(org, quiet, closed=True, ContactId=in_closed_role["Id"])
+    for contact in (in_role, opted_in_role, no_address):
+        org.add("OpportunityContactRole", OpportunityId=open_opp["Id"], ContactId=contact["Id"])
+    org.add("OpportunityContactRole", OpportunityId=closed_opp["Id"], ContactId=in_closed_role["Id"])
     source = source_for(tmp_path)
-    index = source.deals(date(2025, 1, 1), "account")
+    index = source.deals(date(2025, 1, 1), scope)
     before = source.api_calls
 
-    blocks = source.blocked_addresses(index, "account")
+    blocks = source.blocked_addresses(index, scope)
 
     assert blocks == {
-        "taro@example.jp": Reason.OPTED_OUT,
+        "taro@example.jp": Reason.OPTED_OUT,  # the opt-out outranks the open deal of another record
         "gone@example.jp": Reason.BOUNCED,
         "both@example.jp": Reason.OPTED_OUT,
+        "role@example.jp": Reason.ACTIVE_DEAL,
+        "primary@example.jp": Reason.ACTIVE_DEAL,
     }
+    # One query, for opt-outs and bounces: the open deals' addresses came with deals() (Contact.Email).
     assert source.api_calls - before == 1
+
+
+def test_a_record_met_before_the_open_deal_record_of_its_address_is_not_mailed(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    """Account scope: a contact role on an open deal, on no account with one, comes last in the pull."""
+    from repsend.audience import Audience, Rules
+
+    rep = add_rep(org)
+    quiet = org.add("Account", Name="Quiet")
+    earlier = add_contact(org, quiet, Email="Shared@Example.jp", OwnerId=rep["Id"], LastActivityDate="2023-01-01")
+    later = add_contact(org, None, Email="shared@example.jp", OwnerId=rep["Id"])
+    deal = add_opp(org, None, closed=False)
+    org.add("OpportunityContactRole", OpportunityId=deal["Id"], ContactId=later["Id"])
+    source = source_for(tmp_path)
+    rules = Rules(scope="account", dormant_since=date(2025, 1, 1))
+    deals = source.deals(rules.dormant_since, "account")
+    audience = Audience(source.reps(), deals, source.blocked_addresses(deals, "account"), rules)
+
+    decided = [(c.id, audience.decide(c)) for c in source.contacts()]
+
+    assert [(sid, d.reason, d.detail) for sid, d in decided] == [
+        (earlier["Id"], Reason.ACTIVE_DEAL, "on another record"),
+        (later["Id"], Reason.ACTIVE_DEAL, ""),
+    ]
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -758,14 +802,70 @@ def test_bulk_job_ends_in_words(tmp_path: Path, text: str, expected: str) -> Non
     assert isinstance(error, SFAError) and expected in str(error) and "OrderedDict" not in str(error)
 
 
-def test_bulk_csv_sets_read_like_rest_records() -> None:
-    text = '\ufeff"ID","FIRSTNAME","Account.Name","HasOptedOutOfEmail","Title"\n"003","a\nb","","true",""\n'
-    wanted = ["Id", "FirstName", "Account.Name", "HasOptedOutOfEmail", "Title"]
-    assert list(_csv_records(text, wanted)) == [
-        {"Id": "003", "FirstName": "a\nb", "Account": {"Name": None}, "HasOptedOutOfEmail": True, "Title": None}
-    ]
-    assert list(_csv_records("", wanted)) == []
-    assert list(_csv_records('"Id"\n', wanted)) == []
+def test_bulk_results_sets_are_read_as_an_export_is(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float]
+) -> None:
+    """Headers in capitals after a BOM (as Data Loader writes them) and a NUL, which simple-salesforce drops."""
+    build_varied_org(org)
+    add_contact(org, None, FirstName="Nul")
+    _, by_rest = pull(tmp_path, 0)
+
+    def edit(text: str) -> str:
+        header, _, records = text.partition("\n")
+        return "\ufeff" + header.upper() + "\n" + records.replace('"Nul"', '"N\x00ul"')
+
+    org.bulk_results_edit = edit
+    source, by_bulk = pull(tmp_path, 1)
+
+    assert source.contact_api == "bulk2"
+    assert by_bulk == by_rest
+    assert any(c.first_name == "Nul" for c in by_bulk)
+    bodies = [c.response.content for c in rsps.calls if "/results" in c.request.url]
+    assert any(b"N\x00ul" in body and b'"ACCOUNT.NAME"' in body for body in bodies)
+
+
+@pytest.mark.parametrize("body", ["", "\r\n"])
+def test_a_bulk_results_set_of_no_records_may_have_no_header(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float], body: str
+) -> None:
+    """Contacts without accounts only: the first two parts hold none, and their sets say so as they like."""
+    alone = add_contact(org, None)
+    org.bulk_results_edit = lambda text: text if text.count("\n") > 1 else body
+    source, contacts = pull(tmp_path, 1)
+    assert [c.id for c in contacts] == [alone["Id"]]
+    sets = [c.response.text for c in rsps.calls if "/results" in c.request.url]
+    assert sets[:2] == [body, body] and alone["Id"] in sets[2]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda text: text.replace('"solo@example.com"', '"solo@example.com","x"'),
+         ":2: 16 fields where the header has 15"),
+        (lambda text: text.replace('"true"', '"yes"', 1), ":2: IsEmailBounced: 'yes' is not a boolean"),
+        (lambda text: text.replace('"2022-04-08T01:15:00.000Z"', '"2022-04-31T01:15:00.000Z"'),
+         ":2: CreatedDate: '2022-04-31T01:15:00.000Z' is not a date that exists"),
+        (lambda text: text.replace('"solo@example.com"', '"solo@"example.com"'), ":2: malformed CSV"),
+        (lambda text: text.replace('"Title"', '"Titel"'), ":1: missing required column Title"),
+    ],
+    ids=["a field too many", "a boolean", "a date", "a stray quote", "a field missing"],
+)
+def test_malformed_bulk_results_set_is_a_service_error(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg, slept: list[float], edit: Any, expected: str
+) -> None:
+    add_contact(org, None, Email="solo@example.com", IsEmailBounced=True)
+    org.bulk_results_edit = edit
+    with pytest.raises(SFAError) as caught:
+        pull(tmp_path, 1, fields=["Department", "Region__c"])
+    message = str(caught.value)
+    assert caught.value.exit_code == EXIT_SERVICE
+    assert message.startswith(
+        f"Salesforce at {INSTANCE} answered the Bulk API 2.0 in an unexpected shape while reading Contact "
+        "(Bulk API 2.0 job 7505g"
+    )
+    assert f", results set 1{expected}" in message
+    assert message.endswith("set [sfa] bulk_threshold = 0 to read contacts through the REST API instead")
+    assert_no_secret(message)
 
 
 # -- the test double and the import ----------------------------------------------------------------

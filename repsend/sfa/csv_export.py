@@ -19,6 +19,7 @@ import polars as pl
 from repsend.errors import InputError
 from repsend.models import Contact, Reason, Rep, id15
 from repsend.sfa.base import Deal, DealIndex, Scope, address_blocks
+from repsend.sfa.contact_frames import contact_columns, contacts_of, with_origin
 from repsend.sfa.csv_format import (
     CONTACT_REQUIRED,
     NO_ROLES_NOTE,
@@ -151,30 +152,15 @@ class CsvExportSource:
         The records were checked by the first pass (``blocked_addresses``); if the file is no longer the
         one it read, the run stops rather than decide on records nobody checked."""
         file = self._contacts or self._file("Contact.csv", CONTACT_REQUIRED)
-        columns = {"Id": TEXT, "Email": TEXT, "OwnerId": TEXT, "FirstName": TEXT, "LastName": TEXT, "AccountId": TEXT,
-                   "Account.Name": TEXT, "Title": TEXT, "HasOptedOutOfEmail": BOOL, "IsEmailBounced": BOOL,
-                   "LastActivityDate": DATE, "CreatedDate": DATE}
-        # The language field and the template fields, as text (a template prints what the export holds).
+        # The template fields the file has (one it lacks is left out of extra: the template says so).
         language = self.language_field
         fields = [name for name in self.contact_fields if file.columns.has(name)]
-        wanted: dict[str, str | tuple[str, str]] = {**columns, "language": (language or "Id", TEXT)}
-        wanted.update({f"field:{name}": (name, TEXT) for name in fields})
-        names = [*columns, "language", *(f"field:{name}" for name in fields), "_line"]
         first = True
-        for frame in file.again(wanted, lines=True):
+        for frame in file.again(contact_columns(language, fields), lines=True):
             if first and frame.height:
                 self._note(*contact_notes(file.columns, language, self.contact_fields))
                 first = False
-            for (sfid, email, owner, first_name, last_name, account, account_name, title, opted, bounced, activity,
-                 created, language_value, *values) in rows_of(frame, names):
-                yield Contact(
-                    id=sfid.strip(), email=email, owner_id=owner.strip(), first_name=first_name, last_name=last_name,
-                    account_id=account.strip(), account_name=account_name, title=title, opted_out=opted,
-                    bounced=bounced, last_activity=activity, created=created,
-                    language_value=language_value if language else "",
-                    extra=dict(zip(fields, values, strict=False)) if fields else {},
-                    origin=f"Contact.csv:{values[-1]}",
-                )
+            yield from contacts_of(with_origin(frame, "Contact.csv:{}", "_line"), language, fields)
 
     def close(self) -> None:
         pass

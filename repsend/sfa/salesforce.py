@@ -5,15 +5,17 @@ Every read is SOQL through ``query_all_iter``, which fetches 2,000 records a cal
 longer than it takes to turn its records into ``Contact``s.
 
 A large org (``[sfa] bulk_threshold``) has its contacts pulled through the Bulk API 2.0 instead: one query
-job per part of the pull, its results read in CSV sets of up to 50,000 records, each parsed as it comes.
+job per part of the pull, its results read in CSV sets of up to 50,000 records, each parsed as it comes by
+the reader of a CSV export (``csv_reader``) into the Contacts a CSV export's records make (``contact_frames``).
 
 simple-salesforce and requests are imported on first use only: ``--help`` and a CSV run never pay for
-them, and this module is imported only when ``[sfa] kind = "salesforce"``.
+them, and this module is imported only when ``[sfa] kind = "salesforce"``. So is polars, for the Bulk
+API 2.0 only.
 """
 
 from __future__ import annotations
 
-import csv
+import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,13 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from repsend.errors import ConfigError, RepsendError, SFAError
+from repsend.errors import ConfigError, InputError, RepsendError, SFAError
 from repsend.models import Contact, Reason, Rep, id15
 from repsend.sfa.base import Deal, DealIndex, Scope, address_blocks
 
 if TYPE_CHECKING:
     import requests
     from simple_salesforce import Salesforce
+    from simple_salesforce.bulk2 import SFBulk2Type
 
     from repsend.settings import Settings
 
@@ -47,7 +50,9 @@ CONTACT_FIELDS = (
     "CreatedDate", "AccountId", "Account.Name", "OwnerId", "Title",
 )  # fmt: skip
 
-# The contact pull in parts, open-deal contacts first (an order a later issue builds on).
+# The contact pull in parts, open-deal contacts first: in account scope, the contacts of an account with
+# an open deal come before any other record, so the audience learns their addresses before it meets
+# another record with one (blocked_addresses holds the rest of the open-deal addresses up front).
 # SOQL's rules shape it:
 # - a semi-join (IN) or anti-join (NOT IN) sub-select cannot be combined with OR ("Semi join sub-selects
 #   are not allowed with the 'OR' operator", quoted in Salesforce's own Mobile SDK, forcedotcom/
@@ -77,14 +82,11 @@ CONTACT_PARTS: dict[str, tuple[str, ...]] = {
 
 COUNT_SOQL = "SELECT COUNT() FROM Contact"
 # Bulk API 2.0. Records per results call: simple-salesforce's default, and a CSV set of a few tens of
-# megabytes at most, of which two are alive at once (the one parsed and, while it downloads, the next).
+# megabytes at most, one in memory at a time (as bytes, parsed where they lie).
 BULK_PAGE = 50_000
 # Seconds simple-salesforce waits before its first look at a job, and about as long between looks
 # (bulk2.py, _Bulk2Client.wait_for_job: sleep(wait), then wait + e**n/1000); every look is an API call.
 BULK_WAIT = 5.0
-# The fields whose "true"/"false" text the REST answer gives as JSON booleans.
-_BOOLEANS = frozenset({"hasoptedoutofemail", "isemailbounced"})
-
 # A datetime as the REST answer gives it (always in UTC).
 _UTC_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
@@ -289,6 +291,8 @@ class SalesforceSource:
         self.contact_api: str = ""
         self.contact_count: int | None = None
         self.select = _dedupe([*CONTACT_FIELDS, language_field, *self.extra_fields])
+        # id15 -> Email of each contact the deals read by deals() name (primary contact or contact role).
+        self._named_addresses: dict[str, str] = {}
         self._session: requests.Session | None = None
         self._sf: Salesforce | None = None
 
@@ -341,6 +345,11 @@ class SalesforceSource:
         return reps
 
     def deals(self, recent_since: date, scope: Scope) -> DealIndex:
+        """The deals that count, open or changed since ``recent_since``, and their contact roles.
+
+        Both queries also read the Email of the contact each deal or role names (``Contact.Email``, null
+        for none): ``blocked_addresses`` needs the addresses of the people in an open deal, and this way
+        they cost no call of their own."""
         self.scope = scope
         since = recent_since.isoformat()
 
@@ -348,23 +357,41 @@ class SalesforceSource:
             return f"{via}LastModifiedDate >= {since}T00:00:00Z OR {via}CloseDate >= {since}"
 
         opps = self._query(
-            "SELECT Id, AccountId, ContactId, IsClosed, CloseDate, LastModifiedDate FROM Opportunity"
+            "SELECT Id, AccountId, ContactId, Contact.Email, IsClosed, CloseDate, LastModifiedDate FROM Opportunity"
             f" WHERE IsClosed = false OR {recent('')}",
             "Opportunity",
         )
         # The contact roles of the same deals: the same filter, through the role's Opportunity.
         roles = self._query(
-            "SELECT OpportunityId, ContactId FROM OpportunityContactRole"
+            "SELECT OpportunityId, ContactId, Contact.Email FROM OpportunityContactRole"
             f" WHERE Opportunity.IsClosed = false OR {recent('Opportunity.')}",
             "OpportunityContactRole",
         )
-        return DealIndex.build(
-            (self._deal(r) for r in opps),
-            ((r.get("OpportunityId") or "", r.get("ContactId") or "") for r in roles),
-            recent_since,
-        )
+        named = self._named_addresses = {}
+
+        def name(r: Mapping[str, Any]) -> str:
+            """The record's ContactId, its contact's address remembered."""
+            contact = r.get("ContactId") or ""
+            email = _lookup(r, "Contact.Email")
+            if contact and email:
+                named[id15(contact)] = email
+            return contact
+
+        def deal_records() -> Iterator[Deal]:
+            for r in opps:
+                name(r)
+                yield self._deal(r)
+
+        pairs = ((r.get("OpportunityId") or "", name(r)) for r in roles)
+        return DealIndex.build(deal_records(), pairs, recent_since)
 
     def blocked_addresses(self, deals: DealIndex, scope: Scope) -> dict[str, Reason]:
+        """Opt-outs and bounces (one query), and the addresses of the contacts an open deal names as its
+        primary contact or in a contact role (read by ``deals``, which must come first).
+
+        In account scope the contacts of an account with an open deal are not read here: that would cost a
+        call per 2,000 of them. ``contacts`` yields them before any other record instead, so the audience
+        learns their addresses (as ACTIVE_DEAL) before it meets another record with one of them."""
         self.scope = scope
         flags = (
             (
@@ -376,7 +403,9 @@ class SalesforceSource:
             )
             for r in self._query(BLOCKED_SOQL, "Contact")
         )
-        return address_blocks(flags, deals, scope)
+        # No account: an open deal must name the contact itself (address_blocks asks the index which do).
+        named = ((email, contact, "", False, False) for contact, email in self._named_addresses.items())
+        return address_blocks(itertools.chain(flags, named), deals, scope)
 
     def contacts(self) -> Iterator[Contact]:
         """Every contact once, open-deal ones first; through the Bulk API 2.0 for an org past the threshold.
@@ -388,8 +417,11 @@ class SalesforceSource:
         self.contact_api = "bulk2" if bulk else "rest"
         for where in CONTACT_PARTS[self.scope]:
             soql = f"SELECT {select} FROM Contact WHERE {where}"
-            for record in self._bulk_query(soql) if bulk else self._query(soql, "Contact"):
-                yield self._contact(record)
+            if bulk:
+                yield from self._bulk_contacts(soql)
+            else:
+                for record in self._query(soql, "Contact"):
+                    yield self._contact(record)
 
     def close(self) -> None:
         if self._session is not None:
@@ -447,17 +479,65 @@ class SalesforceSource:
             self.contact_count = int(self._client().query(COUNT_SOQL)["totalSize"])
         return self.contact_count >= self.bulk_threshold
 
-    def _bulk_query(self, soql: str) -> Iterator[dict[str, Any]]:
-        """The records of one SOQL query through a Bulk API 2.0 job, as the REST answer would give them.
+    def _bulk_contacts(self, soql: str) -> Iterator[Contact]:
+        """The contacts of one SOQL query through a Bulk API 2.0 job, one results set at a time.
 
-        simple-salesforce (bulk2.py, ``SFBulk2Type.query``) creates the job (POST jobs/query), polls it
-        (GET jobs/query/{id}) until JobComplete, then yields the CSV text of each results set (GET
-        .../results?maxRecords=&locator=, following Sforce-Locator). Each set is parsed as it comes.
+        simple-salesforce creates the job (POST jobs/query) and polls it (GET jobs/query/{id}) until
+        JobComplete, as its ``SFBulk2Type.query`` does (bulk2.py). The results sets (GET
+        .../results?maxRecords=&locator=, following Sforce-Locator) are fetched here, because that method
+        decodes each one to a str, which the reader would have to encode again: two copies of tens of MB.
+        Each set's bytes go to ``CsvFile`` as they came, and are dropped before the next set is fetched.
         """
+        from simple_salesforce.bulk2 import Operation
+
+        from repsend.sfa.contact_frames import contact_columns
+
+        wanted = contact_columns(self.language_field, self.extra_fields)
         with self._errors("Contact", bulk=True):
-            sets = self._client().bulk2.Contact.query(soql, max_records=self.bulk_page, wait=self.bulk_wait)
-            for text in sets:
-                yield from _csv_records(text, self.select)
+            bulk = self._client().bulk2.Contact
+            client = bulk._client  # simple-salesforce's own job client, which SFBulk2Type.query drives
+            job_id = client.create_job(Operation.query, soql)["id"]
+            client.wait_for_job(job_id, True, self.bulk_wait)
+            locator, number = "", 0
+            while True:
+                data, locator = self._bulk_results(bulk, job_id, locator)
+                number += 1
+                yield from self._bulk_set(data, f"Bulk API 2.0 job {job_id}, results set {number}", wanted)
+                del data  # one set in memory at a time
+                if not locator:
+                    return
+
+    def _bulk_results(self, bulk: SFBulk2Type, job_id: str, locator: str) -> tuple[bytes, str]:
+        """One results set of a finished query job, as the bytes Salesforce sent, and the next set's locator
+        ("" after the last)."""
+        from simple_salesforce.util import call_salesforce
+
+        params: dict[str, Any] = {"maxRecords": self.bulk_page}
+        if locator:
+            params["locator"] = locator
+        # The headers simple-salesforce sends for a results set (its _Bulk2Client.get_query_results).
+        headers = {**bulk.headers, "Content-Type": "application/json", "ACCEPT": "text/csv; charset=UTF-8"}
+        answer = call_salesforce(f"{bulk.bulk2_url}query/{job_id}/results", "GET", bulk.session, headers,
+                                 params=params)
+        int(answer.headers["Sforce-NumberOfRecords"])  # a results set says how many it holds; a proxy's page not
+        following = answer.headers.get("Sforce-Locator", "")
+        data = answer.content
+        if b"\x00" in data:  # a NUL in a text field, which simple-salesforce drops too (filter_null_bytes)
+            data = data.replace(b"\x00", b"")
+        return data, "" if following == "null" else following
+
+    def _bulk_set(self, data: bytes, name: str, wanted: Mapping[str, Any]) -> Iterator[Contact]:
+        """The records of one results set (CSV as an export writes it: a header row of the fields as the query
+        named them, every value quoted, empty for null, true/false, ISO dates), read as Contact.csv is."""
+        from repsend.sfa.contact_frames import contacts_of, with_origin
+        from repsend.sfa.csv_reader import CsvFile
+
+        if not data or data.isspace():
+            return  # no records, and not even a header
+        # Every field the query selected must be in the header: a missing one would read as empty.
+        results = CsvFile(Path(name), "utf-8", required=self.select, data=data)
+        for frame in results.frames(wanted, then=lambda frame: with_origin(frame, "Salesforce Contact {}", "Id")):
+            yield from contacts_of(frame, self.language_field, self.extra_fields)
 
     @contextmanager
     def _errors(self, sobject: str, bulk: bool = False) -> Iterator[None]:
@@ -540,13 +620,13 @@ class SalesforceSource:
             return SFAError(f"Salesforce at {host} answered with something that is not JSON (a proxy?)")
         if isinstance(exc, requests.RequestException):
             return SFAError(self._scrub(f"cannot talk to Salesforce at {host}: {type(exc).__name__}"))
-        if bulk and isinstance(exc, KeyError | ValueError | csv.Error):
-            # a job answer without its id or a results set without Sforce-NumberOfRecords, or CSV the
-            # csv module refuses (a field past its 131,072-character limit): a proxy, or a changed API
+        if bulk and isinstance(exc, KeyError | ValueError | InputError):
+            # a job answer without its id or a results set without Sforce-NumberOfRecords, or a results
+            # set the CSV reader refuses (where and why in its words): a proxy, or a changed API
+            what = str(exc)[:300] if isinstance(exc, InputError) else f"{type(exc).__name__}: {str(exc)[:100]}"
             return SFAError(
                 f"Salesforce at {host} answered the Bulk API 2.0 in an unexpected shape while reading {sobject} "
-                f"({type(exc).__name__}: {self._scrub(str(exc))[:100]}); set [sfa] bulk_threshold = 0 to read "
-                "contacts through the REST API instead"
+                f"({self._scrub(what)}); set [sfa] bulk_threshold = 0 to read contacts through the REST API instead"
             )
         return None
 
@@ -646,40 +726,3 @@ class SalesforceSource:
         for secret in self.credentials.secrets:
             text = text.replace(secret, "***")
         return text
-
-
-def _lines(text: str) -> Iterator[str]:
-    """The lines of a text, each with its line break, without copying the whole text at once (nor a BOM)."""
-    start, end = (1 if text.startswith("\ufeff") else 0), len(text)
-    while start < end:
-        stop = text.find("\n", start)
-        stop = end if stop < 0 else stop + 1
-        yield text[start:stop]
-        start = stop
-
-
-def _csv_records(text: str, wanted: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """The records of one Bulk API 2.0 CSV results set, shaped as the REST answer gives them.
-
-    Every set starts with its header row. A header names the field as the query did (``Account.Name``
-    for a parent's field); the letter case is not relied on: a header takes the spelling asked for. An
-    empty value is null (the CSV cannot tell an empty text from null, and repsend need not), and the
-    boolean fields become booleans; a parent's fields nest under the relationship, as in the JSON.
-    """
-    reader = csv.reader(_lines(text))
-    header = next(reader, None)
-    if not header:
-        return
-    spelled = {name.lower(): name for name in wanted}
-    paths = [spelled.get(name.lower(), name).split(".") for name in header]
-    for row in reader:
-        record: dict[str, Any] = {}
-        for path, raw in zip(paths, row, strict=False):
-            value: Any = raw if raw != "" else None
-            if len(path) == 1 and path[0].lower() in _BOOLEANS:
-                value = raw.lower() == "true"
-            target = record
-            for part in path[:-1]:
-                target = target.setdefault(part, {})
-            target[path[-1]] = value
-        yield record
