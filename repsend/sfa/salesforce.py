@@ -32,7 +32,6 @@ from repsend.sfa.base import Deal, DealIndex, Scope, address_blocks
 if TYPE_CHECKING:
     import requests
     from simple_salesforce import Salesforce
-    from simple_salesforce.bulk2 import SFBulk2Type
 
     from repsend.settings import Settings
 
@@ -482,49 +481,20 @@ class SalesforceSource:
     def _bulk_contacts(self, soql: str) -> Iterator[Contact]:
         """The contacts of one SOQL query through a Bulk API 2.0 job, one results set at a time.
 
-        simple-salesforce creates the job (POST jobs/query) and polls it (GET jobs/query/{id}) until
-        JobComplete, as its ``SFBulk2Type.query`` does (bulk2.py). The results sets (GET
-        .../results?maxRecords=&locator=, following Sforce-Locator) are fetched here, because that method
-        decodes each one to a str, which the reader would have to encode again: two copies of tens of MB.
-        Each set's bytes go to ``CsvFile`` as they came, and are dropped before the next set is fetched.
+        simple-salesforce (bulk2.py, ``SFBulk2Type.query``) creates the job (POST jobs/query), polls it
+        (GET jobs/query/{id}) until JobComplete, then yields the CSV text of each results set (GET
+        .../results?maxRecords=&locator=, following Sforce-Locator). Each set is read as it comes, by the
+        reader of a CSV export, and dropped before the next one is asked for.
         """
-        from simple_salesforce.bulk2 import Operation
-
         from repsend.sfa.contact_frames import contact_columns
 
         wanted = contact_columns(self.language_field, self.extra_fields)
         with self._errors("Contact", bulk=True):
-            bulk = self._client().bulk2.Contact
-            client = bulk._client  # simple-salesforce's own job client, which SFBulk2Type.query drives
-            job_id = client.create_job(Operation.query, soql)["id"]
-            client.wait_for_job(job_id, True, self.bulk_wait)
-            locator, number = "", 0
-            while True:
-                data, locator = self._bulk_results(bulk, job_id, locator)
-                number += 1
-                yield from self._bulk_set(data, f"Bulk API 2.0 job {job_id}, results set {number}", wanted)
-                del data  # one set in memory at a time
-                if not locator:
-                    return
-
-    def _bulk_results(self, bulk: SFBulk2Type, job_id: str, locator: str) -> tuple[bytes, str]:
-        """One results set of a finished query job, as the bytes Salesforce sent, and the next set's locator
-        ("" after the last)."""
-        from simple_salesforce.util import call_salesforce
-
-        params: dict[str, Any] = {"maxRecords": self.bulk_page}
-        if locator:
-            params["locator"] = locator
-        # The headers simple-salesforce sends for a results set (its _Bulk2Client.get_query_results).
-        headers = {**bulk.headers, "Content-Type": "application/json", "ACCEPT": "text/csv; charset=UTF-8"}
-        answer = call_salesforce(f"{bulk.bulk2_url}query/{job_id}/results", "GET", bulk.session, headers,
-                                 params=params)
-        int(answer.headers["Sforce-NumberOfRecords"])  # a results set says how many it holds; a proxy's page not
-        following = answer.headers.get("Sforce-Locator", "")
-        data = answer.content
-        if b"\x00" in data:  # a NUL in a text field, which simple-salesforce drops too (filter_null_bytes)
-            data = data.replace(b"\x00", b"")
-        return data, "" if following == "null" else following
+            sets = self._client().bulk2.Contact.query(soql, max_records=self.bulk_page, wait=self.bulk_wait)
+            for number, text in enumerate(sets, start=1):
+                data = text.encode("utf-8")
+                del text
+                yield from self._bulk_set(data, f"Bulk API 2.0 results set {number}", wanted)
 
     def _bulk_set(self, data: bytes, name: str, wanted: Mapping[str, Any]) -> Iterator[Contact]:
         """The records of one results set (CSV as an export writes it: a header row of the fields as the query
@@ -532,6 +502,8 @@ class SalesforceSource:
         from repsend.sfa.contact_frames import contacts_of, with_origin
         from repsend.sfa.csv_reader import CsvFile
 
+        if b"\x00" in data:  # a NUL in a text field: simple-salesforce drops it too (filter_null_bytes)
+            data = data.replace(b"\x00", b"")
         if not data or data.isspace():
             return  # no records, and not even a header
         # Every field the query selected must be in the header: a missing one would read as empty.
