@@ -7,7 +7,8 @@ The contract of a benchmark module (see bench/README.md): a module ``bench/bench
     def main(quick: bool) -> list[dict]:
 
 that prints its own detail as it goes and returns one row per goal:
-``{"goal": str, "measured": str, "target": str, "met": bool}``. ``quick`` asks for smaller sizes and
+``{"goal": str, "measured": str, "target": str, "met": bool}``; a goal starting with its number ("3 ...")
+is listed in the final table in that order. ``quick`` asks for smaller sizes and
 fewer repeats (a smoke run); the figures are then not the issue's. Modules run in a fresh interpreter
 each (``python bench/run.py --child <module>``), with the repository root first on ``sys.path``, so that
 one benchmark's imports and caches cannot flatter the next.
@@ -81,7 +82,14 @@ def run_one(module: str, quick: bool) -> tuple[list[dict], str]:
         return json.loads(out.read_text(encoding="utf-8")), f"{module}: {took:.0f}s"
 
 
+def goal_number(row: dict) -> int:
+    """The number a goal starts with ("3 real run ..."): the table lists goals in that order."""
+    first = row["goal"].split(" ", 1)[0]
+    return int(first) if first.isdigit() else 1_000
+
+
 def table(rows: list[tuple[str, dict]]) -> str:
+    rows = sorted(rows, key=lambda item: goal_number(item[1]))  # stable: a module's rows keep their order
     header = ("benchmark", "goal", "measured", "target", "met")
     lines = [[name, row["goal"], row["measured"], row["target"], "yes" if row["met"] else "NO"] for name, row in rows]
     widths = [max(len(str(cells[i])) for cells in [list(header), *lines]) for i in range(len(header))]

@@ -5,14 +5,17 @@
     from bench.sink import Sink
     with Sink() as sink:                     # starts `python bench/sink.py` in a child process
         ... send to 127.0.0.1:sink.port ...
-        messages, octets, connections = sink.stats()
+        stats = sink.stats()                 # messages, octets, connections, first and last arrival
+        sink.reset()                         # all of them back to zero, for the next run
 
 What a fast relay does on the wire, nothing more: a 220 greeting, EHLO with PIPELINING, 8BITMIME,
 SMTPUTF8, SIZE and ENHANCEDSTATUSCODES, 250 to every MAIL and RCPT, 354 to DATA, the content read line by
 line to the final dot (dot-unstuffed, counted, then dropped), "250 2.0.0 Ok: queued as N", RSET, NOOP,
 QUIT. It writes no queue file and fsyncs nothing, so it answers faster than any real MTA: the client's
-own cost per mail weighs as much as it can in a comparison. One extra command, ``XSTAT``, answers
-"250 <messages> <octets> <connections>" so that a benchmark can check that every mail arrived.
+own cost per mail weighs as much as it can in a comparison. Two extra commands: ``XSTAT`` answers
+"250 <messages> <octets> <connections> <first> <last>" so that a benchmark can check that every mail
+arrived and when (``time.time()`` of the sink's machine when the first and the last message's final dot
+was read, 0 before any); ``XRSET`` sets them all back to zero.
 
 A separate process so that on a small machine the server does not share the client's interpreter (and
 its GIL): both sides of a comparison talk to the same sink, each over its own connection.
@@ -27,8 +30,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 HOST = "127.0.0.1"
 MAX_LINE = 1 << 20  # a line longer than this is a broken client, not a mail
@@ -36,13 +41,29 @@ MAX_LINE = 1 << 20  # a line longer than this is a broken client, not a mail
 
 class _Stats:
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.messages = 0
         self.octets = 0
         self.connections = 0
+        self.first = 0.0  # time.time() at the first message's final dot; 0 before any
+        self.last = 0.0
+
+
+class SinkStats(NamedTuple):
+    """What the sink received since it started or was last reset."""
+
+    messages: int
+    octets: int
+    connections: int  # SMTP sessions, not counting the ones that asked for these figures
+    first: float  # time.time() when the first message was complete (its final dot read); 0.0 before any
+    last: float
 
 
 async def _session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stats: _Stats) -> None:
     stats.connections += 1
+    control = False  # a benchmark asking (XSTAT, XRSET): not counted as a connection
     write = writer.write
     readline = reader.readline
     write(b"220 sink.bench.test ESMTP ready\r\n")
@@ -68,6 +89,9 @@ async def _session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s
                     if chunk == b".\r\n":
                         break
                     octets += len(chunk) - (1 if chunk[:1] == b"." else 0)
+                stats.last = time.time()
+                if not stats.messages:
+                    stats.first = stats.last
                 stats.messages += 1
                 stats.octets += octets
                 write(b"250 2.0.0 Ok: queued as %d\r\n" % stats.messages)
@@ -83,7 +107,15 @@ async def _session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s
                 await writer.drain()
                 return
             elif verb == b"XSTA":
-                write(b"250 %d %d %d\r\n" % (stats.messages, stats.octets, stats.connections))
+                if not control:
+                    control = True
+                    stats.connections -= 1
+                write(b"250 %d %d %d %.6f %.6f\r\n" % (stats.messages, stats.octets, stats.connections, stats.first,
+                                                    stats.last))
+            elif verb == b"XRSE":
+                stats.reset()
+                control = True
+                write(b"250 2.0.0 Ok\r\n")
             else:
                 write(b"502 5.5.2 Command not recognized\r\n")
     except (ConnectionError, asyncio.LimitOverrunError, ValueError, asyncio.CancelledError):
@@ -131,17 +163,27 @@ class Sink:
     def host(self) -> str:
         return HOST
 
-    def stats(self) -> tuple[int, int, int]:
-        """(messages accepted, octets of content, connections) since the sink started."""
+    def _command(self, command: bytes) -> list[bytes]:
         with socket.create_connection((HOST, self.port), timeout=10) as conn:
             stream = conn.makefile("rb")
             stream.readline()
-            conn.sendall(b"XSTAT\r\n")
+            conn.sendall(command + b"\r\n")
             reply = stream.readline().split()
             conn.sendall(b"QUIT\r\n")
             stream.readline()
+        return reply
+
+    def stats(self) -> SinkStats:
+        """What arrived since the sink started or was last reset."""
+        reply = self._command(b"XSTAT")
         messages, octets, connections = (int(x) for x in reply[1:4])
-        return messages, octets, connections - 1  # not counting this connection
+        return SinkStats(messages, octets, connections, float(reply[4]), float(reply[5]))
+
+    def reset(self) -> None:
+        """Counters and arrival times back to zero (between two runs of a benchmark)."""
+        reply = self._command(b"XRSET")
+        if reply[:1] != [b"250"]:
+            raise RuntimeError(f"the SMTP sink refused XRSET: {reply!r}")
 
     def stop(self) -> None:
         process, self.process = self.process, None
