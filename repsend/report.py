@@ -61,14 +61,18 @@ class JsonLines:
     same bytes, without building the dict: what a skip's line holds after the address, and each sender's
     From, are encoded once per run (tests/test_cli.py and tests/test_export_cases.py hold the two together)."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, outcome: bool = False) -> None:
+        """``outcome``: a real run's lines, where a skip's line ends with ``"outcome": null``."""
         self.out = out
+        self.outcome = outcome
         self._skips: dict[tuple[Reason, str | None, str | None], str] = {}  # a skip's line after the address
         self._senders: dict[tuple[str, str, str], str] = {}  # From (display name, user, domain) -> JSON
 
     def row(self, decision: Decision, extra: Mapping[str, Any] | None = None) -> None:
         line = None if extra else self._line(decision)
         if line is None:
+            if self.outcome and not extra:
+                extra = {"outcome": None}
             line = json.dumps(decision_record(decision, extra), ensure_ascii=False) + "\n"
         self.out.write(line)
 
@@ -95,10 +99,11 @@ class JsonLines:
                 tail = self._skips[key] = (
                     f'"action": "skip", "reason": {_json_string(d.reason.value)}, '
                     f'"rep_id": {"null" if rep_id is None else _json_string(rep_id)}, "from": null, "subject": null, '
-                    f'"detail": {"null" if detail is None else _json_string(detail)}, "language": null}}\n')
+                    f'"detail": {"null" if detail is None else _json_string(detail)}, "language": null'
+                    + (', "outcome": null}\n' if self.outcome else '}\n'))
             return head + tail
-        if type(mail.subject) is not str or type(mail.language) is not str:
-            return None
+        if self.outcome or type(mail.subject) is not str or type(mail.language) is not str:
+            return None  # a real run's send has its outcome: json.dumps writes those few lines
         from_ = mail.from_
         key = (from_.display_name, from_.username, from_.domain)
         sender = self._senders.get(key)
@@ -184,7 +189,7 @@ class RunPrinter:
     """Prints a real run as it goes: the table or JSON Lines on stdout, a progress line on a terminal."""
 
     def __init__(self, out: TextIO, json_lines: bool, progress: TextIO | None = None) -> None:
-        self.json = JsonLines(out) if json_lines else None
+        self.json = JsonLines(out, outcome=True) if json_lines else None
         self.table = None if json_lines else Table(out, outcome_column=True)
         self.out = out
         self.progress_stream = None if json_lines else progress
@@ -193,11 +198,14 @@ class RunPrinter:
     def decision(self, decision: Decision, outcome: Any) -> None:
         self._clear_progress()
         if self.json is not None:
-            self.json.row(decision, outcome.fields() if outcome is not None else {"outcome": None})
+            self.json.row(decision, outcome.fields() if outcome is not None else None)
         else:
             assert self.table is not None
             self.table.row(decision, outcome.state if outcome is not None else "")
-        self.out.flush()
+        if outcome is not None:
+            # Each mail's line is out as the mail is (a run at a human pace lasts hours); skips come in
+            # bursts between them and are flushed with the next.
+            self.out.flush()
 
     def progress(self, done: int, total: int, outcomes: Mapping[str, int]) -> None:
         if self.progress_stream is None:

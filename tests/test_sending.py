@@ -475,3 +475,19 @@ def test_mails_wait_in_queues_per_rep_and_only_what_the_pace_holds_back(tmp_path
     sent = sorted(log.rows(), key=lambda r: r.created_at)
     assert [r.rep_id for r in sent] == [CARTER, SATO, CARTER, SATO, CARTER, SATO]
     assert Counter(d.reason.value for d, o in reporter.rows if o is None) == {"rep_cap": 194}
+
+
+def test_a_real_runs_json_lines_are_what_json_dumps_writes(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """The writer makes a real run's lines without json.dumps where it can (every skip): byte for byte the
+    line json.dumps writes, with "outcome": null for a skip and the mail's outcome for a send."""
+    rows = [contact(1), contact(2, HasOptedOutOfEmail="true"), contact(3, Email=""), contact(4, OwnerId=""),
+            contact(5, LastActivityDate="2026-11-01"), contact(6, FirstName="", MailingCountry="United States")]
+    export = write_export(tmp_path / "export", rows)
+    config = write_config(tmp_path, export, smtp={"security": "none"})
+    out, err = cli(config, "--json", env=smtp_sink.env()).communicate(timeout=60)
+    lines = out.splitlines(keepends=True)
+    records = [json.loads(line) for line in lines]
+    assert [r.get("outcome", "summary") for r in records] == ["sent", None, None, None, None, None, "summary"]
+    assert [r.get("reason") for r in records[:-1]] == ["dormant", "opted_out", "no_email", "no_owner",
+                                                       "recent_activity", "missing_field"]
+    assert lines == [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
