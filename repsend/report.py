@@ -71,7 +71,7 @@ class JsonLines:
         self._senders: dict[tuple[str, str, str], str] = {}  # From (display name, user, domain) -> JSON
 
     def row(self, decision: Decision, extra: Mapping[str, Any] | None = None) -> None:
-        line = None if extra else self._line(decision)
+        line = self._line(decision, extra)
         if line is None:
             if self.outcome and not extra:
                 extra = {"outcome": None}
@@ -81,8 +81,9 @@ class JsonLines:
     def summary(self, summary: Summary, dry_run: bool, extra: Mapping[str, Any] | None = None) -> None:
         self.out.write(json.dumps(summary_record(summary, dry_run, extra), ensure_ascii=False) + "\n")
 
-    def _line(self, d: Decision) -> str | None:
-        """The line of ``decision_record(d)``; None when a value is not a plain str (json.dumps writes it)."""
+    def _line(self, d: Decision, extra: Mapping[str, Any] | None = None) -> str | None:
+        """The line of ``decision_record(d, extra)``; None when a value is not a plain str, int or None
+        (json.dumps writes it)."""
         mail, contact = d.mail, d.contact
         rep_id = d.rep.id if d.rep else (contact.owner_id or None)
         contact_id, email, detail = contact.id, contact.email, d.detail or None
@@ -91,7 +92,12 @@ class JsonLines:
             return None
         head = (f'{{"type": "decision", "contact_id": {_json_string(contact_id)}, '
                 f'"email": {_json_string(email.strip())}, ')
-        if mail is None:
+        more = ""
+        if extra:  # a real run's outcome of a mail
+            more = _json_fields(extra)
+            if more is None:
+                return None
+        if mail is None and not more:
             # A skip's line after the address depends on its reason, rep and detail alone: a few thousand lines.
             key = (d.reason, rep_id, detail)
             tail = self._skips.get(key)
@@ -104,8 +110,10 @@ class JsonLines:
                     f'"detail": {"null" if detail is None else _json_string(detail)}, "language": null'
                     + (', "outcome": null}\n' if self.outcome else '}\n'))
             return head + tail
-        if self.outcome or type(mail.subject) is not str or type(mail.language) is not str:
-            return None  # a real run's send has its outcome: json.dumps writes those few lines
+        if mail is None or type(mail.subject) is not str or type(mail.language) is not str:
+            return None
+        if self.outcome and not more:
+            more = ', "outcome": null'
         from_ = mail.from_
         key = (from_.display_name, from_.username, from_.domain)
         sender = self._senders.get(key)
@@ -117,8 +125,24 @@ class JsonLines:
             f'{head}"action": {_json_string(d.action.value)}, "reason": {_json_string(d.reason.value)}, '
             f'"rep_id": {"null" if rep_id is None else _json_string(rep_id)}, "from": {sender}, '
             f'"subject": {_json_string(mail.subject)}, "detail": {"null" if detail is None else _json_string(detail)}, '
-            f'"language": {_json_string(mail.language)}}}\n'
+            f'"language": {_json_string(mail.language)}{more}}}\n'
         )
+
+
+def _json_fields(fields: Mapping[str, Any]) -> str | None:
+    """``, "key": value`` for each field, as json.dumps writes them; None for a value not str, int or None."""
+    parts = []
+    for key, value in fields.items():
+        if value is None:
+            text = "null"
+        elif type(value) is str:
+            text = _json_string(value)
+        elif type(value) is int:
+            text = str(value)
+        else:
+            return None
+        parts.append(f", {_json_string(key)}: {text}")
+    return "".join(parts)
 
 
 _BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")

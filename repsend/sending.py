@@ -255,7 +255,7 @@ class _Delivery:
         """The next mail in turn, after the pace's wait; or none, and the run stops, when it must."""
         if self.stop.requested:
             self.result.stopped = "stopped by SIGTERM"
-        elif not self.window.is_open(self.clock.now()):
+        elif not self.window.always and not self.window.is_open(self.clock.now()):
             self.result.stopped = f"the send window closed ({self.window.text})"
         if self.result.stopped:
             return
