@@ -6,7 +6,15 @@ Both stream contacts rather than loading them, and both answer the same four que
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
+
+# polars' allocator (jemalloc) keeps freed pages for 10 s by default: a run reads chunk after chunk, so
+# they would pile up in the peak memory. Half a second keeps the reuse and returns the rest; one arena
+# instead of one per thread lets the reading thread reuse what the main thread freed. It must be set
+# before polars loads (only csv_reader and contact_frames, inside this package, import it); a value the
+# user set stays.
+os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1,dirty_decay_ms:500,muzzy_decay_ms:0")
 
 if TYPE_CHECKING:
     from repsend.settings import Settings

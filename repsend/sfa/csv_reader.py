@@ -42,7 +42,7 @@ TEXT, BOOL, DATE = "text", "bool", "date"
 # kind), to read one column twice (as a date and as the text a template prints).
 Wanted = Mapping[str, str | tuple[str, str]]
 
-CHUNK_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 3 * 1024 * 1024
 CAREFUL_ROWS = 16384  # records a frame of a file read carefully from start to end
 
 # Encodings in which a newline, a CR, a double quote or a comma byte is always that character (never part
