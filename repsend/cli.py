@@ -58,8 +58,24 @@ def _errors_to_exit_codes(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("repsend")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            from repsend import __version__ as number
+        typer.echo(f"repsend {number}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """Personal notes from each customer's own rep to the dormant contacts in your SFA."""
 
 
@@ -98,7 +114,15 @@ AsOfOption = Annotated[
 ]
 
 
-@app.command(epilog=EXIT_CODES)
+# Written out, not read from models.Reason, so that --help imports nothing heavy; tests/test_cli.py holds it
+# to Reason (its order and its sends).
+REASONS = """\
+Reasons, the first that applies: no_email, invalid_email, opted_out, bounced, suppressed, already_sent,
+active_deal, recent_activity, cooldown, duplicate_email, no_owner, inactive_owner, sender_domain,
+missing_field, invalid_header, rep_cap; a send is dormant or fallback_sender (README: Reason codes)."""
+
+
+@app.command(epilog=REASONS + "\n\n" + EXIT_CODES)
 @_errors_to_exit_codes
 def dormant(
     dry_run: Annotated[
@@ -119,6 +143,12 @@ def dormant(
     wait: Annotated[
         bool, typer.Option("--wait", help="Outside the send window: sleep until it opens instead of exiting.")
     ] = False,
+    only: Annotated[
+        str | None, typer.Option("--only", metavar="send|skip", help="Print only the sends, or only the skips.")
+    ] = None,
+    summary_only: Annotated[
+        bool, typer.Option("--summary", help="Print only the summary (every contact is still decided).")
+    ] = False,
     as_of: AsOfOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -132,6 +162,9 @@ def dormant(
 
     if as_of is not None:
         _parse_day(as_of, "UTC")  # a malformed date is a usage error before the config is read
+    if only not in (None, "send", "skip"):
+        raise typer.BadParameter(f"{only!r}: use send or skip", param_hint="--only")
+    shown = "none" if summary_only else only or "all"
     settings = load_settings(config)
     options = RunOptions(
         as_of=_parse_day(as_of, settings.rate.timezone),
@@ -142,28 +175,42 @@ def dormant(
     source = open_source(settings)
     try:
         if dry_run:
-            _dry_run(settings, source, options, json_lines)
+            _dry_run(settings, source, options, json_lines, shown)
         else:
-            _send(settings, source, options, json_lines, wait)
+            _send(settings, source, options, json_lines, wait, shown)
     finally:
         source.close()
 
 
-def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool) -> None:
-    """Everything a run does up to the mail server; the send log is only read, if it exists."""
+def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool, shown: str) -> None:
+    """Everything a run does up to the mail server; the send log is only read, if it exists. ``shown``:
+    the rows printed, all, send, skip or none (the summary counts every contact whatever it says)."""
     from repsend.report import JsonLines, Table
     from repsend.selection import Summary, select
 
     history = _read_history_readonly(settings, options)
     summary = Summary()
     decisions = select(settings, source, options, history, summary=summary)
-    _print_notes(source.notes)
-    shown = len(source.notes)
-    out = JsonLines(sys.stdout) if json_lines else Table(sys.stdout)
-    for decision in decisions:
-        out.row(decision)
-    _print_notes(source.notes[shown:])
+    _print_notes([f".env read: {path}" for path in settings.env_files] + source.notes)
+    noted = len(source.notes)
+    out = JsonLines(sys.stdout) if json_lines else Table(sys.stdout, terminal_width=_terminal_width())
+    row = out.row
+    if shown == "all":
+        for decision in decisions:
+            row(decision)
+    else:
+        for decision in decisions:
+            if shown == decision.reason.action:
+                row(decision)
+    _print_notes(source.notes[noted:])
     out.summary(summary, dry_run=True)
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width when stdout is one (the table cuts its subjects to it); None for a file or pipe."""
+    import shutil
+
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 def _read_history_readonly(settings: Any, options: Any) -> Any:
@@ -184,7 +231,7 @@ def _read_history_readonly(settings: Any, options: Any) -> Any:
         log.close()
 
 
-def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool) -> None:
+def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool, shown: str) -> None:
     from repsend.clock import SystemClock
     from repsend.report import RunPrinter
     from repsend.sending import send_run
@@ -192,7 +239,8 @@ def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool
     from repsend.transport import open_transport
 
     clock = SystemClock()
-    printer = RunPrinter(sys.stdout, json_lines, progress=sys.stderr if sys.stderr.isatty() else None)
+    printer = RunPrinter(sys.stdout, json_lines, progress=sys.stderr if sys.stderr.isatty() else None, shown=shown,
+                         terminal_width=_terminal_width())
     # Built (not connected) before the send log is touched: a transport config error writes nothing.
     transport = open_transport(settings, clock)
     log = SendLog.open(settings.database_url)

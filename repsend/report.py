@@ -194,30 +194,37 @@ def fit(text: str, columns: int) -> str:
 
 
 class Table:
-    """One line a decision, each cell fitted to its column.
+    """One line a decision, each cell fitted to its column; the address whole (a longer one pushes the rest
+    of its line), the subject last, cut to a terminal's width when the table goes to one.
 
-    Most cells repeat down a run (a rep's name, an action, a reason, a common contact name): those
-    columns keep their fitted cells by value, for this table only, up to ``CACHE_SIZE`` each (then the
-    column starts over). Companies and addresses are nearly all distinct: they are fitted every time."""
+    Most cells repeat down a run (a rep's name, an action, a reason, a detail, a common contact name):
+    those columns keep their fitted cells by value, for this table only, up to ``CACHE_SIZE`` each (then
+    the column starts over). Companies and addresses are nearly all distinct: they are fitted every time."""
 
-    COLUMNS = (("contact", 16), ("company", 20), ("address", 30), ("from", 24), ("action", 6), ("reason", 16))
+    COLUMNS = (("contact", 16), ("company", 20), ("address", 36), ("from", 18), ("action", 6), ("reason", 16),
+               ("detail", 24))
     CACHE_SIZE = 4096
 
-    def __init__(self, out: TextIO, outcome_column: bool = False) -> None:
+    def __init__(self, out: TextIO, outcome_column: bool = False, terminal_width: int | None = None) -> None:
+        """``terminal_width``: the table goes to a terminal this wide (None: a file or a pipe, no cut)."""
         self.out = out
         self.outcome_column = outcome_column
         self._header_written = False
         self._widths = tuple(columns for _, columns in self.COLUMNS)
+        # What is left of a terminal's line for the subject, after the columns: None, no cut; 0, no room.
+        left = None if terminal_width is None else terminal_width - sum(self._widths) - 2 * len(self._widths)
+        self._subject_room = None if left is None else max(left, 0) if left >= 8 else 0
         self._names: dict[str, str] = {}
         self._senders: dict[str, str] = {}
         self._actions: dict[str, str] = {}
         self._reasons: dict[str, str] = {}
+        self._details: dict[str, str] = {}
 
     def _header(self) -> None:
         names = [name for name, _ in self.COLUMNS]
         if self.outcome_column:
             names[4] = "result"
-        self.out.write("  ".join(map(fit, names, self._widths)) + "  subject\n")
+        self.out.write(("  ".join(map(fit, names, self._widths)) + "  " + self._subject("subject")).rstrip() + "\n")
 
     def _cell(self, cache: dict[str, str], text: str, columns: int) -> str:
         cell = cache.get(text)
@@ -227,26 +234,34 @@ class Table:
             cell = cache[text] = fit(text, columns)
         return cell
 
+    def _subject(self, text: str) -> str:
+        room = self._subject_room
+        if room is None or width(text) <= room:
+            return text
+        return fit(text, room).rstrip() if room else ""
+
     def row(self, decision: Decision, outcome: str = "") -> None:
         if not self._header_written:
             self._header_written = True
             self._header()
         d, mail = decision, decision.mail
         c = d.contact
-        name_w, company_w, address_w, from_w, action_w, reason_w = self._widths
+        name_w, company_w, address_w, from_w, action_w, reason_w, detail_w = self._widths
         name = full_name(c.first_name.strip(), c.last_name.strip(), d.language) or c.id
         sender = mail.from_.display_name if mail else (d.rep.name if d.rep else "")
-        subject = mail.subject if mail else (d.detail or "")
+        address = c.email.strip()
+        subject = self._subject(mail.subject.rstrip()) if mail else ""
         # The StrEnum members themselves as keys: the same str as their .value, without a property's lookup.
-        self.out.write(
-            f"{self._cell(self._names, name, name_w)}  {fit(c.account_name, company_w)}  "
-            f"{fit(c.email.strip(), address_w)}  {self._cell(self._senders, sender, from_w)}  "
-            f"{self._cell(self._actions, outcome or d.action, action_w)}  "
-            f"{self._cell(self._reasons, d.reason, reason_w)}  {subject.rstrip()}\n")
+        action = self._cell(self._actions, outcome or d.action, action_w)
+        line = (f"{self._cell(self._names, name, name_w)}  {fit(c.account_name, company_w)}  "
+                f"{fit(address, address_w) if width(address) <= address_w else address}  "
+                f"{self._cell(self._senders, sender, from_w)}  {action}  "
+                f"{self._cell(self._reasons, d.reason, reason_w)}  {self._cell(self._details, d.detail, detail_w)}  ")
+        self.out.write(line + subject + "\n" if subject else line.rstrip() + "\n")
 
     def summary(self, summary: Summary, dry_run: bool, notes: list[str] | None = None) -> None:
         out = self.out
-        if not self._header_written:
+        if not summary.considered:
             out.write("no contacts to consider\n")
         out.write(f"\n{summary.considered} considered: {summary.send} to send, {sum(summary.skip.values())} skipped\n")
         for reason, count in sorted(summary.skip.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -266,14 +281,19 @@ def describe(decision: Decision) -> str:
 class RunPrinter:
     """Prints a real run as it goes: the table or JSON Lines on stdout, a progress line on a terminal."""
 
-    def __init__(self, out: TextIO, json_lines: bool, progress: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO, json_lines: bool, progress: TextIO | None = None, shown: str = "all",
+                 terminal_width: int | None = None) -> None:
+        """``shown``: the rows printed, all, send, skip or none (the summary counts every contact)."""
         self.json = JsonLines(out, outcome=True) if json_lines else None
-        self.table = None if json_lines else Table(out, outcome_column=True)
+        self.table = None if json_lines else Table(out, outcome_column=True, terminal_width=terminal_width)
+        self.shown = shown
         self.out = out
         self.progress_stream = None if json_lines else progress
         self._progress_shown = False
 
     def decision(self, decision: Decision, outcome: Any) -> None:
+        if self.shown != "all" and self.shown != decision.reason.action:
+            return
         self._clear_progress()
         if self.json is not None:
             self.json.row(decision, outcome.fields() if outcome is not None else None)

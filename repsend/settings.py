@@ -24,12 +24,22 @@ Days = Annotated[int, Field(ge=0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a string is not a number ("20"), nor a boolean a number (true): a value of the wrong type
+    # stops the run instead of being read as something it does not say.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# A path in the config file, relative to the file: TOML writes it as a string.
+ConfigPath = Annotated[Path, Field(strict=False)]
+
+# [template.languages] when the config says nothing: the table config/repsend.toml documents.
+DEFAULT_LANGUAGES = {"Japan": "ja", "日本": "ja", "JP": "ja", "United States": "en", "USA": "en", "US": "en",
+                     "United Kingdom": "en", "UK": "en", "Singapore": "en", "Australia": "en", "Canada": "en"}
 
 
 class SfaSettings(_Section):
     kind: Literal["csv", "salesforce"] = "csv"
-    path: Path = Path("demo")
+    path: ConfigPath = Path("demo")
     encoding: str = "utf-8"
     contact_fields: list[str] = []
     api_version: str = "59.0"
@@ -52,7 +62,7 @@ class AudienceSettings(_Section):
     active_deal_scope: Literal["account", "contact_role"] = "account"
     fallback_sender: str = ""
     cooldown_days: Days = 90
-    suppression_file: Path | None = None
+    suppression_file: ConfigPath | None = None
 
 
 class CampaignSettings(_Section):
@@ -61,10 +71,10 @@ class CampaignSettings(_Section):
 
 
 class TemplateSettings(_Section):
-    dir: Path = Path("../templates")
+    dir: ConfigPath = Path("../templates")
     default_language: Annotated[str, Field(min_length=1)] = "ja"
     language_field: str = "MailingCountry"
-    languages: dict[str, str] = {}
+    languages: dict[str, str] = DEFAULT_LANGUAGES
 
 
 class CompanySettings(_Section):
@@ -79,7 +89,7 @@ class CompanySettings(_Section):
 
 class MailSettings(_Section):
     transport: Literal["smtp", "outbox"] = "smtp"
-    outbox_dir: Path = Path("outbox")
+    outbox_dir: ConfigPath = Path("outbox")
     envelope_from: str = ""
     unsubscribe_url: str = ""
     sender_domains: list[str] = []
@@ -92,7 +102,7 @@ class SmtpSettings(_Section):
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str = ""
     timeout: Annotated[float, Field(gt=0)] = 30.0
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
 
 
 class RateSettings(_Section):
@@ -125,7 +135,7 @@ class RateSettings(_Section):
 
 
 class LogSettings(_Section):
-    database: Path = Path("repsend.db")
+    database: ConfigPath = Path("repsend.db")
 
 
 class Settings(_Section):
@@ -139,9 +149,10 @@ class Settings(_Section):
     rate: RateSettings = RateSettings()
     log: LogSettings = LogSettings()
 
-    # Not from the file: where it was, and the environment (with .env) the run sees.
-    config_path: Path = Path("repsend.toml")
+    # Not from the file: where it was, the environment (with .env) the run sees, and the .env files read.
+    config_path: ConfigPath = Path("repsend.toml")
     env: dict[str, str] = {}
+    env_files: tuple[ConfigPath, ...] = ()
 
     def resolve(self, path: Path) -> Path:
         """A path from the config file, taken relative to the file."""
@@ -154,24 +165,33 @@ class Settings(_Section):
         return url or f"sqlite:///{self.resolve(self.log.database)}"
 
 
-def load_env(env: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> dict[str, str]:
-    """The process environment over ``.env``: a variable already set wins, as with docker and systemd."""
+def load_env(env: Mapping[str, str] | None = None, dotenv_paths: tuple[Path, ...] = ()) -> tuple[dict[str, str],
+                                                                                           tuple[Path, ...]]:
+    """The process environment over the ``.env`` files (the first file over the next): a variable already
+    set wins, as with docker and systemd. Returns it and the files that were read."""
     from dotenv import dotenv_values
 
     merged: dict[str, str] = {}
-    path = dotenv_path if dotenv_path is not None else Path.cwd() / ".env"
-    if path.is_file():
-        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    read: list[Path] = []
+    for path in reversed(list(dict.fromkeys(p.resolve() for p in dotenv_paths))):
+        if path.is_file():
+            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+            read.insert(0, path)
     merged.update(os.environ if env is None else env)
-    return merged
+    return merged, tuple(read)
 
 
 def load_settings(config: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the config; ``config`` beats REPSEND_CONFIG beats the bundled default."""
-    environ = load_env(env)
+    """Read and validate the config; ``config`` beats REPSEND_CONFIG beats the bundled default.
+
+    Secrets come from the environment, then ``./.env``, then the ``.env`` beside the config file (a
+    nightly job's config folder holds its secrets whatever folder the job starts in)."""
+    environ, _ = load_env(env, (Path.cwd() / ".env",))
     if config is None:
         config = Path(environ["REPSEND_CONFIG"]) if environ.get("REPSEND_CONFIG") else DEFAULT_CONFIG
     config = config.expanduser()
+    env_paths = (Path.cwd() / ".env",) if config == DEFAULT_CONFIG else (Path.cwd() / ".env", config.parent / ".env")
+    environ, env_files = load_env(env, env_paths)
     try:
         raw = config.read_bytes()
     except FileNotFoundError:
@@ -184,15 +204,49 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
         raise ConfigError(f"{config}: the config file is not UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config}: not valid TOML: {exc}") from None
-    for forbidden in ("config_path", "env"):
+    for forbidden in ("config_path", "env", "env_files"):
         if forbidden in data:
             raise ConfigError(f"{config}: {forbidden}: unknown key")
     try:
-        settings = Settings(**data, config_path=config.resolve(), env=environ)
+        settings = Settings(**data, config_path=config.resolve(), env=environ, env_files=env_files)
     except ValidationError as exc:
         raise ConfigError(_explain(config, exc)) from None
     _check_paths(settings)
     return settings
+
+
+# What a value of the wrong type should have been, in the config file's words.
+_EXPECTED = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string in quotes",
+    "list_type": "a list, e.g. [\"a\", \"b\"]",
+    "dict_type": "a table, e.g. { key = \"value\" }",
+}
+
+
+def _reads_as(text: str, kind: str) -> bool:
+    """Whether ``text`` is what ``kind`` wants, quoted: "20" for a number, "true" for a boolean."""
+    text = text.strip()
+    if kind == "bool_type":
+        return text.lower() in ("true", "false")
+    try:
+        int(text) if kind == "int_type" else float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    """The keys the config may have where ``loc`` points (a section, or the top level)."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return [name for name in model.model_fields if name not in ("config_path", "env", "env_files")]
 
 
 def _explain(config: Path, exc: ValidationError) -> str:
@@ -202,7 +256,22 @@ def _explain(config: Path, exc: ValidationError) -> str:
         key = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else loc[0] if loc else "?"
         kind = error["type"]
         if kind == "extra_forbidden":
-            what = "unknown key"
+            import difflib
+
+            nearest = difflib.get_close_matches(loc[-1], _known_keys(loc), n=1, cutoff=0.6)
+            if len(loc) == 1:
+                key, what = f"[{loc[0]}]", "unknown section"
+                nearest = [f"[{n}]" for n in nearest]
+            else:
+                what = "unknown key"
+            if nearest:
+                what += f" (did you mean `{nearest[0]}`?)"
+        elif kind in _EXPECTED:
+            value = error["input"]
+            shown = ("true" if value else "false") if isinstance(value, bool) else repr(value)  # as TOML writes it
+            what = f"expected {_EXPECTED[kind]}, got {shown}"
+            if isinstance(value, str) and _reads_as(value, kind):
+                what += " (a string: write it without quotes)"
         elif kind == "missing":
             what = "required key is missing"
         elif kind == "literal_error":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import date
@@ -58,7 +59,7 @@ def test_dry_run_table_and_summary(small: Path) -> None:
     result = invoke("dormant", "--dry-run", "--as-of", DEMO_AS_OF, "--config", str(small))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["contact", "company", "address", "from", "action", "reason", "subject"]
+    assert lines[0].split() == ["contact", "company", "address", "from", "action", "reason", "detail", "subject"]
     assert "c1@example.co.jp" in lines[1] and "佐藤 健" in lines[1] and "send" in lines[1]
     assert "5 considered: 3 to send, 2 skipped" in result.stdout
     assert "dry run: nothing was sent and nothing was written" in result.stdout
@@ -83,11 +84,66 @@ def test_config_from_the_environment(small: Path) -> None:
     assert json_lines(result.stdout)[-1]["considered"] == 5
 
 
+def test_an_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "export", [contact(1)])
+    config = write_config(tmp_path, export, extra="[rat]\nper_minute = 1\n")
+    result = invoke("dormant", "--dry-run", "--config", str(config))
+    assert result.exit_code == 2 and "[rat]: unknown section (did you mean `[rate]`?)" in result.stderr
+
+
+def test_a_config_without_a_language_table_has_the_documented_one(tmp_path: Path) -> None:
+    """Leaving [template.languages] out must not send US customers the Japanese note."""
+    from repsend.settings import load_settings
+
+    export = write_export(tmp_path / "export", [contact(1, MailingCountry="United States", FirstName="Ann"),
+                                                contact(2, MailingCountry="日本")])
+    config = write_config(tmp_path, export)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.split("[template.languages]")[0], encoding="utf-8")
+    assert "[template.languages]" not in config.read_text(encoding="utf-8")
+    assert load_settings(config).template.languages["United States"] == "en"
+    lines = json_lines(invoke("dormant", "--dry-run", "--json", "--as-of", DEMO_AS_OF, "--config", str(config)).stdout)
+    assert [line.get("language") for line in lines[:2]] == ["en", "ja"]
+
+
+def test_the_env_file_beside_the_config_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nightly job's secrets sit beside its config: .env there is read (the working directory's first)."""
+    from repsend.settings import load_settings
+
+    export = write_export(tmp_path / "job" / "export", [contact(1)])
+    config = write_config(tmp_path / "job", export)
+    (tmp_path / "job" / ".env").write_text("SMTP_HOST=mail.from-config-folder.example\nSF_DOMAIN=test\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".env").write_text("SMTP_HOST=mail.from-cwd.example\n")
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings(config)
+    assert settings.env["SMTP_HOST"] == "mail.from-cwd.example" and settings.env["SF_DOMAIN"] == "test"
+    assert settings.env_files == ((elsewhere / ".env").resolve(), (tmp_path / "job" / ".env").resolve())
+    monkeypatch.setenv("SMTP_HOST", "mail.from-the-environment.example")
+    assert load_settings(config).env["SMTP_HOST"] == "mail.from-the-environment.example"
+
+
+def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"repsend {version('repsend')}\n"
+
+
 @pytest.mark.parametrize(
     ("sections", "expected"),
     [
         ({"mail": {"bogus": 1}}, "[mail] bogus: unknown key"),
-        ({"rate": {"per_minute": "fast"}}, "[rate] per_minute: Input should be a valid integer"),
+        ({"mail": {"transprt": "smtp"}}, "[mail] transprt: unknown key (did you mean `transport`?)"),
+        ({"rate": {"per_minute": "fast"}}, "[rate] per_minute: expected a whole number, got 'fast'"),
+        ({"rate": {"per_minute": "20"}},
+         "[rate] per_minute: expected a whole number, got '20' (a string: write it without quotes)"),
+        ({"rate": {"per_minute": True}}, "[rate] per_minute: expected a whole number, got true"),
+        ({"smtp": {"port": "587"}}, "[smtp] port: expected a whole number, got '587' (a string"),
+        ({"audience": {"cooldown_days": 1.5}}, "[audience] cooldown_days: expected a whole number, got 1.5"),
+        ({"campaign": {"name": 7}}, "[campaign] name: expected a string in quotes, got 7"),
+        ({"mail": {"sender_domains": "acme.example"}}, "[mail] sender_domains: expected a list"),
         ({"audience": {"active_deal_scope": "opportunity"}}, "[audience] active_deal_scope: expected 'account' or"),
         ({"sfa": {"encoding": "sjis2"}}, "[sfa] encoding: unknown encoding 'sjis2'"),
         ({"rate": {"timezone": "Mars/Base"}}, "[rate] timezone: unknown time zone 'Mars/Base'"),
@@ -259,3 +315,67 @@ def test_the_fast_json_line_is_exactly_json_dumps(tmp_path: Path) -> None:
     for decision in decisions * 2:  # the second time round, with what the writer remembers
         writer.row(decision)
     assert out.getvalue() == "".join(json.dumps(decision_record(d), ensure_ascii=False) + "\n" for d in decisions * 2)
+
+
+def test_dormant_help_lists_the_reason_codes_in_their_order() -> None:
+    """--help names every reason, the skips in their order of precedence, then the sends (models.Reason)."""
+    from repsend.models import Reason
+
+    help_text = " ".join(invoke("dormant", "--help").stdout.split())
+    listed = re.search(r"Reasons, the first that applies: ([\w, ]+); a send is (\w+) or (\w+)", help_text)
+    assert listed, help_text
+    skips = listed[1].split(", ")
+    assert skips == [r.value for r in Reason if not r.is_send]
+    assert [listed[2], listed[3]] == [r.value for r in Reason if r.is_send]
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_only_and_summary_cut_the_output_not_the_decisions(small: Path, json_out: bool) -> None:
+    base = ["dormant", "--dry-run", *(["--json"] if json_out else []), "--as-of", DEMO_AS_OF, "--config", str(small)]
+    everything = invoke(*base).stdout
+    sends, skips, summary = (invoke(*base, *extra).stdout for extra in (["--only", "send"], ["--only", "skip"],
+                                                                          ["--summary"]))
+    if json_out:
+        rows = json_lines(everything)
+        assert json_lines(sends) == [r for r in rows if r.get("action") != "skip"]
+        assert json_lines(skips) == [r for r in rows if r.get("action") != "send"]
+        assert json_lines(summary) == rows[-1:]
+    else:
+        body = everything.split("\n\n")[0].splitlines()
+        assert sends.split("\n\n")[0].splitlines() == [body[0]] + [line for line in body[1:] if "  send  " in line]
+        assert skips.split("\n\n")[0].splitlines() == [body[0]] + [line for line in body[1:] if "  skip  " in line]
+        assert summary.lstrip("\n") == everything[everything.index("\n\n"):].lstrip("\n")
+        assert "no contacts to consider" not in summary
+    assert invoke(*base, "--only", "sends").exit_code == 2
+
+
+def test_the_table_fits_a_terminal_by_cutting_the_subject_first() -> None:
+    import io
+    from email.headerregistry import Address
+
+    from repsend.models import Contact, Decision, Mail, Reason, Rep
+    from repsend.report import Table, width
+
+    rep = Rep(id="0055g00000AbCdEAAV", name="佐藤 健", email="k.sato@acme.example", is_active=True)
+    who = Contact(id="0035g00000Q0000001", email="h.yamada@example.co.jp", owner_id=rep.id, last_name="山田")
+    mail = Mail(to=Address("山田", "h.yamada", "example.co.jp"), from_=Address("佐藤 健", "k.sato", "acme.example"),
+                subject="ご無沙汰しております（株式会社アクメ 佐藤）" * 3, body="", language="ja", template="dormant")
+    fixed = sum(columns + 2 for _, columns in Table.COLUMNS)
+    for terminal, room in ((fixed + 40, 40), (fixed + 5, 0), (None, None)):
+        out = io.StringIO()
+        table = Table(out, terminal_width=terminal)
+        table.row(Decision(contact=who, reason=Reason.DORMANT, rep=rep, mail=mail, language="ja"))
+        line = out.getvalue().splitlines()[1]
+        if room is None:
+            assert line.endswith(mail.subject)  # a file or a pipe gets the whole subject
+        else:
+            assert width(line) <= terminal
+            assert (line.rstrip().endswith("…") and width(line) > fixed) if room else width(line) <= fixed
+
+
+def test_the_dry_run_says_which_env_files_it_read(small: Path, tmp_path: Path) -> None:
+    (Path.cwd() / ".env").write_text("SMTP_HOST=mail.example\n", encoding="utf-8")
+    result = invoke("dormant", "--dry-run", "--summary", "--as-of", DEMO_AS_OF, "--config", str(small))
+    assert result.exit_code == 0
+    assert f"repsend: note: .env read: {(Path.cwd() / '.env').resolve()}" in result.stderr
+    assert "mail.example" not in result.stderr  # which file, never what it holds

@@ -42,7 +42,7 @@ from typer.testing import CliRunner
 
 from repsend.cli import app
 from repsend.clock import SystemClock
-from repsend.report import Table
+from repsend.report import Table, fit
 from repsend.sendlog import SendLog
 from tests.exports import AS_OF, CARELESS_SEED, CONFIGS, SEEDS, config_for, history_for, random_export
 from tests.helpers import table_summary
@@ -254,17 +254,27 @@ def cell_width(ch: str) -> int:
     return 2 if unicodedata.east_asian_width(ch) in "WF" else 1  # as a terminal shows it (the table's rule)
 
 
-def table_rows(text: str) -> list[tuple[str, str, str]]:
-    """(action, reason, subject column) of each row of the table, cut at its fixed terminal columns."""
+def table_rows(text: str, emails: list[str]) -> list[tuple[str, str, str, str]]:
+    """(action, reason, detail, subject) of each row of the table, cut at its fixed terminal columns; an
+    address wider than its column (``emails``, the rows' addresses) pushes the rest of its row."""
     lines = text.split("\n")
     assert [c.strip() for c in cut(lines[0])[:2]] == ["contact", "company"], lines[0]
-    return [(cells[4].strip(), cells[5].strip(), cells[6]) for cells in map(cut, lines[1:lines.index("")])]
+    rows = lines[1:lines.index("")]
+    assert len(rows) == len(emails)
+    return [(cells[4].strip(), cells[5].strip(), cells[6].strip(), cells[7]) for cells in
+            (cut(line, push=max(0, sum(map(cell_width, email)) - ADDRESS_COLUMNS)) for line, email in zip(rows, emails,
+                                                                                                            strict=True))]
 
 
-def cut(line: str) -> list[str]:
-    """A table line's cells: each column's characters by where they start on the screen; then the rest."""
+ADDRESS_COLUMNS, DETAIL_COLUMNS = dict(Table.COLUMNS)["address"], dict(Table.COLUMNS)["detail"]
+
+
+def cut(line: str, push: int = 0) -> list[str]:
+    """A table line's cells: each column's characters by where they start on the screen (those after the
+    address ``push`` columns further right); then the rest."""
     bounds, start = [], 0
-    for _, columns in Table.COLUMNS:
+    for name, columns in Table.COLUMNS:
+        columns += push if name == "address" else 0
         bounds.append((start, start + columns))
         start += columns + 2
     cells = [""] * (len(bounds) + 1)
@@ -398,9 +408,9 @@ def test_the_table_dry_run_shows_the_json_dry_runs_decisions(scenarios: Scenario
     real run and after it (when the send log decides)."""
     s = scenarios[name]
     for table, lines, summary in ((s.table, s.dry, s.dry_summary), (s.after_table, s.after, s.after_summary)):
-        json_rows = [(d["action"], d["reason"], (d["subject"] if d["action"] == "send" else d["detail"] or "").rstrip())
-                     for d in lines]
-        rows = table_rows(table)
+        json_rows = [(d["action"], d["reason"], fit(d["detail"] or "", DETAIL_COLUMNS).strip(),
+                      (d["subject"] or "").rstrip()) for d in lines]
+        rows = table_rows(table, [d["email"] for d in lines])
         assert len(rows) == len(json_rows)
         mismatches = [(i, r, j) for i, (r, j) in enumerate(zip(rows, json_rows, strict=True)) if r != j]
         assert not mismatches, mismatches[:3]

@@ -59,16 +59,21 @@ def reference_fit(text: str, columns: int) -> str:
 
 
 class ReferenceTable(Table):
-    """The table as written before: every cell fitted by ``reference_fit``, nothing kept."""
+    """The table written the plain way: every cell fitted by ``reference_fit``, nothing kept (no terminal)."""
 
-    def __init__(self, out: TextIO, outcome_column: bool = False) -> None:
+    def __init__(self, out: TextIO, outcome_column: bool = False, terminal_width: int | None = None) -> None:
+        assert terminal_width is None  # the tests' tables go to a pipe
         self.out = out
         self.outcome_column = outcome_column
         self._header_written = False
 
     def _line(self, cells: list[str], subject: str) -> None:
-        self.out.write("  ".join(reference_fit(c, w) for c, (_, w) in zip(cells, self.COLUMNS, strict=True)))
-        self.out.write("  " + subject.rstrip() + "\n")
+        fitted = []
+        for cell, (name, columns) in zip(cells, self.COLUMNS, strict=True):
+            whole = name == "address" and reference_width(cell) > columns  # an address is never cut
+            fitted.append(cell if whole else reference_fit(cell, columns))
+        line = "  ".join(fitted) + "  " + subject
+        self.out.write((line if subject else line.rstrip()) + "\n")
 
     def row(self, decision: Decision, outcome: str = "") -> None:
         if not self._header_written:
@@ -82,9 +87,8 @@ class ReferenceTable(Table):
         name = full_name(c.first_name.strip(), c.last_name.strip(), d.language) or c.id
         sender = mail.from_.display_name if mail else (d.rep.name if d.rep else "")
         action = outcome or d.action.value
-        reason = d.reason.value
-        subject = mail.subject if mail else (d.detail or "")
-        self._line([name, c.account_name, c.email.strip(), sender, action, reason], subject)
+        subject = mail.subject.rstrip() if mail else ""
+        self._line([name, c.account_name, c.email.strip(), sender, action, d.reason.value, d.detail], subject)
 
 
 # ---------------------------------------------------------------------------------------------------
