@@ -329,7 +329,9 @@ def test_contacts_follow_the_scope_deals_were_read_with(
     assert set(ids[: len(by_role)]) == by_role
 
 
-def run_all(tmp_path: Path, rsps: responses.RequestsMock, open_share: float, n: int = 5000) -> dict[str, int]:
+def run_all(
+    tmp_path: Path, rsps: responses.RequestsMock, open_share: float, n: int = 5000, **sfa: Any
+) -> dict[str, int]:
     """A whole read of an org with ``n`` contacts, 100 an account; HTTP calls counted per step. Each open deal
     names a primary contact and two contact roles (whose addresses blocked_addresses holds)."""
     org = FakeOrg()
@@ -342,7 +344,7 @@ def run_all(tmp_path: Path, rsps: responses.RequestsMock, open_share: float, n: 
             opp = add_opp(org, account, closed=False, ContactId=contacts[0]["Id"])
             for contact in contacts[1:3]:
                 org.add("OpportunityContactRole", OpportunityId=opp["Id"], ContactId=contact["Id"])
-    source = source_for(tmp_path)
+    source = source_for(tmp_path, sfa=sfa)
     counts = {}
     source.reps()
     counts["login+reps"] = source.api_calls
@@ -370,6 +372,14 @@ def test_http_calls_grow_with_pages_not_with_contacts_nor_open_deals(tmp_path: P
         assert sum(counts.values()) <= pages + 9
     # The open deals' primary contacts and roles, and their addresses, come in the deal queries' pages.
     assert measured[0.0] == measured[0.5]
+
+
+def test_the_most_a_run_costs_is_the_pages_and_ten(tmp_path: Path) -> None:
+    """The worst case of the handful: a bulk_threshold the org does not reach (its COUNT(), then REST)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        counts = run_all(tmp_path, rsps, 0.5, bulk_threshold=10**6)
+    assert counts["contacts"] == 1 + 3 + 2  # COUNT(), the pages, the partial pages of two parts
+    assert sum(counts.values()) == math.ceil(5000 / 2000) + 10
 
 
 # -- deals and blocked addresses -------------------------------------------------------------------
