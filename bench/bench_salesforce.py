@@ -9,12 +9,18 @@ shapes, through simple-salesforce, in-process with ``responses`` (no socket). Th
 must equal the source's own count) and sorted by kind from the SOQL the fake answered.
 
 The goal: at most ceil(N / 2,000) + a handful calls, the same whatever the open-deal share. The handful
-is 8: the login, the users, the open and recent deals, their contact roles (both with the address of the
-contact they name: the open deals' addresses cost no call of their own) and the opt-outs and bounces
-(one page each here: each costs one more call per 2,000 of its own records, never per contact), the
-last partial page of each of the two extra parts the contact pull is split into (open deal / none / no
-account: ceil(a) + ceil(b) + ceil(c) <= ceil(a + b + c) + 2), and the COUNT() that decides for the Bulk
-API 2.0 when [sfa] bulk_threshold is set.
+is 10 (issue 12 allows at most the pages + 10): the login, the check of what the API user may see (one
+query: its permission sets with their object permissions), the users, the open and recent deals, their
+contact roles (both with the address of the contact they name: the open deals' addresses cost no call of
+their own), the contacts' opt-outs and bounces, and the leads' opt-outs (one page each here: each costs
+one more call per 2,000 of its own records, never per contact or per address), the last partial page of
+each of the two extra parts the contact pull is split into (open deal / none / no account: ceil(a) +
+ceil(b) + ceil(c) <= ceil(a + b + c) + 2), and the COUNT() that decides for the Bulk API 2.0 when [sfa]
+bulk_threshold is set. An access token instead of the username login costs the same: no login, and one
+call to the REST API's root for the identity URL that names its user.
+
+The API user here is an integration user with "View All" on Contact, Opportunity and Lead through a
+permission set, its profile having Read only: the check reads both.
 """
 
 from __future__ import annotations
@@ -45,23 +51,26 @@ from tests.sf_answers import FakeOrg, sfid  # noqa: E402
 N = 100_000
 QUICK_N = 20_000  # and a bulk_threshold of half of it, so that the Bulk API path still runs
 PAGE = 2_000  # records per REST query call
-HANDFUL = 8
+HANDFUL = 10
 SHARES = (0.0, 0.15, 0.5, 0.9)
 PER_ACCOUNT = 100  # contacts per account; 5% of contacts have no account
 REPS = 50
 AS_OF = date(2025, 6, 2)
 BULK_THRESHOLD = 50_000
-KINDS = ("login", "users", "opportunities", "roles", "blocked", "count", "contacts")
-LOGIN_ENV = {"SF_USERNAME": "bench@acme.example", "SF_PASSWORD": "bench-password", "SF_SECURITY_TOKEN": "tok"}
+KINDS = ("login", "check", "users", "opportunities", "roles", "blocked", "leads", "count", "contacts")
+API_USER = "bench@acme.example"
+LOGIN_ENV = {"SF_USERNAME": API_USER, "SF_PASSWORD": "bench-password", "SF_SECURITY_TOKEN": "tok"}
 
 
 def build_org(n: int, open_share: float) -> FakeOrg:
     """n contacts, 100 an account (5% without one); open deals on the accounts of ``open_share`` of them.
 
     Every account has an old closed deal, one in ten a recently closed one; each deal names one contact
-    role. 1% of contacts opted out, 0.5% bounced, a third active recently, the rest dormant.
+    role. 1% of contacts opted out, 0.5% bounced, a third active recently, the rest dormant. Leads: one
+    per 100 contacts, a tenth of them opted out (half of those converted, a third at a contact's address).
     """
-    org = FakeOrg()
+    org = FakeOrg(api_user=API_USER, view_all_data=False)
+    org.permission_set("Repsend Integration", view_all=("Contact", "Opportunity", "Lead"))
     for r in range(1, REPS + 1):
         org.add(
             "User",
@@ -92,6 +101,16 @@ def build_org(n: int, open_share: float) -> FakeOrg:
             OwnerId=sfid("User", 1 + i % REPS),
             Title="部長" if i % 5 == 0 else None,
             MailingCountry="Japan" if i % 4 else "United States",
+        )
+    for i in range(n // 100):
+        opted_out = i % 10 == 3
+        org.add(
+            "Lead",
+            LastName=f"見込{i}",
+            Company=f"見込商事{i}",
+            Email=f"c{i * 37 % n}@example.co.jp" if opted_out and i % 3 == 0 else f"lead{i}@example.jp",
+            HasOptedOutOfEmail=opted_out,
+            IsConverted=opted_out and i % 2 == 0,
         )
     contacts = list(org.tables["Contact"])
     for a, account in enumerate(accounts):
@@ -133,10 +152,14 @@ def kind_of(answered: str, soql: str) -> str:
         return "count"
     if answered.startswith("bulk-"):
         return "contacts"
+    # the visibility check, and an access token's user (not in this run: it logs in with a username)
+    if answered == "identity" or ") FROM PermissionSet WHERE" in soql:
+        return "check"
     sobject = soql.split(" FROM ", 1)[1].split(" ", 1)[0]
     if sobject == "Contact":
         return "blocked" if "HasOptedOutOfEmail = true" in soql else "contacts"
-    return {"User": "users", "Opportunity": "opportunities", "OpportunityContactRole": "roles"}[sobject]
+    kinds = {"User": "users", "Opportunity": "opportunities", "OpportunityContactRole": "roles", "Lead": "leads"}
+    return kinds[sobject]
 
 
 def run(org: FakeOrg, folder: Path, bulk_threshold: int) -> dict[str, Any]:
@@ -196,9 +219,11 @@ def main(quick: bool) -> list[dict]:
     threshold = n // 2 if quick else BULK_THRESHOLD
     goal = math.ceil(n / PAGE) + HANDFUL
     print(f"Salesforce API calls for one whole selection (selection.select) over {n:,} contacts")
-    print(f"  goal: ceil({n:,} / {PAGE:,}) + {HANDFUL} = {goal} calls (the handful: login, users, deals, roles,")
-    print("  blocked addresses, 2 partial pages of the extra contact parts, COUNT() when bulk_threshold is set)")
-    print(f"  org: {PER_ACCOUNT} contacts an account, 5% without one, {REPS} reps, 1% opted out, 0.5% bounced")
+    print(f"  goal: ceil({n:,} / {PAGE:,}) + {HANDFUL} = {goal} calls (the handful: login, visibility check, users,")
+    print("  deals, roles, blocked addresses, leads' opt-outs, 2 partial pages of the extra contact parts, COUNT()")
+    print("  when bulk_threshold is set)")
+    print(f"  org: {PER_ACCOUNT} contacts an account, 5% without one, {REPS} reps, 1% opted out, 0.5% bounced;")
+    print(f"  {n // 100:,} leads, {n // 1000:,} opted out; the API user has View All through a permission set")
     rows: list[dict] = []
     results: dict[tuple[str, float], dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ from datetime import date
 from typing import Protocol
 
 from repsend.models import Contact, Decision, Mail, Reason, Rep, id15, normalize_email
-from repsend.sfa.base import OPEN, RECENT, DealIndex, Scope
+from repsend.sfa.base import OPEN, RECENT, Blocks, DealIndex, Scope
 
 # Deliberately plain: one @, no spaces, a dotted domain. RFC 5322 admits far more, but an address a
 # rep would not type into a mail client is a data error to fix in the SFA, not a recipient.
@@ -93,6 +93,8 @@ class Audience:
         self._deal_accounts, self._deal_contacts = reach.accounts, reach.contacts
         # Grows while contacts stream past: an open deal found on one record holds for the next.
         self.blocks = blocks
+        # Where a block that no contact holds came from ("on a lead"); else it is "on another record".
+        self._block_details: Mapping[str, str] = blocks.details if isinstance(blocks, Blocks) else {}
         self.rules = rules
         self.history = history or History()
         self.composer = composer
@@ -172,7 +174,7 @@ class Audience:
         if contact.opted_out:
             return Reason.OPTED_OUT, None, ""
         if blocked is Reason.OPTED_OUT:
-            return Reason.OPTED_OUT, None, "on another record"
+            return Reason.OPTED_OUT, None, self._block_details.get(address, "on another record")
         if contact.bounced:
             return Reason.BOUNCED, None, ""
         if blocked is Reason.BOUNCED:

@@ -44,6 +44,11 @@ class SfaSettings(_Section):
     contact_fields: list[str] = []
     api_version: str = "59.0"
     bulk_threshold: Annotated[int, Field(ge=0)] = 0
+    # kind = "salesforce": an API user that may not see every Contact and Opportunity stops the run ("fail"),
+    # or runs on what it sees, saying so once ("allow").
+    partial_visibility: Literal["fail", "allow"] = "fail"
+    # kind = "salesforce": a Lead that opted out blocks the contacts with its address.
+    lead_opt_outs: bool = True
 
     @field_validator("encoding")
     @classmethod

@@ -8,7 +8,15 @@ test checks what a query really selects, not what the code hoped it would.
 
 It reads only the SOQL subset repsend writes: ``SELECT f, ... FROM Obj [WHERE ...]`` (or ``SELECT COUNT()``)
 with AND, OR, parentheses, ``=``/``!=``/``>=``/``<=``/``>``/``<`` against true, false, null, dates, datetimes
-and quoted strings, and ``field [NOT] IN (SELECT ...)``.
+and quoted strings (text compared case-insensitively, as SOQL does), ``field [NOT] IN ('a', 'b')``,
+``field [NOT] IN (SELECT ...)``, and parent-to-child subqueries in the field list (``(SELECT f FROM ObjectPerms
+WHERE ...)``, answered as ``{"totalSize", "done", "records"}``, or ``null`` when there are none).
+
+Who the API user is and what it may see: the org has one (``api_user_id``, by default an integration user
+whose profile has "View All Data"); the SOAP login and the REST API's root (``GET /services/data/vXX.X/``,
+whose ``identity`` URL ends in the user's Id) name it, and ``permission_set`` gives it more. An object the
+user may not query (``hidden``: PermissionSetAssignment without "View Setup and Configuration", Lead
+without Read) is refused with INVALID_TYPE wherever a query names it, as Salesforce does.
 
 It also answers the Bulk API 2.0 query endpoints as simple-salesforce 1.12.10 calls them (bulk2.py,
 ``SFBulk2Type.query``): POST ``/jobs/query`` creates a job (job info JSON, state ``UploadComplete``);
@@ -29,7 +37,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
@@ -41,6 +49,9 @@ API = "59.0"
 INSTANCE = "acme.my.salesforce.com"
 ORG = "00D5g000004XYZ"
 SESSION = "00D5g000004XYZ!AQ0AQFAKESESSION"
+# The API user a FakeOrg logs in as unless told otherwise.
+API_USERNAME = "integration@acme.example"
+API_USER_ID = "0055g00000IntgUAAG"
 
 SCHEMA: dict[str, tuple[str, ...]] = {
     "User": ("Id", "Name", "FirstName", "LastName", "Email", "IsActive", "Title", "Phone", "Signature"),
@@ -54,7 +65,23 @@ SCHEMA: dict[str, tuple[str, ...]] = {
         "LastModifiedDate",
     ),
     "OpportunityContactRole": ("Id", "OpportunityId", "ContactId", "Role", "IsPrimary"),
+    "Lead": (
+        "Id", "FirstName", "LastName", "Company", "Email", "HasOptedOutOfEmail", "IsConverted", "ConvertedContactId",
+        "OwnerId",
+    ),
+    # The setup objects of who may see what (Object Reference: Profile, PermissionSet, PermissionSetAssignment,
+    # ObjectPermissions), each with the few fields a test needs.
+    "Profile": ("Id", "Name"),
+    "PermissionSet": (
+        "Id", "Name", "Label", "Type", "IsOwnedByProfile", "ProfileId", "PermissionsViewAllData",
+        "HasActivationRequired",
+    ),
+    "PermissionSetAssignment": ("Id", "AssigneeId", "PermissionSetId", "PermissionSetGroupId"),
+    "ObjectPermissions": (
+        "Id", "ParentId", "SobjectType", "PermissionsRead", "PermissionsViewAllRecords", "PermissionsModifyAllRecords",
+    ),
 }  # fmt: skip
+SCHEMA["User"] = (*SCHEMA["User"], "Username")
 # Relationship name -> the object it points at, through the field "<name>Id".
 RELATIONS: dict[str, dict[str, str]] = {
     "User": {},
@@ -62,8 +89,24 @@ RELATIONS: dict[str, dict[str, str]] = {
     "Contact": {"Account": "Account", "Owner": "User"},
     "Opportunity": {"Account": "Account", "Contact": "Contact", "Owner": "User"},
     "OpportunityContactRole": {"Opportunity": "Opportunity", "Contact": "Contact"},
+    "Lead": {"Owner": "User", "ConvertedContact": "Contact"},
+    "Profile": {},
+    "PermissionSet": {"Profile": "Profile"},
+    "PermissionSetAssignment": {"Assignee": "User", "PermissionSet": "PermissionSet"},
+    "ObjectPermissions": {"Parent": "PermissionSet"},
 }
-PREFIX = {"User": "005", "Account": "001", "Contact": "003", "Opportunity": "006", "OpportunityContactRole": "00K"}
+# Child relationship name -> (the child object, its field that points at the parent).
+CHILDREN: dict[str, dict[str, tuple[str, str]]] = {
+    "PermissionSet": {
+        "ObjectPerms": ("ObjectPermissions", "ParentId"),
+        "Assignments": ("PermissionSetAssignment", "PermissionSetId"),
+    },
+}
+PREFIX = {
+    "User": "005", "Account": "001", "Contact": "003", "Opportunity": "006", "OpportunityContactRole": "00K",
+    "Lead": "00Q", "Profile": "00e", "PermissionSet": "0PS", "PermissionSetAssignment": "0Pa",
+    "ObjectPermissions": "110",
+}  # fmt: skip
 
 
 def sfid(sobject: str, n: int) -> str:
@@ -71,7 +114,7 @@ def sfid(sobject: str, n: int) -> str:
     return f"{PREFIX[sobject]}5g{n:010d}AAA"
 
 
-def login_ok(instance: str = INSTANCE, version: str = API) -> str:
+def login_ok(instance: str = INSTANCE, version: str = API, user_id: str = API_USER_ID) -> str:
     return (
         '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
         'envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
@@ -79,7 +122,7 @@ def login_ok(instance: str = INSTANCE, version: str = API) -> str:
         f"<metadataServerUrl>https://{instance}/services/Soap/m/{version}/{ORG}</metadataServerUrl>"
         "<passwordExpired>false</passwordExpired><sandbox>false</sandbox>"
         f"<serverUrl>https://{instance}/services/Soap/u/{version}/{ORG}</serverUrl>"
-        f"<sessionId>{SESSION}</sessionId><userId>0055g00000AbCdEAAV</userId>"
+        f"<sessionId>{SESSION}</sessionId><userId>{user_id}</userId>"
         "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
     )
 
@@ -120,10 +163,27 @@ class FakeOrg:
     page_size = 2000
 
     def __init__(
-        self, instance: str = INSTANCE, version: str = API, null_semantics: NullSemantics = "sql"
+        self,
+        instance: str = INSTANCE,
+        version: str = API,
+        null_semantics: NullSemantics = "sql",
+        api_user: str | None = API_USERNAME,
+        view_all_data: bool = True,
     ) -> None:
+        """``api_user``: the Username of the integration user the org logs in as, whose profile has "View All
+        Data" (``view_all_data``) or only Read on the objects repsend reads; None: no such user, a test picks
+        one (``set_api_user``)."""
         self.instance, self.version, self.null_semantics = instance, version, null_semantics
         self.tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SCHEMA}
+        # Rows the org came with, left out of the numbering of the rows a test adds.
+        self._seeded: dict[str, int] = dict.fromkeys(SCHEMA, 0)
+        self._seeding = False
+        self.api_user_id = ""
+        self.profile_set: dict[str, Any] | None = None  # the API user's profile's own permission set
+        # Objects the API user may not query: INVALID_TYPE wherever a query names them.
+        self.hidden: set[str] = set()
+        # The identity URL the REST API's root lists (None: left out, as a proxy or a changed API might).
+        self.identity: str | None = None
         self.queries: list[str] = []
         self.calls = 0
         # (part of the URL path, answer): the next request whose path holds it gets the answer instead.
@@ -141,6 +201,13 @@ class FakeOrg:
         self.jobs: dict[str, _Job] = {}
         self._cursors: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self._serial = itertools.count(1)
+        if api_user is not None:
+            user = self.add(
+                "User", Id=API_USER_ID, Username=api_user, Name="Integration User", FirstName="Integration",
+                LastName="User", Email=api_user, IsActive=True,
+            )  # fmt: skip
+            self._seeded["User"] += 1  # its Id is its own already
+            self.set_api_user(user["Id"], view_all_data=view_all_data)
 
     # -- data --------------------------------------------------------------------------------------
 
@@ -149,10 +216,66 @@ class FakeOrg:
         assert not unknown, f"{sobject} has no {unknown}"
         row = dict.fromkeys(SCHEMA[sobject])
         row.update(fields)
-        if not row["Id"]:
-            row["Id"] = sfid(sobject, len(self.tables[sobject]) + 1)
+        if not row["Id"] and self._seeding:  # a row the org came with: an Id of its own kind, no test's
+            self._seeded[sobject] += 1
+            row["Id"] = f"{PREFIX[sobject]}5gS{self._seeded[sobject]:09d}AAA"
+        elif not row["Id"]:
+            row["Id"] = sfid(sobject, len(self.tables[sobject]) + 1 - self._seeded[sobject])
+        assert row["Id"] not in self.tables[sobject], f"{sobject} {row['Id']} twice"
         self.tables[sobject][row["Id"]] = row
         return row
+
+    def set_api_user(self, user_id: str, username: str | None = None, view_all_data: bool = True) -> None:
+        """Log in as this User row (given ``username`` as its Username), with a profile of its own: one with
+        "View All Data" (System Administrator), or one that only reads Contact, Opportunity and Lead."""
+        user = self.tables["User"][user_id]
+        if username is not None:
+            user["Username"] = username
+        self.api_user_id = user_id
+        self._seeding = True  # the profile comes with the user: not a test's rows
+        self.profile_set = self.permission_set(
+            profile="System Administrator" if view_all_data else "Standard User",
+            view_all_data=view_all_data,
+            read=() if view_all_data else ("Contact", "Opportunity", "Lead", "Account"),
+        )
+        self._seeding = False
+
+    def permission_set(
+        self,
+        label: str = "Repsend Integration",
+        *,
+        profile: str | None = None,
+        view_all_data: bool = False,
+        view_all: tuple[str, ...] = (),
+        read: tuple[str, ...] = (),
+        session_based: bool = False,
+        group: bool = False,
+        assignee: str | None = None,
+    ) -> dict[str, Any]:
+        """A permission set assigned to the API user (or ``assignee``): the own permission set of a profile
+        named ``profile`` (IsOwnedByProfile: Salesforce keeps every profile's permissions in one, and lists
+        its assignment with the others), the aggregate permission set of a permission set group (``group``:
+        the group's assignment points at it, muting applied), else one of its own (Type Regular, or Session
+        when ``session_based``). ``view_all``: objects it has View All (and Read) on; ``read``: objects it
+        reads only."""
+        if profile is not None:
+            profile_row = self.add("Profile", Name=profile)
+            number = len(self.tables["PermissionSet"]) + 1
+            name = f"X00ex00000018ozh_128_09_04_12_{number}"  # what a profile's permission set is named
+            fields: dict[str, Any] = dict(Name=name, Label=name, Type="Profile", IsOwnedByProfile=True,
+                                          ProfileId=profile_row["Id"])  # fmt: skip
+        else:
+            kind = "Group" if group else "Session" if session_based else "Regular"
+            fields = dict(Name=label.replace(" ", "_"), Label=label, Type=kind, IsOwnedByProfile=False)
+        ps = self.add("PermissionSet", PermissionsViewAllData=view_all_data, HasActivationRequired=session_based,
+                      **fields)  # fmt: skip
+        for sobject in (*view_all, *read):
+            self.add("ObjectPermissions", ParentId=ps["Id"], SobjectType=sobject, PermissionsRead=True,
+                     PermissionsViewAllRecords=sobject in view_all, PermissionsModifyAllRecords=False)  # fmt: skip
+        group_id = f"0PG5g{len(self.tables['PermissionSet']):010d}AAA" if group else None
+        self.add("PermissionSetAssignment", AssigneeId=assignee or self.api_user_id, PermissionSetId=ps["Id"],
+                 PermissionSetGroupId=group_id)  # fmt: skip
+        return ps
 
     def forget(self) -> None:
         """Drop what past requests left (cursors, jobs, the logs), keeping the data: a fresh session."""
@@ -167,8 +290,9 @@ class FakeOrg:
 
     def install(self, rsps: responses.RequestsMock, login_domain: str | None = "login") -> None:
         """Answer queries; and the SOAP login at ``{login_domain}.salesforce.com`` unless None."""
-        base = re.escape(f"https://{self.instance}/services/data/v{self.version}/query/")
-        rsps.add_callback(responses.GET, re.compile(base + ".*"), callback=self._answer)
+        root = re.escape(f"https://{self.instance}/services/data/v{self.version}/")
+        rsps.add_callback(responses.GET, re.compile(root + "$"), callback=self._resources)
+        rsps.add_callback(responses.GET, re.compile(root + "query/.*"), callback=self._answer)
         jobs = re.compile(re.escape(f"https://{self.instance}/services/data/v{self.version}/jobs/query") + ".*")
         rsps.add_callback(responses.POST, jobs, callback=self._bulk)
         rsps.add_callback(responses.GET, jobs, callback=self._bulk)
@@ -176,9 +300,25 @@ class FakeOrg:
             rsps.add(
                 responses.POST,
                 f"https://{login_domain}.salesforce.com/services/Soap/u/{self.version}",
-                body=login_ok(self.instance, self.version),
+                body=login_ok(self.instance, self.version, self.api_user_id),
                 content_type="text/xml",
             )
+
+    def _resources(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
+        """GET /services/data/vXX.X/: the resources of the version ("Resources by Version" in the REST API
+        Developer Guide, a few of them here), the identity URL of the session's user among them."""
+        self.calls += 1
+        failed = self._failure(request)
+        if failed is not None:
+            return failed
+        self.answered.append(("identity", ""))
+        base = f"/services/data/v{self.version}"
+        body = {name: f"{base}/{name}" for name in ("tooling", "metadata", "chatter", "query", "queryAll")}
+        identity = self.identity if self.identity is not None else f"https://{self.instance}/id/{ORG}/{self.api_user_id}"
+        if identity:
+            body["identity"] = identity
+        body.update({name: f"{base}/{name}" for name in ("composite", "sobjects", "search", "limits")})
+        return self._json(200, body)
 
     def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
         self.calls += 1
@@ -273,6 +413,8 @@ class FakeOrg:
             select = _Parser(soql).statement()
             if select.count:  # the guide says Bulk API 2.0 refuses COUNT(); the real wording is not known here
                 raise SoqlError("MALFORMED_QUERY", "(fake) Bulk API 2.0 does not support aggregate functions")
+            if select.children:  # nor parent-to-child subqueries; the wording is not known here either
+                raise SoqlError("MALFORMED_QUERY", "(fake) Bulk API 2.0 does not support relationship subqueries")
             rows = self._rows(select, soql)
             paths = self._resolve_fields(select, soql)
         except SoqlError as exc:
@@ -336,6 +478,7 @@ class FakeOrg:
 
     def _rows(self, select: _Select, soql: str) -> list[dict[str, Any]]:
         """The table rows a query matches, after refusing what Salesforce refuses."""
+        self._queryable(select.sobject, soql)
         semi = _semi_joins(select.where)
         if len(semi) > 2:
             raise SoqlError("MALFORMED_QUERY", "Maximum 2 semi join sub-selects are allowed")
@@ -344,12 +487,27 @@ class FakeOrg:
         test = self._predicate(select.sobject, select.where, soql)
         return [row for row in self.tables[select.sobject].values() if test(row)]
 
+    def _queryable(self, sobject: str, soql: str) -> None:
+        """INVALID_TYPE for an object the API user may not query, worded as Salesforce words it."""
+        if sobject in self.hidden:
+            raise SoqlError(
+                "INVALID_TYPE",
+                f"\n{soql[:60]}\n^\nERROR at Row:1:Column:8\nsObject type '{sobject}' is not supported. If you are "
+                "attempting to use a custom object, be sure to append the '__c' after the entity name. Please "
+                "reference your WSDL or the describe call for the appropriate names.",
+            )
+
     def _records(self, select: _Select, rows: list[dict[str, Any]], soql: str) -> list[dict[str, Any]]:
         paths = self._resolve_fields(select, soql)
-        return [self._project(select.sobject, row, paths) for row in rows]
+        children = [self._child(select.sobject, sub, soql) for sub in select.children]
+        return [self._project(select.sobject, row, paths, children) for row in rows]
 
     def _resolve_fields(self, select: _Select, soql: str) -> list[list[str]]:
         paths, seen = [], set()
+        for name in [sub.sobject for sub in select.children]:
+            if name.lower() in seen:
+                raise SoqlError("MALFORMED_QUERY", f"duplicate field selected: {name}")
+            seen.add(name.lower())
         for name in select.fields:
             path = self._resolve(select.sobject, name, soql)
             key = ".".join(path).lower()
@@ -358,6 +516,25 @@ class FakeOrg:
             seen.add(key)
             paths.append(path)
         return paths
+
+    def _child(self, sobject: str, sub: _Select, soql: str) -> _ChildQuery:
+        """A parent-to-child subquery: its relationship, the child object's fields and filter."""
+        name = next((r for r in CHILDREN.get(sobject, {}) if r.lower() == sub.sobject.lower()), None)
+        if name is None:
+            raise SoqlError(
+                "INVALID_TYPE",
+                f"\n{soql[:60]}\n^\nERROR at Row:1:Column:8\nDidn't understand relationship '{sub.sobject}' in FROM "
+                "part of query call. If you are attempting to use a custom relationship, be sure to append the "
+                "'__r' after the custom relationship name. Please reference your WSDL or the describe call for the "
+                "appropriate names.",
+            )
+        target, parent_field = CHILDREN[sobject][name]
+        self._queryable(target, soql)
+        if sub.children or _semi_joins(sub.where):
+            raise SoqlError("MALFORMED_QUERY", "(fake) a subquery nests no other and no semi-join here")
+        child = _Select(sub.fields, target, sub.where)
+        return _ChildQuery(name, target, parent_field, self._resolve_fields(child, soql),
+                           self._predicate(target, sub.where, soql))  # fmt: skip
 
     def _resolve(self, sobject: str, name: str, soql: str) -> list[str]:
         """The canonical spelling of a (dotted) field, or INVALID_FIELD as Salesforce words it."""
@@ -394,10 +571,18 @@ class FakeOrg:
     def _attributes(self, sobject: str, sid: str) -> dict[str, str]:
         return {"type": sobject, "url": f"/services/data/v{self.version}/sobjects/{sobject}/{sid}"}
 
-    def _project(self, sobject: str, row: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
+    def _project(
+        self, sobject: str, row: dict[str, Any], paths: list[list[str]], children: Sequence[_ChildQuery] = ()
+    ) -> dict[str, Any]:
         record: dict[str, Any] = {"attributes": self._attributes(sobject, row["Id"])}
         for path in paths:
             self._put(sobject, row, path, record)
+        for child in children:
+            rows = [r for r in self.tables[child.target].values()
+                    if r[child.parent_field] == row["Id"] and child.test(r)]  # fmt: skip
+            records = [self._project(child.target, r, child.paths) for r in rows]
+            # none: null, not an empty list; some: a query result of its own (all of it: a few rows here)
+            record[child.name] = {"totalSize": len(records), "done": True, "records": records} if records else None
         return record
 
     def _put(self, sobject: str, row: dict[str, Any], path: list[str], record: dict[str, Any]) -> None:
@@ -426,7 +611,14 @@ class FakeOrg:
         if kind == "cmp":
             op, literal = node[2], _literal(node[3])
             return lambda row: _compare(self._get(sobject, row, path), op, literal)
+        if kind in ("inlist", "notinlist"):
+            literals, op = [_literal(t) for t in node[2]], "=" if kind == "inlist" else "!="
+            combine = any if kind == "inlist" else all
+            return lambda row: self._get(sobject, row, path) is not None and combine(
+                _compare(self._get(sobject, row, path), op, literal) for literal in literals
+            )
         sub: _Select = node[2]
+        self._queryable(sub.sobject, soql)
         if len(sub.fields) != 1 or _semi_joins(sub.where):
             raise SoqlError("MALFORMED_QUERY", "a semi join sub-select selects one field and nests no other")
         sub_path = self._resolve(sub.sobject, sub.fields[0], soql)
@@ -448,6 +640,8 @@ def _compare(value: Any, op: str, literal: Any) -> bool:
         return (value is None) == (op == "=")
     if value is None:
         return op == "!="  # SOQL: `Field != 'x'` returns the records where Field is null
+    if isinstance(literal, str) and isinstance(value, str):
+        value, literal = value.casefold(), literal.casefold()  # SOQL compares text case-insensitively
     if isinstance(literal, datetime):
         value = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
     elif isinstance(literal, date):
@@ -467,15 +661,27 @@ def _literal(token: str) -> Any:
     if lowered in ("null", "true", "false"):
         return {"null": None, "true": True, "false": False}[lowered]
     if token.startswith("'"):
-        return token[1:-1].replace("\\'", "'")
+        return re.sub(r"\\(.)", r"\1", token[1:-1])  # \' is a quote, \\ a backslash
     if "T" in token:
         return datetime.fromisoformat(token)
     return date.fromisoformat(token)
 
 
 class _Select:
-    def __init__(self, fields: list[str], sobject: str, where: Any, count: bool = False) -> None:
+    def __init__(
+        self, fields: list[str], sobject: str, where: Any, count: bool = False, children: list[_Select] | None = None
+    ) -> None:
         self.fields, self.sobject, self.where, self.count = fields, sobject, where, count
+        self.children = children or []  # parent-to-child subqueries; their sobject is the relationship name
+
+
+class _ChildQuery:
+    """A parent-to-child subquery, resolved: the relationship, the child rows' object, fields and filter."""
+
+    def __init__(
+        self, name: str, target: str, parent_field: str, paths: list[list[str]], test: Callable[[dict[str, Any]], bool]
+    ) -> None:
+        self.name, self.target, self.parent_field, self.paths, self.test = name, target, parent_field, paths, test
 
 
 class _Job:
@@ -535,26 +741,39 @@ class _Parser:
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: {self.tokens[self.at]}")
         return select
 
-    def select(self) -> _Select:
+    def select(self, child: bool = False) -> _Select:
+        """A SELECT; ``child``: a parent-to-child subquery, FROM a relationship name the org resolves."""
         self.take("SELECT")
         count = self.peek("COUNT") and self.tokens[self.at + 1 : self.at + 3] == ["(", ")"]
+        fields: list[str] = []
+        children: list[_Select] = []
         if count:
             self.at += 3
-            fields: list[str] = []
         else:
-            fields = [self.take()]
-            while self.peek(","):
+            while True:
+                if self.peek("(") and not child:
+                    self.take("(")
+                    children.append(self.select(child=True))
+                    self.take(")")
+                else:
+                    fields.append(self.take())
+                if not self.peek(","):
+                    break
                 self.take(",")
-                fields.append(self.take())
         self.take("FROM")
         sobject = self.take()
-        if sobject not in SCHEMA:
-            raise SoqlError("INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
+        if sobject not in SCHEMA and not child:
+            raise SoqlError(
+                "INVALID_TYPE",
+                f"sObject type '{sobject}' is not supported. If you are attempting to use a custom object, be sure "
+                "to append the '__c' after the entity name. Please reference your WSDL or the describe call for "
+                "the appropriate names.",
+            )
         where = None
         if self.peek("WHERE"):
             self.take("WHERE")
             where = self.disjunction()
-        return _Select(fields, sobject, where, count)
+        return _Select(fields, sobject, where, count, children)
 
     def disjunction(self) -> Any:
         parts = [self.conjunction()]
@@ -584,6 +803,13 @@ class _Parser:
                 kind = "notin"
             self.take("IN")
             self.take("(")
+            if not self.peek("SELECT"):  # a list of values: IN ('Contact', 'Opportunity')
+                values = [self.take()]
+                while self.peek(","):
+                    self.take(",")
+                    values.append(self.take())
+                self.take(")")
+                return (kind + "list", name, values)
             sub = self.select()
             self.take(")")
             return (kind, name, sub)
@@ -594,7 +820,7 @@ class _Parser:
 
 
 def _semi_joins(node: Any) -> list[Any]:
-    if node is None or node[0] == "cmp":
+    if node is None or node[0] in ("cmp", "inlist", "notinlist"):
         return []
     if node[0] in ("in", "notin"):
         return [node]
@@ -602,7 +828,7 @@ def _semi_joins(node: Any) -> list[Any]:
 
 
 def _semi_under_or(node: Any) -> bool:
-    if node is None or node[0] in ("cmp", "in", "notin"):
+    if node is None or node[0] in ("cmp", "in", "notin", "inlist", "notinlist"):
         return False
     if node[0] == "or" and _semi_joins(node):
         return True

@@ -347,6 +347,30 @@ def test_an_open_deal_found_on_one_record_holds_for_the_later_records_of_the_add
 
 
 @pytest.mark.parametrize(
+    ("leads", "contact_flags", "reason", "detail"),
+    [
+        pytest.param([SAME_PERSON], (False, False), Reason.OPTED_OUT, "on a lead", id="a lead's opt-out"),
+        pytest.param([SAME_PERSON], (False, True), Reason.OPTED_OUT, "on a lead", id="over a bounce"),
+        pytest.param([SAME_PERSON], (True, False), Reason.OPTED_OUT, "on another record", id="a contact's first"),
+        pytest.param(["", "  ", "other@example.jp"], (False, False), Reason.DORMANT, "", id="not her address"),
+    ],
+)
+def test_a_lead_that_opted_out_blocks_the_contacts_of_its_address(
+    leads: list[str], contact_flags: tuple[bool, bool], reason: Reason, detail: str
+) -> None:
+    """A person who opted out as a lead has opted out: her contact is not mailed, and the detail says where
+    to look, unless another contact's own opt-out says it already (the contact's record is named first)."""
+    deals = DealIndex.build(deals=[], roles=[], recent_since=DORMANT_SINCE)
+    opted_out, bounced = contact_flags
+    flags = [(SAME_PERSON, record(2).id, record(2).account_id, opted_out, bounced)]
+    blocks = address_blocks(flags, deals, "account", lead_opt_outs=leads)
+    audience = Audience(reps=REPS, deals=deals, blocks=blocks, rules=Rules(**RULES), composer=COMPOSER)
+    decision = audience.decide(contact_of(Setup()))
+    assert (decision.reason, decision.detail) == (reason, detail)
+    assert (decision.mail is None) == (reason is not Reason.DORMANT)
+
+
+@pytest.mark.parametrize(
     ("contact_id", "account_id", "owner_id"),
     [
         pytest.param("0035g00000Q0001AAA", "0015g00000A0001AAA", SATO.id, id="18-char"),

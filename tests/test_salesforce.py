@@ -23,6 +23,8 @@ from repsend.settings import Settings
 from repsend.sfa import open_source
 from repsend.sfa.salesforce import BULK_WAIT, CONTACT_PARTS, SalesforceSource
 from tests.sf_answers import (
+    API_USER_ID,
+    API_USERNAME,
     INSTANCE,
     LIMIT_EXCEEDED,
     LOGIN_FAULT,
@@ -34,13 +36,17 @@ from tests.sf_answers import (
     sfid,
 )
 
-USERNAME = "k.sato@acme.example"
+USERNAME = "k.sato@acme.example"  # a rep's address
+LOGIN = API_USERNAME  # the integration user the org logs in as: FakeOrg's own, whose profile has View All Data
 PASSWORD = "Pa55-w0rd!Secret"
 TOKEN = "Tok3nXyZ987SeCrEt"
 ACCESS = "00D5g000004XYZ!AR8AQAccessTokenSecret"
-LOGIN_ENV = {"SF_USERNAME": USERNAME, "SF_PASSWORD": PASSWORD, "SF_SECURITY_TOKEN": TOKEN}
+LOGIN_ENV = {"SF_USERNAME": LOGIN, "SF_PASSWORD": PASSWORD, "SF_SECURITY_TOKEN": TOKEN}
 TOKEN_ENV = {"SF_INSTANCE_URL": f"https://{INSTANCE}", "SF_ACCESS_TOKEN": ACCESS}
 SECRETS = (PASSWORD, TOKEN, ACCESS, SESSION)
+# The calls the visibility check costs before the first read: its one query (an access token adds the
+# identity, and saves the login).
+CHECK = 1
 
 
 def make_settings(tmp_path: Path, env: dict[str, str] | None = None, **sections: Any) -> Settings:
@@ -121,14 +127,19 @@ def test_username_login_is_lazy_and_uses_soap_then_the_session(
 
     reps = source.reps()
 
-    login, query = (call.request for call in rsps.calls)
+    login, check, query = (call.request for call in rsps.calls)
     assert login.method == "POST"
     assert login.url == "https://login.salesforce.com/services/Soap/u/59.0"
     body = login.body.decode() if isinstance(login.body, bytes) else login.body
-    assert f"<n1:username>{USERNAME}</n1:username>" in body
+    assert f"<n1:username>{LOGIN}</n1:username>" in body
     assert f"<n1:password>{PASSWORD}{TOKEN}</n1:password>" in body
+    assert "FROM+PermissionSet+WHERE" in check.url  # what the user may see, before anything is read
     assert query.url.startswith(f"https://{INSTANCE}/services/data/v59.0/query/?q=SELECT+Id%2C+Name")
     assert query.headers["Authorization"] == f"Bearer {SESSION}"
+    # the API user is a user too (it owns no contacts here)
+    assert reps.pop(id15(API_USER_ID)) == Rep(
+        id=API_USER_ID, name="Integration User", email=LOGIN, is_active=True, first_name="Integration", last_name="User"
+    )
     assert reps == {
         id15(user["Id"]): Rep(
             id=user["Id"],
@@ -146,7 +157,7 @@ def test_username_login_is_lazy_and_uses_soap_then_the_session(
             first_name="健", last_name="佐藤",
         ),  # fmt: skip
     }
-    assert source.api_calls == len(rsps.calls) == 2
+    assert source.api_calls == len(rsps.calls) == 1 + CHECK + 1
 
 
 @pytest.mark.parametrize(
@@ -162,7 +173,7 @@ def test_login_domain(tmp_path: Path, rsps: responses.RequestsMock, sf_domain: s
     org = FakeOrg()
     org.install(rsps, login_domain=login_host.removesuffix(".salesforce.com"))
     source = source_for(tmp_path, {**LOGIN_ENV, "SF_DOMAIN": sf_domain})
-    assert source.reps() == {}
+    assert set(source.reps()) == {id15(API_USER_ID)}
     assert rsps.calls[0].request.url == f"https://{login_host}/services/Soap/u/59.0"
 
 
@@ -179,10 +190,12 @@ def test_access_token_skips_the_login(tmp_path: Path, rsps: responses.RequestsMo
     org.install(rsps, login_domain=None)
     add_rep(org)
     source = source_for(tmp_path, TOKEN_ENV)
-    assert len(source.reps()) == 1
-    (call,) = rsps.calls
-    assert call.request.headers["Authorization"] == f"Bearer {ACCESS}"
-    assert source.api_calls == 1
+    assert len(source.reps()) == 2
+    identity, check, users = (call.request for call in rsps.calls)
+    assert identity.url == f"https://{INSTANCE}/services/data/v59.0/"
+    assert f"AssigneeId+%3D+%27{API_USER_ID}%27" in check.url and "FROM+User" in users.url
+    assert all(r.headers["Authorization"] == f"Bearer {ACCESS}" for r in (identity, check, users))
+    assert source.api_calls == 3
 
 
 def test_both_logins_set_prefers_the_username_and_says_so(tmp_path: Path) -> None:
@@ -260,7 +273,7 @@ def test_paging_follows_next_records_url(tmp_path: Path, rsps: responses.Request
     urls = [call.request.url for call in rsps.calls]
     assert sum("/query/01g" in u for u in urls) == 2  # two more pages after the first of 2,000
     assert any(u.endswith("-2000") for u in urls) and any(u.endswith("-4000") for u in urls)
-    assert source.api_calls == len(rsps.calls) == 1 + len(CONTACT_PARTS["account"]) + 2
+    assert source.api_calls == len(rsps.calls) == 1 + CHECK + len(CONTACT_PARTS["account"]) + 2
 
 
 def build_mixed_org(org: FakeOrg) -> tuple[set[str], set[str]]:
@@ -316,7 +329,9 @@ def test_contacts_follow_the_scope_deals_were_read_with(
     assert set(ids[: len(by_role)]) == by_role
 
 
-def run_all(tmp_path: Path, rsps: responses.RequestsMock, open_share: float, n: int = 5000) -> dict[str, int]:
+def run_all(
+    tmp_path: Path, rsps: responses.RequestsMock, open_share: float, n: int = 5000, **sfa: Any
+) -> dict[str, int]:
     """A whole read of an org with ``n`` contacts, 100 an account; HTTP calls counted per step. Each open deal
     names a primary contact and two contact roles (whose addresses blocked_addresses holds)."""
     org = FakeOrg()
@@ -329,7 +344,7 @@ def run_all(tmp_path: Path, rsps: responses.RequestsMock, open_share: float, n: 
             opp = add_opp(org, account, closed=False, ContactId=contacts[0]["Id"])
             for contact in contacts[1:3]:
                 org.add("OpportunityContactRole", OpportunityId=opp["Id"], ContactId=contact["Id"])
-    source = source_for(tmp_path)
+    source = source_for(tmp_path, sfa=sfa)
     counts = {}
     source.reps()
     counts["login+reps"] = source.api_calls
@@ -351,9 +366,20 @@ def test_http_calls_grow_with_pages_not_with_contacts_nor_open_deals(tmp_path: P
     pages = math.ceil(5000 / 2000)
     for counts in measured.values():
         assert counts["contacts"] <= pages + len(CONTACT_PARTS["account"]) - 1
-        assert sum(counts.values()) <= pages + 8
+        # the handful: login, visibility check, users, deals, roles, opt-outs and bounces, leads' opt-outs, and
+        # the last partial pages of two of the three contact parts (the issue allows pages + 10)
+        assert counts["login+reps"] == 1 + CHECK + 1 and counts["blocked"] == 2
+        assert sum(counts.values()) <= pages + 9
     # The open deals' primary contacts and roles, and their addresses, come in the deal queries' pages.
     assert measured[0.0] == measured[0.5]
+
+
+def test_the_most_a_run_costs_is_the_pages_and_ten(tmp_path: Path) -> None:
+    """The worst case of the handful: a bulk_threshold the org does not reach (its COUNT(), then REST)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        counts = run_all(tmp_path, rsps, 0.5, bulk_threshold=10**6)
+    assert counts["contacts"] == 1 + 3 + 2  # COUNT(), the pages, the partial pages of two parts
+    assert sum(counts.values()) == math.ceil(5000 / 2000) + 10
 
 
 # -- deals and blocked addresses -------------------------------------------------------------------
@@ -383,11 +409,12 @@ def test_deals_open_recent_and_roles(tmp_path: Path, rsps: responses.RequestsMoc
     assert index.open_contacts == {id15(primary["Id"]), id15(in_role["Id"])}
     assert index.recent_accounts == {id15(a_recent["Id"]), id15(a_late_close["Id"])}
     assert index.recent_contacts == {id15(in_recent_role["Id"])}
-    opp_soql, role_soql = org.queries
+    check, opp_soql, role_soql = org.queries
+    assert "FROM PermissionSet" in check
     assert "LastModifiedDate >= 2025-01-01T00:00:00Z OR CloseDate >= 2025-01-01" in opp_soql
     assert "Opportunity.LastModifiedDate >= 2025-01-01T00:00:00Z" in role_soql
     assert "ContactId, Contact.Email," in opp_soql and "ContactId, Contact.Email FROM" in role_soql
-    assert source.api_calls == 3
+    assert source.api_calls == 1 + CHECK + 2
 
 
 @pytest.mark.parametrize("scope", ["account", "contact_role"])
@@ -426,8 +453,9 @@ def test_blocked_addresses_hold_for_every_record_of_the_address(
         "role@example.jp": Reason.ACTIVE_DEAL,
         "primary@example.jp": Reason.ACTIVE_DEAL,
     }
-    # One query, for opt-outs and bounces: the open deals' addresses came with deals() (Contact.Email).
-    assert source.api_calls - before == 1
+    # One query for opt-outs and bounces, one for the leads' opt-outs: the open deals' addresses came with
+    # deals() (Contact.Email).
+    assert source.api_calls - before == 2
 
 
 def test_a_record_met_before_the_open_deal_record_of_its_address_is_not_mailed(
@@ -472,7 +500,7 @@ def test_failed_login_names_the_user_and_the_domain(tmp_path: Path, rsps: respon
     message = str(caught.value)
     assert caught.value.exit_code == EXIT_SERVICE
     assert message.startswith(
-        f"Salesforce login failed for {USERNAME} at login.salesforce.com: INVALID_LOGIN: Invalid username, "
+        f"Salesforce login failed for {LOGIN} at login.salesforce.com: INVALID_LOGIN: Invalid username, "
         "password, security token; or user locked out."
     )
     assert_no_secret(message)
@@ -514,9 +542,10 @@ def test_expired_session_with_username_logs_in_again(
     add_rep(org)
     org.failures.append(("/query/", SESSION_EXPIRED))
     source = source_for(tmp_path)
-    assert len(source.reps()) == 1
-    assert [c.request.method for c in rsps.calls] == ["POST", "GET", "POST", "GET"]
-    assert source.api_calls == 4
+    assert len(source.reps()) == 2
+    # the check's query is refused, the login made again, then the check and the users
+    assert [c.request.method for c in rsps.calls] == ["POST", "GET", "POST", "GET", "GET"]
+    assert source.api_calls == 5
 
 
 def test_unreachable_login_host(tmp_path: Path, rsps: responses.RequestsMock) -> None:
@@ -573,7 +602,7 @@ def test_unknown_field_is_a_config_error(
 def test_other_salesforce_errors_say_status_and_code(
     tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
 ) -> None:
-    org.failures.append(("/query/", SERVER_DOWN))
+    org.failures.append(("FROM+User", SERVER_DOWN))
     with pytest.raises(SFAError) as caught:
         source_for(tmp_path).reps()
     assert str(caught.value) == (
@@ -686,9 +715,9 @@ def test_bulk_calls_count_and_shapes(
     sizes = (30, 120, 0)  # open deals, no open deal, no account
     sets = [max(1, math.ceil(n / 50)) for n in sizes]  # an empty result is still one results call
     assert source.contact_count == 150
-    assert source.api_calls == len(rsps.calls) == 1 + 1 + sum(2 + k for k in sets)  # login, COUNT(), jobs
+    assert source.api_calls == len(rsps.calls) == 1 + CHECK + 1 + sum(2 + k for k in sets)  # login, COUNT(), jobs
     kinds = [kind for kind, _ in org.answered]
-    assert kinds == ["count"] + sum((["bulk-create", "bulk-poll"] + ["bulk-results"] * k for k in sets), [])
+    assert kinds == ["query", "count"] + sum((["bulk-create", "bulk-poll"] + ["bulk-results"] * k for k in sets), [])
     creates = [c.request for c in rsps.calls if c.request.method == "POST" and "/jobs/query" in c.request.url]
     assert [json.loads(r.body)["operation"] for r in creates] == ["query"] * 3
     assert all(r.headers["Authorization"] == f"Bearer {SESSION}" for r in creates)
@@ -720,9 +749,9 @@ def test_below_the_threshold_costs_one_count_then_rest(
         add_contact(org, None)
     source, contacts = pull(tmp_path, 4)
     assert (len(contacts), source.contact_count, source.contact_api) == (3, 3, "rest")
-    assert org.queries[0] == "SELECT COUNT() FROM Contact"
+    assert org.queries[CHECK] == "SELECT COUNT() FROM Contact"
     assert not org.jobs
-    assert source.api_calls == 1 + 1 + len(CONTACT_PARTS["account"])
+    assert source.api_calls == 1 + CHECK + 1 + len(CONTACT_PARTS["account"])
 
 
 def test_no_threshold_no_count(tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg) -> None:

@@ -164,11 +164,12 @@ def _no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 @pytest.fixture
 def org() -> Iterator[FakeOrg]:
-    fake = FakeOrg()
+    fake = FakeOrg(api_user=None)  # 佐藤 is the API user, an admin: the org's users are the export's
     for sobject, rows in (("User", USERS), ("Account", ACCOUNTS), ("Contact", CONTACTS),
                           ("Opportunity", OPPORTUNITIES), ("OpportunityContactRole", ROLES)):  # fmt: skip
         for row in rows:
             fake.add(sobject, **row)
+    fake.set_api_user(SATO, username="k.sato@acme.example")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         fake.install(rsps)
         yield fake

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from repsend.models import Contact, Reason, Rep, id15, normalize_email
 
@@ -110,15 +110,32 @@ class DealReach:
         return self.accounts.get(account_key, 0) | self.contacts.get(contact_key, 0)
 
 
+class Blocks(dict[str, Reason]):
+    """Normalized address -> the reason no record with it may be mailed, and, in ``details``, where a block
+    that no contact holds came from ("on a lead"): the decision's detail, so that a person knows where to look."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.details: dict[str, str] = {}
+
+
+LEAD_DETAIL = "on a lead"
+
+
 def address_blocks(
-    flags: Iterable[tuple[str, str, str, bool, bool]], deals: DealIndex, scope: Scope
-) -> dict[str, Reason]:
-    """Addresses that no record may be mailed at, from (email, contact id, account id, opted out, bounced).
+    flags: Iterable[tuple[str, str, str, bool, bool]],
+    deals: DealIndex,
+    scope: Scope,
+    lead_opt_outs: Iterable[str] = (),
+) -> Blocks:
+    """Addresses that no record may be mailed at, from (email, contact id, account id, opted out, bounced),
+    and the addresses of leads that opted out.
 
     An opt-out, a bounce or an open deal on any record of an address holds for every record with that
-    address: it is one person, and the strongest reason wins.
+    address: it is one person, and the strongest reason wins. A person who opted out as a lead has opted
+    out: their contacts are not mailed either.
     """
-    blocks: dict[str, Reason] = {}
+    blocks = Blocks()
     reach = deals.reach(scope)
     accounts, contacts = reach.accounts, reach.contacts
     for email, contact_id, account_id, opted_out, bounced in flags:
@@ -136,8 +153,13 @@ def address_blocks(
         held = blocks.get(address)
         if held is None or reason.rank < held.rank:
             blocks[address] = reason
+    for email in lead_opt_outs:
+        address = normalize_email(email)
+        held = blocks.get(address)
+        if address and (held is None or Reason.OPTED_OUT.rank < held.rank):
+            blocks[address] = Reason.OPTED_OUT
+            blocks.details[address] = LEAD_DETAIL  # a contact's own opt-out, if any, stays the one named
     return blocks
-
 
 
 class Source(Protocol):

@@ -4,6 +4,9 @@ Every read is SOQL through ``query_all_iter``, which fetches 2,000 records a cal
 ``nextRecordsUrl``: the number of calls grows with pages, never with contacts, and no page is held
 longer than it takes to turn its records into ``Contact``s.
 
+Every query runs under the API user's sharing, so before the first read the source checks that the user
+sees every record that decides who is mailed (``VISIBILITY_SOQL``), and fails closed when it may not.
+
 A large org (``[sfa] bulk_threshold``) has its contacts pulled through the Bulk API 2.0 instead: one query
 job per part of the pull, its results read in CSV sets of up to 50,000 records, each parsed as it comes by
 the reader of a CSV export (``csv_reader``) into the Contacts a CSV export's records make (``contact_frames``).
@@ -17,17 +20,17 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from repsend.errors import ConfigError, InputError, RepsendError, SFAError
-from repsend.models import Contact, Reason, Rep, id15
-from repsend.sfa.base import Deal, DealIndex, Scope, address_blocks
+from repsend.models import Contact, Rep, id15
+from repsend.sfa.base import Blocks, Deal, DealIndex, Scope, address_blocks
 
 if TYPE_CHECKING:
     import requests
@@ -44,6 +47,11 @@ BLOCKED_SOQL = (
     "SELECT Id, Email, AccountId, HasOptedOutOfEmail, IsEmailBounced FROM Contact"
     " WHERE Email != null AND (HasOptedOutOfEmail = true OR IsEmailBounced = true)"
 )
+# Leads that opted out, converted or not: a converted lead is read-only and converting it into an existing
+# contact need not carry its opt-out over (Salesforce fills only the contact's empty fields), so its flag
+# may be the only record of the opt-out. A person who opted back in on the contact stays blocked: not
+# mailing someone is always lawful, mailing someone who opted out is not. One call per 2,000 such leads.
+LEAD_OPT_OUT_SOQL = "SELECT Email FROM Lead WHERE HasOptedOutOfEmail = true AND Email != null"
 CONTACT_FIELDS = (
     "Id", "FirstName", "LastName", "Email", "HasOptedOutOfEmail", "IsEmailBounced", "LastActivityDate",
     "CreatedDate", "AccountId", "Account.Name", "OwnerId", "Title",
@@ -80,6 +88,29 @@ CONTACT_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 COUNT_SOQL = "SELECT COUNT() FROM Contact"
+
+# Whether the API user sees every record that decides who is mailed: "View All Data", or "View All" on
+# each object, in any permission set assigned to it. The profile's own permission set (IsOwnedByProfile)
+# is assigned too, and a permission set group's assignment points at the group's aggregate permission set
+# (muting applied), so the assignments cover profile, permission sets and groups alike. A session-based
+# permission set (HasActivationRequired) is off in an API session: it grants nothing here.
+# One call: each permission set's object permissions come as a child subquery (ObjectPerms, at most one
+# row per object), and the assignment's Username with it (Assignments), to name the user in a message.
+VISIBILITY_SOQL = (
+    "SELECT Id, PermissionsViewAllData, HasActivationRequired,"
+    " (SELECT SobjectType, PermissionsViewAllRecords FROM ObjectPerms WHERE SobjectType IN ({objects})),"
+    " (SELECT Assignee.Username FROM Assignments WHERE {assignee})"
+    " FROM PermissionSet WHERE Id IN (SELECT PermissionSetId FROM PermissionSetAssignment WHERE {assignee})"
+)
+# The objects whose every record must be seen; OpportunityContactRole has no sharing of its own, it
+# follows its Opportunity's. Lead joins them when lead opt-outs are read.
+VISIBLE_OBJECTS = ("Contact", "Opportunity")
+# What a user may miss without View All on each, in words.
+_MAY_MISS = {"Contact": "Contact", "Opportunity": "Opportunity (nor its contact roles)", "Lead": "Lead"}
+# Answers that say this user may not run a query (an object or a field it cannot read); any other failure
+# (a limit, the session, the network, the server) stays a service error.
+_NOT_REFUSALS = frozenset({"REQUEST_LIMIT_EXCEEDED", "API_DISABLED_FOR_ORG", "INVALID_SESSION_ID"})
+_USER_ID = re.compile(r"005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?")
 # Bulk API 2.0. Records per results call: simple-salesforce's default, and a CSV set of a few tens of
 # megabytes at most, one in memory at a time (as bytes, parsed where they lie).
 BULK_PAGE = 50_000
@@ -91,6 +122,7 @@ _UTC_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 _API_VERSION = re.compile(r"\d+\.\d+")
 _HOST_LABELS = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_ALLOW = '[sfa] partial_visibility = "allow"'
 _LOGIN_VARS = "SF_USERNAME, SF_PASSWORD and SF_SECURITY_TOKEN (SF_DOMAIN for a sandbox or My Domain)"
 _TOKEN_VARS = "SF_INSTANCE_URL and SF_ACCESS_TOKEN"
 
@@ -236,6 +268,41 @@ def _first_error(content: Any) -> tuple[str, str]:
     return "", str(content or "").strip()[:300]
 
 
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _soql_string(text: str) -> str:
+    """A SOQL string literal: backslashes and quotes escaped."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _children(record: Mapping[str, Any], relationship: str) -> list[Mapping[str, Any]]:
+    """The records of a child subquery: a {totalSize, done, records} answer, or null for none."""
+    value = _lookup(record, relationship)
+    records = value.get("records") if isinstance(value, Mapping) else None
+    return [r for r in records or () if isinstance(r, Mapping)]
+
+
+def _unseen(permission_sets: Iterable[Mapping[str, Any]], objects: Sequence[str]) -> list[str]:
+    """The objects of which these permission sets may let the user miss records: none with View All Data,
+    else those without View All."""
+    viewable: set[str] = set()
+    for ps in permission_sets:
+        if ps.get("HasActivationRequired") is True:
+            continue
+        if ps.get("PermissionsViewAllData") is True:
+            return []
+        for perm in _children(ps, "ObjectPerms"):
+            if perm.get("PermissionsViewAllRecords") is True:
+                viewable.add(str(perm.get("SobjectType") or "").lower())
+    return [name for name in objects if name.lower() not in viewable]
+
+
+class _Unchecked(ConfigError):
+    """What the API user sees could not be checked (a setup object it may not read, no identity)."""
+
+
 def _counting_session(timeout: tuple[float, float]) -> requests.Session:
     import requests
 
@@ -272,6 +339,8 @@ class SalesforceSource:
         bulk_threshold: int = 0,
         bulk_page: int = BULK_PAGE,
         bulk_wait: float = BULK_WAIT,
+        partial_visibility: Literal["fail", "allow"] = "fail",
+        lead_opt_outs: bool = True,
     ) -> None:
         self.credentials = credentials
         self.api_version = api_version
@@ -286,6 +355,14 @@ class SalesforceSource:
         self.bulk_threshold = bulk_threshold
         self.bulk_page = bulk_page
         self.bulk_wait = bulk_wait
+        # "fail": stop before the first read unless the API user sees every record that decides who is
+        # mailed; "allow": go on with what it sees, saying once what it may miss.
+        self.partial_visibility = partial_visibility
+        self.lead_opt_outs = lead_opt_outs
+        # Who the API user is, in messages: the username; for an access token what the check learns (its
+        # Id, then its Username), "" before.
+        self.api_user = credentials.username
+        self._visibility_checked = False
         #: What the last contacts() pull used, and the org's contacts as COUNT() gave them (None: not asked).
         self.contact_api: str = ""
         self.contact_count: int | None = None
@@ -321,11 +398,14 @@ class SalesforceSource:
             config_path=config,
             notes=notes,
             bulk_threshold=settings.sfa.bulk_threshold,
+            partial_visibility=settings.sfa.partial_visibility,
+            lead_opt_outs=settings.sfa.lead_opt_outs,
         )
 
     # -- what the run asks -------------------------------------------------------------------------
 
     def reps(self) -> dict[str, Rep]:
+        self.check_visibility()
         reps: dict[str, Rep] = {}
         for r in self._query(USER_SOQL, "User"):
             rep = Rep(
@@ -349,6 +429,7 @@ class SalesforceSource:
         Both queries also read the Email of the contact each deal or role names (``Contact.Email``, null
         for none): ``blocked_addresses`` needs the addresses of the people in an open deal, and this way
         they cost no call of their own."""
+        self.check_visibility()
         self.scope = scope
         since = recent_since.isoformat()
 
@@ -384,13 +465,15 @@ class SalesforceSource:
         pairs = ((r.get("OpportunityId") or "", name(r)) for r in roles)
         return DealIndex.build(deal_records(), pairs, recent_since)
 
-    def blocked_addresses(self, deals: DealIndex, scope: Scope) -> dict[str, Reason]:
-        """Opt-outs and bounces (one query), and the addresses of the contacts an open deal names as its
+    def blocked_addresses(self, deals: DealIndex, scope: Scope) -> Blocks:
+        """Opt-outs and bounces (one query), the addresses of leads that opted out (one query, unless
+        ``[sfa] lead_opt_outs = false``), and the addresses of the contacts an open deal names as its
         primary contact or in a contact role (read by ``deals``, which must come first).
 
         In account scope the contacts of an account with an open deal are not read here: that would cost a
         call per 2,000 of them. ``contacts`` yields them before any other record instead, so the audience
         learns their addresses (as ACTIVE_DEAL) before it meets another record with one of them."""
+        self.check_visibility()
         self.scope = scope
         flags = (
             (
@@ -404,13 +487,15 @@ class SalesforceSource:
         )
         # No account: an open deal must name the contact itself (address_blocks asks the index which do).
         named = ((email, contact, "", False, False) for contact, email in self._named_addresses.items())
-        return address_blocks(itertools.chain(flags, named), deals, scope)
+        leads = self._lead_opt_outs() if self.lead_opt_outs else ()
+        return address_blocks(itertools.chain(flags, named), deals, scope, leads)
 
     def contacts(self) -> Iterator[Contact]:
         """Every contact once, open-deal ones first; through the Bulk API 2.0 for an org past the threshold.
 
         Either way the same parts in the same order, and the same ``Contact`` for the same record.
         """
+        self.check_visibility()
         select = ", ".join(self.select)
         bulk = self._use_bulk()
         self.contact_api = "bulk2" if bulk else "rest"
@@ -425,6 +510,46 @@ class SalesforceSource:
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
+
+    def check_visibility(self) -> None:
+        """Stop (ConfigError, exit 2) unless the API user sees every Contact, Opportunity (with its contact
+        roles) and, when lead opt-outs are read, Lead; with [sfa] partial_visibility = "allow", say once what
+        it may miss instead. Made once, by the first of reps, deals, blocked_addresses and contacts, so that
+        nothing is read from an org the run cannot trust; one call (two with an access token)."""
+        if self._visibility_checked:
+            return
+        objects = [*VISIBLE_OBJECTS, *(["Lead"] if self.lead_opt_outs else [])]
+        allow = self.partial_visibility == "allow"
+        try:
+            unseen = self._read_visibility(objects)
+        except _Unchecked as why:
+            if not allow:
+                raise ConfigError(f"Salesforce: {why}; or set {_ALLOW} to run on what it sees") from None
+            self.notes.append(
+                f"Salesforce: {why}; it may not see every {_and([_MAY_MISS[o] for o in objects])}, and what it "
+                f"cannot see stops no mail ({_ALLOW})"
+            )
+        else:
+            if unseen:
+                may_miss = _and([_MAY_MISS[o] for o in unseen])
+                granted = [o for o in objects if o not in unseen]
+                if not allow:
+                    has = f"it has View All on {_and(granted)} only" if granted else "it has neither"
+                    raise ConfigError(
+                        f"Salesforce: {self._who} may not see every {may_miss}, and what it cannot see would stop "
+                        f"no mail: grant View All Data, or View All on {_and(objects)}, to "
+                        f"{self.api_user or 'that user'} through its profile or a permission set ({has}); or set "
+                        f"{_ALLOW} to run on what it sees"
+                    )
+                self.notes.append(
+                    f"Salesforce: {self._who} has neither View All Data nor View All on {_and(unseen)}: it may not "
+                    f"see every {may_miss}, and what it cannot see stops no mail ({_ALLOW})"
+                )
+        self._visibility_checked = True
+
+    @property
+    def _who(self) -> str:
+        return f"the API user {self.api_user}" if self.api_user else "the API user of SF_ACCESS_TOKEN"
 
     @property
     def api_calls(self) -> int:
@@ -470,6 +595,68 @@ class SalesforceSource:
 
     # -- the wire ----------------------------------------------------------------------------------
 
+    def _read_visibility(self, objects: Sequence[str]) -> list[str]:
+        """The objects the API user may not see every record of, from its permission sets (one query; for an
+        access token the user's Id first, from the REST API's root). _Unchecked if that cannot be read."""
+        c = self.credentials
+
+        def refused(said: str) -> RepsendError:
+            # An object the user may not query is "not supported" (INVALID_TYPE) or refused outright.
+            setup = said.startswith(("INVALID_TYPE", "INSUFFICIENT_ACCESS"))
+            advice = (
+                '; give it "View Setup and Configuration" so that repsend can check (reading '
+                'PermissionSetAssignment needs it, or "Assign Permission Sets" or "Manage Users")'
+                if setup
+                else ""
+            )
+            return _Unchecked(
+                f"cannot check what {self._who} sees: Salesforce refused to read its permission sets ({said}){advice}"
+            )
+
+        with self._errors("PermissionSet", refused=refused):
+            if c.by_token:
+                user_id = self.api_user = self._token_user_id()
+                assignee = f"AssigneeId = '{user_id}'"
+            else:
+                assignee = f"Assignee.Username = {_soql_string(c.username)}"
+            listed = ", ".join(f"'{name}'" for name in objects)
+            soql = VISIBILITY_SOQL.format(objects=listed, assignee=assignee)
+            permission_sets = list(self._client().query_all_iter(soql))
+        username = next(
+            (name for ps in permission_sets for a in _children(ps, "Assignments")
+             if (name := _lookup(a, "Assignee.Username"))),
+            None,
+        )  # fmt: skip
+        if username:
+            self.api_user = str(username)
+        return _unseen(permission_sets, objects)
+
+    def _token_user_id(self) -> str:
+        """The access token's user: the end of the identity URL that the REST API's root lists (GET
+        /services/data/vXX.X/, one call). A SOAP login's user is found by its Username instead, for free."""
+        client = self._client()
+        resources = client.restful("")
+        identity = resources.get("identity") if isinstance(resources, Mapping) else None
+        user_id = urlparse(str(identity or "")).path.rstrip("/").rpartition("/")[2]
+        if not _USER_ID.fullmatch(user_id):
+            raise _Unchecked(
+                f"cannot check what {self._who} sees: Salesforce at {client.sf_instance} did not name it (no "
+                f"identity URL in /services/data/v{self.api_version}/); check SF_INSTANCE_URL"
+            )
+        return user_id
+
+    def _lead_opt_outs(self) -> Iterator[str]:
+        """The addresses of the leads that opted out (LEAD_OPT_OUT_SOQL), page after page."""
+
+        def refused(said: str) -> RepsendError:
+            return ConfigError(
+                f"Salesforce: {self._who} cannot read the opt-outs of leads ({said}): give it Read on Lead and on "
+                "its Email and Email Opt Out fields, or set [sfa] lead_opt_outs = false to not read them"
+            )
+
+        for r in self._query(LEAD_OPT_OUT_SOQL, "Lead", refused=refused):
+            yield r.get("Email") or ""
+
     def _use_bulk(self) -> bool:
         """Whether the org is past [sfa] bulk_threshold: one COUNT() call, made only when a threshold is set."""
         if self.bulk_threshold <= 0:
@@ -512,15 +699,34 @@ class SalesforceSource:
             yield from contacts_of(frame, self.language_field, self.extra_fields)
 
     @contextmanager
-    def _errors(self, sobject: str, bulk: bool = False) -> Iterator[None]:
-        """Library errors (at login too) become repsend errors; anything else goes on as it is."""
+    def _errors(
+        self, sobject: str, bulk: bool = False, refused: Callable[[str], RepsendError] | None = None
+    ) -> Iterator[None]:
+        """Library errors (at login too) become repsend errors; anything else goes on as it is. ``refused``
+        words the error of a query this user may not make (see ``_refusal``), where that means more."""
         try:
             yield
         except Exception as exc:
-            error = self._explain(exc, sobject, bulk)
+            said = self._refusal(exc) if refused is not None else None
+            error = refused(said) if refused is not None and said is not None else self._explain(exc, sobject, bulk)
             if error is None:
                 raise
             raise error from None  # the library's text holds URLs and bodies, never anything we need
+
+    def _refusal(self, exc: Exception) -> str | None:
+        """What Salesforce said when it refused a query as one this user may not make (an object or field it
+        cannot read: INVALID_TYPE, INVALID_FIELD, INSUFFICIENT_ACCESS...); None for any other failure."""
+        from simple_salesforce.exceptions import SalesforceError
+
+        if not isinstance(exc, SalesforceError) or exc.status not in (400, 403, 404):
+            return None
+        code, message = _first_error(exc.content)
+        if code in _NOT_REFUSALS:
+            return None
+        # Salesforce echoes the SOQL with a caret first, and ends with advice about custom objects.
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        text = (lines[-1] if lines else "").split(" If you are attempting", 1)[0]
+        return self._scrub(f"{code}: {text}" if code else text)[:300]
 
     def _client(self) -> Salesforce:
         if self._sf is None:
@@ -547,12 +753,14 @@ class SalesforceSource:
                 )
         return self._sf
 
-    def _query(self, soql: str, sobject: str) -> Iterator[dict[str, Any]]:
+    def _query(
+        self, soql: str, sobject: str, refused: Callable[[str], RepsendError] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The records of one SOQL query, page after page; errors (at login too) become repsend errors.
 
         They may come at any page, so the iteration is wrapped, not only the first call.
         """
-        with self._errors(sobject):
+        with self._errors(sobject, refused=refused):
             yield from self._client().query_all_iter(soql)
 
     def _explain(self, exc: Exception, sobject: str, bulk: bool = False) -> RepsendError | None:
