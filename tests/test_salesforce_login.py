@@ -110,17 +110,28 @@ def test_client_credentials_log_in_at_the_my_domain(
     assert source.credentials.kind == "client_credentials" and source.notes == []
     assert len(source.reps()) == 2
 
-    token, identity, check, users = (c.request for c in rsps.calls)
+    token, check, users = (c.request for c in rsps.calls)
     assert (token.method, token.url) == ("POST", TOKEN_URL)
     assert form(token) == {"grant_type": "client_credentials"}
     basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
     assert token.headers["Authorization"] == f"Basic {basic}"
-    # The app runs as its Run As user, whom only the session knows: the REST root names it, then the check.
-    assert identity.url == f"https://{INSTANCE}/services/data/v{API}/"
+    # The app runs as its Run As user, whom the token's answer names (its identity URL, "id"): no call to learn it.
     assert f"AssigneeId+%3D+%27{API_USER_ID}%27" in check.url and "FROM+User" in users.url
     bearer = f"Bearer {token_ok(1)['access_token']}"
-    assert all(r.headers["Authorization"] == bearer for r in (identity, check, users))
-    assert source.api_calls == 4
+    assert all(r.headers["Authorization"] == bearer for r in (check, users))
+    assert source.api_calls == 3  # as many as the username login's
+
+
+def test_client_credentials_without_an_identity_in_the_answer_ask_the_rest_root(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    answer = {k: v for k, v in token_ok(1).items() if k != "id"}
+    rsps.replace(responses.POST, TOKEN_URL, json=answer)
+    source = source_for(tmp_path, CC_ENV)
+    assert len(source.reps()) == 1
+    token, identity, check, users = (c.request for c in rsps.calls)
+    assert identity.url == f"https://{INSTANCE}/services/data/v{API}/"
+    assert f"AssigneeId+%3D+%27{API_USER_ID}%27" in check.url
 
 
 @pytest.mark.parametrize(

@@ -522,9 +522,12 @@ def _counting_session(timeout: tuple[float, float]) -> requests.Session:
     import requests
 
     class CountingSession(requests.Session):
-        """Counts every HTTP request sent (login, queries, retries) and sets a default timeout."""
+        """Counts every HTTP request sent (login, queries, retries) and sets a default timeout; keeps the
+        identity URL of the last OAuth login (its answer's ``id``, which simple-salesforce drops), so that
+        the client credentials login's user costs no call of its own."""
 
         calls = 0
+        identity = ""
 
         def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
             kwargs.setdefault("timeout", timeout)
@@ -532,7 +535,15 @@ def _counting_session(timeout: tuple[float, float]) -> requests.Session:
 
         def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
             self.calls += 1
-            return super().send(request, **kwargs)
+            response = super().send(request, **kwargs)
+            if response.status_code == 200 and urlparse(request.url or "").path == "/services/oauth2/token":
+                try:
+                    answer = response.json()
+                except ValueError:
+                    answer = None
+                if isinstance(answer, Mapping) and isinstance(answer.get("id"), str):
+                    self.identity = answer["id"]
+            return response
 
     return CountingSession()
 
@@ -920,11 +931,13 @@ class SalesforceSource:
 
     def _token_user_id(self) -> str:
         """The session's user (of an access token, or the Run As user of a client credentials login): the end
-        of the identity URL that the REST API's root lists (GET /services/data/vXX.X/, one call). A login by
-        username is found by its Username instead, for free."""
+        of its identity URL, which the OAuth login answered, or else the REST API's root lists (GET
+        /services/data/vXX.X/, one call). A login by username is found by its Username instead, for free."""
         client = self._client()
-        resources = client.restful("")
-        identity = resources.get("identity") if isinstance(resources, Mapping) else None
+        identity = getattr(self._session, "identity", "")  # what an OAuth login answered
+        if not identity:
+            resources = client.restful("")
+            identity = resources.get("identity") if isinstance(resources, Mapping) else None
         user_id = urlparse(str(identity or "")).path.rstrip("/").rpartition("/")[2]
         if not _USER_ID.fullmatch(user_id):
             raise _Unchecked(
