@@ -11,6 +11,12 @@ A large org (``[sfa] bulk_threshold``) has its contacts pulled through the Bulk 
 job per part of the pull, its results read in CSV sets of up to 50,000 records, each parsed as it comes by
 the reader of a CSV export (``csv_reader``) into the Contacts a CSV export's records make (``contact_frames``).
 
+The login is the one whose SF_* variables are set (``Credentials.from_env``): OAuth 2.0 client credentials
+or JWT bearer through a connected app (both renew themselves), an access token (it cannot), or the SOAP
+username/password login, retiring, always at SOAP_LOGIN_VERSION whatever REST version ``[sfa] api_version``
+names. simple-salesforce makes each login; ``_client_class`` only pins the SOAP version and logs in again at
+most once per call refused with INVALID_SESSION_ID.
+
 simple-salesforce and requests are imported on first use only: ``--help`` and a CSV run never pay for
 them, and this module is imported only when ``[sfa] kind = "salesforce"``. So is polars, for the Bulk
 API 2.0 only.
