@@ -411,6 +411,34 @@ def test_exactly_one_login_may_be_set(tmp_path: Path, env: dict[str, str], expec
             assert value not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("raw", "domain"),
+    [
+        ("acme", "acme.my"),
+        ("ACME.my.salesforce.com", "acme.my"),
+        ("https://acme--uat.sandbox.my.salesforce.com/lightning", "acme--uat.sandbox.my"),
+        ("acme--uat.sandbox", "acme--uat.sandbox.my"),
+        ("acme-dev-ed.develop.my.salesforce.com", "acme-dev-ed.develop.my"),
+    ],
+)
+def test_sf_domain_in_any_form_is_the_my_domain(raw: str, domain: str) -> None:
+    credentials, _ = Credentials.from_env({**CC_ENV, "SF_DOMAIN": raw})
+    assert credentials.domain == domain and credentials.host == f"{domain}.salesforce.com"
+
+
+def test_an_expired_session_mid_pagination_goes_on_from_the_same_page(
+    tmp_path: Path, rsps: responses.RequestsMock, org: FakeOrg
+) -> None:
+    for n in range(4500):
+        org.add("Contact", LastName=f"山田{n}", Email=f"c{n}@example.co.jp", HasOptedOutOfEmail=False,
+                IsEmailBounced=False, CreatedDate="2022-04-08T01:15:00.000+0000")  # fmt: skip
+    org.failures.append(("-2000", SESSION_EXPIRED))  # the second page of the contacts without an account
+    source = source_for(tmp_path, CC_ENV)
+    contacts = [c.id for c in source.contacts()]
+    assert len(contacts) == len(set(contacts)) == 4500
+    assert len(org.token_requests) == 2
+
+
 def test_credentials_never_show_their_secrets(key_pair: Any) -> None:
     credentials, _ = Credentials.from_env(jwt_env(key_pair[0]))
     assert_secret_free(repr(credentials), key_pair[0])

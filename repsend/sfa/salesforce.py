@@ -422,6 +422,8 @@ def _login_domain(raw: str) -> str:
         )
     if "." not in domain and domain not in ("login", "test"):
         return f"{domain}.my"
+    if domain.endswith((".sandbox", ".develop", ".scratch")):  # a My Domain's kind without its .my
+        return f"{domain}.my"
     return domain
 
 
