@@ -152,8 +152,16 @@ def _salesforce(settings: Settings, source: Any) -> Iterator[Check]:
     except RepsendError as exc:
         yield fail("sfa", str(exc), _sfa_fix(settings))
         return
-    login = getattr(source, "login_name", "") or "Salesforce"
-    yield ok("sfa", f"{login}: logged in as {source.api_user or 'the token user'}; {len(reps)} users")
+    credentials = source.credentials
+    yield ok("sfa", f"Salesforce, {credentials.name}: logged in as {source.api_user or 'the token user'}; "
+                    f"{len(reps)} users")
+    if credentials.kind == "password":
+        yield warn("sfa", "the username/password login is SOAP login(), which Salesforce retires in Summer '27 "
+                          "(off by default in orgs created from Winter '26)",
+                   "switch to the client credentials or JWT bearer login (README: Logging in to Salesforce)")
+    elif not credentials.renews:
+        yield warn("sfa", "an access token cannot renew itself: a nightly job stops when it expires",
+                   "use the client credentials or JWT bearer login for a job that runs unattended")
     visibility = [note for note in source.notes if "View All" in note or "may not see" in note]
     if visibility:
         for note in visibility:

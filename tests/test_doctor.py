@@ -237,7 +237,9 @@ def test_salesforce_with_view_all_reports_the_login_fields_and_calls_left(
 
     result = doctor(config, {**LOGIN_ENV, **smtp_sink.env()})
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output  # warnings (the SOAP login) do not fail
+    assert "ok    sfa        Salesforce, the username/password (SOAP) login: logged in as" in result.output
+    assert "warn  sfa        the username/password login is SOAP login(), which Salesforce retires" in result.output
     assert "the API user sees every Contact, Opportunity and contact role and Lead" in result.output
     assert "every configured Contact field is readable: Id, FirstName" in result.output
     assert f"{fake.api_requests_max - 1:,} of {fake.api_requests_max:,} API calls left today" in result.output
@@ -259,3 +261,21 @@ def test_salesforce_without_view_all_fails_naming_the_permission(
     assert "grant View All Data, or View All on Contact, Opportunity and Lead" in failed[0]
     assert not any("FROM Contact" in q for q in fake.queries)
     assert LOGIN_ENV["SF_PASSWORD"] not in result.output
+
+
+def test_salesforce_by_client_credentials_is_the_login_for_a_nightly_job(
+    tmp_path: Path, rsps: responses.RequestsMock, smtp_sink
+) -> None:
+    from tests.sf_answers import INSTANCE
+    from tests.test_salesforce_login import CC_ENV
+
+    fake = FakeOrg(view_all_data=True)
+    fake.install(rsps, login_domain=None, oauth_host=INSTANCE)
+    config = working(tmp_path, None, sfa={"kind": "salesforce"})
+
+    result = doctor(config, {**CC_ENV, **smtp_sink.env()})
+
+    assert result.exit_code == 0, result.output
+    assert "ok    sfa        Salesforce, the OAuth client credentials login: logged in as" in result.output
+    assert [line for line in lines(result.output, "warn") if line.split()[1] == "sfa"] == []  # no login warning
+    assert CC_ENV["SF_CLIENT_SECRET"] not in result.output
