@@ -243,6 +243,7 @@ def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool
                          terminal_width=_terminal_width())
     # Built (not connected) before the send log is touched: a transport config error writes nothing.
     transport = open_transport(settings, clock)
+    _print_notes(getattr(transport, "notes", []))
     log = SendLog.open(settings.database_url)
     try:
         result = send_run(

@@ -113,6 +113,20 @@ class SmtpSettings(_Section):
     username: str = ""
     timeout: Annotated[float, Field(gt=0)] = 30.0
     ca_file: ConfigPath | None = None
+    # The name repsend gives in EHLO; empty: this machine's fully qualified name (transport.helo_name).
+    helo_name: str = ""
+
+    @field_validator("helo_name")
+    @classmethod
+    def _helo_shape(cls, value: str) -> str:
+        # RFC 5321 4.1.1.1: a domain or an address literal; a space or CR/LF would end the command early.
+        import re
+
+        label = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+        if value and not re.fullmatch(rf"{label}(?:\.{label})*|\[(?:IPv6:)?[0-9A-Fa-f:.]+\]", value):
+            raise ValueError("expected a host name such as 'mail.acme.example' (or an address literal such as "
+                             "'[192.0.2.1]')")
+        return value
 
 
 class RateSettings(_Section):
