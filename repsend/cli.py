@@ -347,6 +347,36 @@ def log_command(
     print_log(rows, sys.stdout, json_lines, zone)
 
 
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def init(
+    folder: Annotated[
+        Path, typer.Argument(help="The folder to write into, made if need be (default: this one).", show_default=False)
+    ] = Path("."),
+    sfa: Annotated[
+        str, typer.Option("--sfa", metavar="csv|salesforce", help="Where contacts come from: a CSV export or the org.")
+    ] = "csv",
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Copy the demo org too, and point the config at it: a first try anywhere.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist (else: exit 2).")] = False,
+) -> None:
+    """Write what your own org needs to start: a commented repsend.toml, the templates and legal footers
+    to edit, .env.example with every secret's name, and an empty suppression list.
+
+    Example: repsend init acme --sfa salesforce
+    """
+    from repsend import starter
+
+    if sfa not in ("csv", "salesforce"):
+        raise typer.BadParameter(f"{sfa!r}: use csv or salesforce", param_hint="--sfa")
+    written = starter.write(starter.plan(folder, sfa, demo), force=force)  # type: ignore[arg-type]
+    typer.echo(f"repsend init: wrote {len(written)} files in {folder}:")
+    for path in written:
+        typer.echo(f"  {path.relative_to(folder)}")
+    typer.echo(starter.next_steps(folder, sfa, demo))  # type: ignore[arg-type]
+
+
 def main() -> None:
     try:
         app()
