@@ -26,7 +26,8 @@ app = typer.Typer(
     help=(
         "Personal notes from each customer's own rep to the dormant contacts in your SFA.\n\n"
         "Start with `repsend dormant --dry-run`: who would get a note, from which rep, and why\n"
-        "everyone else would not.\n\n" + EXIT_CODES
+        "everyone else would not (in the bundled demo org until `repsend init` writes your own config).\n\n"
+        + EXIT_CODES
     ),
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -83,7 +84,7 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="The config file (default: $REPSEND_CONFIG, else the bundled config/repsend.toml).",
+        help="The config file (default: $REPSEND_CONFIG, else ./repsend.toml, else the bundled demo config).",
         show_default=False,
     ),
 ]

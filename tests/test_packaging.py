@@ -84,3 +84,18 @@ def test_the_wheel_runs_the_demo_dry_run_as_the_checkout_does(installed: Path, t
     assert not list(elsewhere.iterdir())  # a dry run writes nothing, here or anywhere
     version = run_installed(installed, elsewhere, "--version")
     assert version.returncode == 0 and version.stdout.startswith("repsend ")
+
+
+def test_the_wheel_s_init_writes_an_org_and_a_demo_that_run(installed: Path, tmp_path: Path) -> None:
+    """`repsend init` from the wheel: the org's config loads (only its export is missing), and the demo copy
+    runs the dry run exactly as the checkout's demo."""
+    org = run_installed(installed, tmp_path, "init", "acme")
+    assert org.returncode == 0, org.stderr
+    first = run_installed(installed, tmp_path / "acme", "dormant", "--dry-run")  # finds ./repsend.toml
+    assert first.returncode == 2 and f"{tmp_path / 'acme' / 'export' / 'User.csv'}: file not found" in first.stderr
+    demo = run_installed(installed, tmp_path, "init", "--demo", "try")
+    assert demo.returncode == 0, demo.stderr
+    copy = run_installed(installed, tmp_path, "dormant", "--dry-run", "--json", "--as-of", DEMO_AS_OF,
+                         "--config", str(tmp_path / "try" / "repsend.toml"))
+    assert copy.returncode == 0, copy.stderr
+    assert copy.stdout == invoke("dormant", "--dry-run", "--json", "--as-of", DEMO_AS_OF).stdout
