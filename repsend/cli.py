@@ -352,7 +352,8 @@ def log_command(
 @_errors_to_exit_codes
 def init(
     folder: Annotated[
-        Path, typer.Argument(help="The folder to write into, made if need be (default: this one).", show_default=False)
+        Path, typer.Argument(metavar="DIR", help="The folder to write into, made if need be (default: this one).",
+                             show_default=False)
     ] = Path("."),
     sfa: Annotated[
         str, typer.Option("--sfa", metavar="csv|salesforce", help="Where contacts come from: a CSV export or the org.")
