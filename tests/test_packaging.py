@@ -2,9 +2,9 @@
 in a temporary folder, run from another folder, away from the checkout.
 
 The wheel is built with `pip wheel` (what `python -m build` and `pipx install .` also do through
-setuptools) and installed with its dependencies from the package index pip is set up with: about 20 s
-on a quiet 2-core machine, the slowest test in the suite, and the only one that proves a non-editable
-install can find its config, templates and demo org.
+setuptools) and installed with its dependencies from the package index pip is set up with: 30 to 45 s
+on the 2-core machine (once per run: the fixture is shared), the slowest test in the suite, and the only
+one that proves a non-editable install finds its config, templates and demo org.
 """
 
 from __future__ import annotations
