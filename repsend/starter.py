@@ -147,8 +147,11 @@ def write(plan: Plan, force: bool = False) -> list[Path]:
         more = f" (and {len(existing) - 1} more of the files init writes)" if len(existing) > 1 else ""
         raise UsageError(f"{existing[0]}: already exists{more}; nothing was written (--force overwrites)")
     for path, content in targets.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        except OSError as exc:  # the folder is a file, a read-only place, a full disk
+            raise UsageError(f"{path}: cannot write it: {exc.strerror or exc}") from None
     return list(targets)
 
 

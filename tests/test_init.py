@@ -120,6 +120,13 @@ def test_init_never_overwrites_a_file(tmp_path: Path) -> None:
     assert files_in(folder) == {"repsend.toml"}  # nothing else was written either
 
 
+def test_a_folder_that_is_a_file_is_exit_2_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "acme").write_text("a file\n", encoding="utf-8")
+    result = invoke("init", str(tmp_path / "acme"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"repsend: {tmp_path / 'acme' / 'repsend.toml'}: cannot write it")
+
+
 def test_init_force_overwrites(tmp_path: Path) -> None:
     folder = tmp_path / "acme"
     assert invoke("init", str(folder)).exit_code == 0
