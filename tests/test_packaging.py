@@ -2,9 +2,9 @@
 in a temporary folder, run from another folder, away from the checkout.
 
 The wheel is built with `pip wheel` (what `python -m build` and `pipx install .` also do through
-setuptools) and installed with its dependencies from the package index pip is set up with: 30 to 45 s
-on the 2-core machine (once per run: the fixture is shared), the slowest test in the suite, and the only
-one that proves a non-editable install finds its config, templates and demo org.
+setuptools) and installed without its dependencies, which the fresh venv takes from this environment:
+the test reaches no network, and it is the only one that proves a non-editable install finds its config,
+templates and demo org.
 """
 
 from __future__ import annotations
@@ -54,13 +54,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy2(REPO / name, source / name)
     dist = top / "dist"
     env = clean_env()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist),
-                    str(source)], check=True, env=env, capture_output=True, timeout=300)
+    # No network: the build uses this environment's setuptools, and the fresh venv takes repsend's
+    # dependencies from this environment's site-packages (a .pth file after its own, so that the wheel's
+    # repsend, not the checkout's editable one, is the one imported).
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
+                    "--wheel-dir", str(dist), str(source)], check=True, env=env, capture_output=True, timeout=300)
     wheel = next(dist.glob("repsend-*.whl"))
     venv = top / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env, timeout=120)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)], check=True,
-                   env=env, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=env, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, env=env, capture_output=True, text=True).stdout.strip()
+    ours = [p for p in sys.path if p.endswith("site-packages")]
+    (Path(site) / "zz_test_dependencies.pth").write_text("\n".join(ours) + "\n", encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    "--no-index", str(wheel)], check=True, env=env, capture_output=True, timeout=600)
     return venv / "bin"
 
 
