@@ -26,7 +26,10 @@ from repsend.sfa.csv_format import (
     OPPORTUNITY_REQUIRED,
     ROLE_REQUIRED,
     USER_REQUIRED,
+    contact_gaps,
     contact_notes,
+    gap_error,
+    gap_note,
     opportunity_notes,
 )
 from repsend.sfa.csv_reader import BOOL, DATE, TEXT, CsvFile, rows_of
@@ -52,12 +55,14 @@ class CsvExportSource:
         encoding: str = "utf-8",
         contact_fields: list[str] | None = None,
         language_field: str = "",
+        allow_missing: list[str] | None = None,
     ) -> None:
         self.folder = folder
         # utf-8-sig reads UTF-8 with or without the BOM Excel writes.
         self.encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
         self.contact_fields = list(dict.fromkeys(contact_fields or []))
         self.language_field = language_field
+        self.allow_missing = frozenset(allow_missing or ())
         self.notes: list[str] = []
         self._contacts: CsvFile | None = None  # Contact.csv, once the first pass has read it
 
@@ -68,10 +73,17 @@ class CsvExportSource:
             settings.sfa.encoding,
             settings.sfa.contact_fields,
             settings.template.language_field,
+            settings.sfa.allow_missing,
         )
 
     def _note(self, *texts: str) -> None:
         self.notes.extend(text for text in texts if text not in self.notes)
+
+    def _gap(self, path: Path, name: str) -> None:
+        """A safety rule's data the export lacks: stop, unless [sfa] allow_missing accepts it (said once)."""
+        if name not in self.allow_missing:
+            raise InputError(gap_error(path, name))
+        self._note(gap_note(path, name))
 
     def _file(self, name: str, required: tuple[str, ...]) -> CsvFile:
         return CsvFile(self.folder / name, self.encoding, required)
@@ -97,7 +109,10 @@ class CsvExportSource:
             )
         roles_file = self.folder / "OpportunityContactRole.csv"
         if not roles_file.is_file():
-            self._note(NO_ROLES_NOTE)
+            if scope == "contact_role":  # the roles are the deals' only way to their contacts
+                self._gap(roles_file, "OpportunityContactRole.csv")
+            else:
+                self._note(NO_ROLES_NOTE)
         return DealIndex.build(self._deals(recent_since), self._roles if roles_file.is_file() else (), recent_since)
 
     def _deals(self, recent_since: date) -> Iterator[Deal]:
@@ -128,6 +143,8 @@ class CsvExportSource:
         Only the records that may block an address reach ``address_blocks`` (which decides): opted out,
         bounced, or with an Id that an open deal names; as SOQL's WHERE would filter them, a superset."""
         file = self._contacts = self._file("Contact.csv", CONTACT_REQUIRED)
+        for gap in contact_gaps(file.columns, scope):  # before any record is read
+            self._gap(file.path, gap)
         named = _named(deals.open_accounts | deals.open_contacts)
 
         def may_block(frame: pl.DataFrame) -> pl.Series:

@@ -21,16 +21,43 @@ OPPORTUNITY_REQUIRED = ("AccountId", "IsClosed")
 OPPORTUNITY_OPTIONAL = ("Id", "ContactId", "CloseDate", "LastModifiedDate")
 ROLE_REQUIRED = ("OpportunityId", "ContactId")
 
-# Optional Contact columns and the rule each one feeds, for the note when one is missing.
+# What a safety rule loses when the export lacks its data: the run stops, naming the file and the column,
+# unless ``[sfa] allow_missing`` names the gap (then it is said once). Keys are the names allow_missing takes.
+SAFETY_GAPS = {
+    "HasOptedOutOfEmail": "a contact who opted out would be mailed (opted_out)",
+    "IsEmailBounced": "a contact whose address bounced would be mailed (bounced)",
+    "AccountId": "a contact whose account is in an open deal would be mailed (active_deal, account scope)",
+    "OpportunityContactRole.csv": "a contact role on an open deal would be mailed (active_deal, contact_role scope)",
+}
+
+# Optional Contact columns that only make the audience smaller, and the rule each one feeds, for the note
+# when one is missing.
 CONTACT_OPTIONAL = {
-    "HasOptedOutOfEmail": "the opted_out rule",
-    "IsEmailBounced": "the bounced rule",
     "LastActivityDate": "recent_activity (last activity)",
     "CreatedDate": "recent_activity (new contacts)",
-    "AccountId": "active_deal and recent_activity by account",
 }
 # Contact columns read as text when present: names, the account's name, the title.
 CONTACT_TEXT = ("FirstName", "LastName", "Account.Name", "Title")
+
+
+def contact_gaps(columns: Columns, scope: str) -> list[str]:
+    """The safety data (``SAFETY_GAPS`` keys) Contact.csv lacks under ``scope``: AccountId carries deals
+    only in the account scope."""
+    wanted = ["HasOptedOutOfEmail", "IsEmailBounced"] + (["AccountId"] if scope == "account" else [])
+    return [name for name in wanted if not columns.has(name)]
+
+
+def gap_error(path: Path, name: str) -> str:
+    """The message of a run stopped by a gap: the file, what it lacks, what that would do, the two ways out."""
+    lacks = ": file not found" if name.endswith(".csv") else f":1: no {name} column"
+    return f'{path}{lacks}: {SAFETY_GAPS[name]}; export it, or accept the gap with [sfa] allow_missing = ["{name}"]'
+
+
+def gap_note(path: Path, name: str) -> str:
+    """The note of a gap the config accepts."""
+    lacks = "is not in the export" if name.endswith(".csv") else f"has no {name} column"
+    return f"{path.name} {lacks} ([sfa] allow_missing): {SAFETY_GAPS[name]}"
+
 
 NO_ROLES_NOTE = (
     "OpportunityContactRole.csv is not in the export: deals reach contacts only through their account and "

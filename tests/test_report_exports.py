@@ -1,0 +1,136 @@
+"""Exports as admins really hand them over, through the CLI: safety data that is missing, Salesforce report
+exports (labels as headers, footer lines, CP932 under its other names), and suppression lists as people
+write them. What a person sees: the exit code, the message naming the file, line or column, that nobody
+who must not be mailed is mailed, and that a run that stopped sent nothing and wrote no attempt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from repsend.sendlog import SendLog
+from tests.helpers import CONTACT_HEADER, ROLE_HEADER, contact, deal, write_config, write_csv, write_export
+from tests.smtp_server import SmtpSink
+from tests.test_cli import DEMO_AS_OF, invoke, json_lines
+
+
+def dry_run(config: Path, *args: str) -> Any:
+    return invoke("dormant", "--dry-run", "--json", "--as-of", DEMO_AS_OF, "--config", str(config), *args)
+
+
+def real_run(config: Path, sink: SmtpSink) -> Any:
+    return invoke("dormant", "--json", "--as-of", DEMO_AS_OF, "--config", str(config), env=sink.env())
+
+
+def reasons(output: str) -> dict[str, str]:
+    return {d["contact_id"]: d["reason"] for d in json_lines(output) if d["type"] == "decision"}
+
+
+def attempts(tmp_path: Path) -> list[Any]:
+    database = tmp_path / "repsend.db"
+    if not database.exists():
+        return []
+    log = SendLog.open(f"sqlite:///{database}")
+    try:
+        return log.rows()
+    finally:
+        log.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Missing safety data is an error, not a note
+# ---------------------------------------------------------------------------------------------------
+
+# The gap, the scope it matters in, and what the contact it hides would have been.
+GAPS = [
+    ("HasOptedOutOfEmail", "account", "opted_out"),
+    ("IsEmailBounced", "account", "bounced"),
+    ("AccountId", "account", "active_deal"),
+    ("OpportunityContactRole.csv", "contact_role", "active_deal"),
+]
+
+
+def gap_export(tmp_path: Path, gap: str, scope: str, **sfa: Any) -> tuple[Path, Path]:
+    """An export whose second contact only the missing data keeps from a mail; the config for ``scope``.
+    Returns the config and the file the message must name."""
+    rows = [contact(1), contact(2, HasOptedOutOfEmail="true" if gap == "HasOptedOutOfEmail" else "false",
+                                 IsEmailBounced="true" if gap == "IsEmailBounced" else "false"), contact(3)]
+    # An open deal on the second contact's account; its contact role is in the file that is missing.
+    deals = [deal(1, rows[1]["AccountId"] if gap == "AccountId" else "0015g9999999999AAA")]
+    export = write_export(tmp_path / "export", rows, deals)
+    named = export / "Contact.csv"
+    if gap.endswith(".csv"):
+        named = export / gap
+    else:
+        write_csv(named, [h for h in CONTACT_HEADER if h != gap], rows)
+    config = write_config(tmp_path, export, audience={"active_deal_scope": scope},
+                          smtp={"security": "none"}, sfa=sfa)
+    return config, named
+
+
+@pytest.mark.parametrize(("gap", "scope", "reason"), GAPS)
+def test_each_missing_safety_column_stops_the_dry_run_and_the_real_run(
+        tmp_path: Path, smtp_sink: SmtpSink, gap: str, scope: str, reason: str) -> None:
+    config, named = gap_export(tmp_path, gap, scope)
+    lacks = ": file not found" if gap.endswith(".csv") else f":1: no {gap} column"
+    fix = f'export it, or accept the gap with [sfa] allow_missing = ["{gap}"]'
+    for result in (dry_run(config), real_run(config, smtp_sink)):
+        assert result.exit_code == 2, result.output
+        assert f"repsend: {named}{lacks}: " in result.stderr and fix in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+        assert not [line for line in result.stdout.splitlines() if '"decision"' in line]
+    assert smtp_sink.messages == [] and smtp_sink.connections == 0
+    assert attempts(tmp_path) == []
+
+
+@pytest.mark.parametrize(("gap", "scope", "reason"), GAPS)
+def test_allow_missing_lets_the_run_go_on_with_exactly_one_note(
+        tmp_path: Path, smtp_sink: SmtpSink, gap: str, scope: str, reason: str) -> None:
+    config, named = gap_export(tmp_path, gap, scope, allow_missing=[gap])
+    lacks = "is not in the export" if gap.endswith(".csv") else f"has no {gap} column"
+    note = f"repsend: note: {named.name} {lacks} ([sfa] allow_missing): "
+    result = dry_run(config)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count(note) == 1, result.stderr
+    # The gap accepted means what it says: the contact only the missing data would have kept is mailed.
+    assert reasons(result.stdout)[contact(2)["Id"]] == "dormant"
+    sent = real_run(config, smtp_sink)
+    assert sent.exit_code == 0, sent.output
+    assert sent.stderr.count(note) == 1, sent.stderr
+    assert len(smtp_sink.messages) == 3
+
+
+def test_account_id_is_no_gap_in_the_contact_role_scope(tmp_path: Path) -> None:
+    config, named = gap_export(tmp_path, "AccountId", "contact_role")
+    write_csv(named.parent / "OpportunityContactRole.csv", ROLE_HEADER, [])
+    result = dry_run(config)
+    assert result.exit_code == 0, result.output
+    assert "allow_missing" not in result.stderr
+
+
+def test_the_rules_that_only_shrink_the_audience_stay_notes(tmp_path: Path) -> None:
+    rows = [contact(1), contact(2)]
+    export = write_export(tmp_path / "export", rows)
+    write_csv(export / "Contact.csv", [h for h in CONTACT_HEADER if h not in ("CreatedDate", "LastActivityDate")],
+              rows)
+    result = dry_run(write_config(tmp_path, export))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("repsend: note: Contact.csv has no CreatedDate column") == 1
+    assert result.stderr.count("repsend: note: Contact.csv has no LastActivityDate column") == 1
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ('["IsEmailBounce"]', "'IsEmailBounce' is not a gap repsend knows (did you mean `IsEmailBounced`?)"),
+    ('"IsEmailBounced"', 'expected a list, e.g. ["a", "b"]'),
+    ("[1]", "expected a string in quotes"),
+])
+def test_allow_missing_is_checked(tmp_path: Path, value: str, expected: str) -> None:
+    export = write_export(tmp_path / "export", [contact(1)])
+    config = write_config(tmp_path, export)
+    config.write_text(config.read_text(encoding="utf-8").replace("[sfa]\n", f"[sfa]\nallow_missing = {value}\n"),
+                      encoding="utf-8")
+    result = dry_run(config)
+    assert result.exit_code == 2
+    assert f"{config}: [sfa] allow_missing" in result.stderr and expected in result.stderr, result.stderr
