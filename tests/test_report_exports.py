@@ -134,3 +134,59 @@ def test_allow_missing_is_checked(tmp_path: Path, value: str, expected: str) -> 
     result = dry_run(config)
     assert result.exit_code == 2
     assert f"{config}: [sfa] allow_missing" in result.stderr and expected in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# Suppression entries as people write them
+# ---------------------------------------------------------------------------------------------------
+
+# Each form of a suppression list, written for the address of contact 2 (c2@example.co.jp), and the encoding.
+SUPPRESSION_FORMS = {
+    "bare": ("C2@Example.co.jp\n", "utf-8"),
+    "bare with a comment": ("# asked at a trade show\n  c2@example.co.jp   # by phone\n", "utf-8"),
+    "name and address": ("鈴木 <c2@example.co.jp>\n", "utf-8"),
+    "quoted name with a comma": ('"Yamada, Hanako" <c2@example.co.jp>\n', "utf-8"),
+    "csv row": ('"c2@example.co.jp",opted out\n', "utf-8"),
+    "csv with an email header": ("Name,Email,Note\n山田 花子,c2@example.co.jp,電話で依頼\n", "utf-8"),
+    "csv with a Japanese header": ("氏名,メールアドレス\n山田 花子,\"山田 <c2@example.co.jp>\"\n", "utf-8"),
+    "utf-8 with a bom": ("\ufeffEmail\r\nc2@example.co.jp\r\n", "utf-8"),
+    "cp932 from excel": ("氏名,メールアドレス,備考\r\n髙橋 花子,c2@example.co.jp,①配信停止\r\n", "cp932"),
+}
+
+
+def suppression_config(tmp_path: Path, text: str, encoding: str, count: int = 3) -> Path:
+    export = write_export(tmp_path / "export", [contact(n) for n in range(1, count + 1)])
+    listing = tmp_path / "suppressed.txt"
+    listing.write_bytes(text.encode(encoding))
+    return write_config(tmp_path, export, audience={"suppression_file": str(listing)}, smtp={"security": "none"})
+
+
+@pytest.mark.parametrize("form", list(SUPPRESSION_FORMS))
+def test_each_suppression_form_keeps_that_person_from_a_mail(tmp_path: Path, form: str) -> None:
+    text, encoding = SUPPRESSION_FORMS[form]
+    result = dry_run(suppression_config(tmp_path, text, encoding))
+    assert result.exit_code == 0, result.output
+    assert list(reasons(result.stdout).values()) == ["dormant", "suppressed", "dormant"]
+
+
+def test_a_real_run_does_not_mail_anyone_on_the_list(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    text = ("# one of each\nc1@example.co.jp\n鈴木 <c2@example.co.jp>\n\"c3@example.co.jp\",opted out\n"
+            "Suzuki, Ichiro <c4@example.co.jp>\n")
+    result = real_run(suppression_config(tmp_path, text, "utf-8", count=6), smtp_sink)
+    assert result.exit_code == 0, result.output
+    assert sorted(to for message in smtp_sink.messages for to in message.rcpt_tos) == [
+        "c5@example.co.jp", "c6@example.co.jp"]
+
+
+@pytest.mark.parametrize(("text", "line", "what"), [
+    ("c1@example.co.jp\nopted out\n", 2, "no address in 'opted out'"),
+    ("# list\n\n鈴木 一郎\n", 3, "no address in '鈴木 一郎'"),
+    ("Email,Note\nc1@example.co.jp,x\n,asked by phone\n", 3, "no address in the 'Email' column"),
+])
+def test_a_suppression_line_without_an_address_stops_the_run(
+        tmp_path: Path, smtp_sink: SmtpSink, text: str, line: int, what: str) -> None:
+    config = suppression_config(tmp_path, text, "utf-8")
+    for result in (dry_run(config), real_run(config, smtp_sink)):
+        assert result.exit_code == 2, result.output
+        assert f"repsend: {tmp_path / 'suppressed.txt'}:{line}: {what}" in result.stderr, result.stderr
+    assert smtp_sink.messages == [] and attempts(tmp_path) == []
