@@ -57,10 +57,10 @@ class SfaSettings(_Section):
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
-        import codecs
+        from repsend.sfa.csv_format import export_codec
 
         try:
-            codecs.lookup(value)
+            export_codec(value)
         except LookupError:
             raise ValueError(f"unknown encoding {value!r}; use for example 'utf-8' or 'cp932'") from None
         return value

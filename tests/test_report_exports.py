@@ -5,6 +5,7 @@ who must not be mailed is mailed, and that a run that stopped sent nothing and w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,54 @@ def test_a_suppression_line_without_an_address_stops_the_run(
         assert result.exit_code == 2, result.output
         assert f"repsend: {tmp_path / 'suppressed.txt'}:{line}: {what}" in result.stderr, result.stderr
     assert smtp_sink.messages == [] and attempts(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encodings and a lone CR
+# ---------------------------------------------------------------------------------------------------
+
+CP932_ONLY = contact(1, LastName="髙橋", FirstName="①花子", Title="部長～課長")  # not in strict Shift_JIS
+
+
+@pytest.mark.parametrize("encoding", ["windows-31j", "Windows-31J", "shift_jis", "Shift-JIS", "sjis", "MS932"])
+def test_every_name_of_cp932_reads_a_cp932_export(tmp_path: Path, encoding: str) -> None:
+    rows = [CP932_ONLY, contact(2, HasOptedOutOfEmail="true")]
+    export = write_export(tmp_path / "export", rows, encoding="cp932")
+    result = dry_run(write_config(tmp_path, export, sfa={"encoding": encoding}))
+    assert result.exit_code == 0, result.output
+    decisions = [d for d in json_lines(result.stdout) if d["type"] == "decision"]
+    assert [d["reason"] for d in decisions] == ["dormant", "opted_out"]
+    assert "髙橋" in json.dumps(decisions[0], ensure_ascii=False) or decisions[0]["subject"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp932", "windows-31j", "shift_jis"])
+def test_a_decode_error_suggests_cp932_whatever_was_set(tmp_path: Path, encoding: str) -> None:
+    written = "utf-8" if encoding == "utf-8" else "cp932"
+    export = write_export(tmp_path / "export", [contact(1), contact(2)], encoding=written)
+    path = export / "Contact.csv"
+    # A lead byte without its trail byte: neither UTF-8 nor CP932 reads it.
+    path.write_bytes(path.read_bytes().replace("山田2".encode(written), b"\x82\xff2"))
+    result = dry_run(write_config(tmp_path, export, sfa={"encoding": encoding}))
+    assert result.exit_code == 2, result.output
+    assert f"{path}:3: not valid {encoding}" in result.stderr and '"cp932"' in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("quoting", ["all", "minimal"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_lone_cr_inside_a_quoted_field_is_read_by_both_readers(tmp_path: Path, quoting: str, newline: str) -> None:
+    from repsend.sfa.csv_reader import TEXT, CsvFile
+    from tests.exports import csv_text, write_raw
+
+    rows = [contact(1, Title="部長\r営業部"), contact(2, HasOptedOutOfEmail="true", **{"Account.Name": "A\rB"}),
+            contact(3, Title="\r")]
+    export = write_export(tmp_path / "export", rows)
+    write_raw(export / "Contact.csv", csv_text(CONTACT_HEADER, rows, quoting=quoting, newline=newline))
+    frames = [[row for frame in CsvFile(export / "Contact.csv", "utf-8", fast=fast, chunk_bytes=80).frames(
+        {"Id": TEXT, "Title": TEXT, "Account.Name": TEXT, "LastName": TEXT}, lines=True) for row in frame.rows()]
+        for fast in (True, False)]
+    assert frames[0] == frames[1]
+    assert [row[1:4] for row in frames[0]] == [("部長\r営業部", "株式会社サンプル1", "山田1"),
+                                               ("", "A\rB", "山田2"), ("\r", "株式会社サンプル3", "山田3")]
+    result = dry_run(write_config(tmp_path, export))
+    assert result.exit_code == 0, result.output
+    assert list(reasons(result.stdout).values()) == ["dormant", "opted_out", "dormant"]

@@ -9,6 +9,7 @@ and the CSV that the Bulk API 2.0 returns are read by these rules (``csv_reader`
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterable
 from datetime import date
@@ -63,6 +64,22 @@ NO_ROLES_NOTE = (
     "OpportunityContactRole.csv is not in the export: deals reach contacts only through their account and "
     "Opportunity.ContactId"
 )
+
+
+# -- encodings -----------------------------------------------------------------------------------------
+
+# Names that mean CP932 in an export: Windows-31J is its IANA name (Java, Salesforce), and a file Windows or
+# Salesforce's Japanese locale calls Shift_JIS holds CP932's characters (①, 髙, ～) that strict Shift_JIS
+# lacks. Compared without case, "-", "_" or spaces.
+CP932_NAMES = frozenset({"cp932", "ms932", "windows31j", "cswindows31j", "shiftjis", "sjis", "xsjis", "csshiftjis",
+                         "mskanji"})
+
+
+def export_codec(encoding: str) -> str:
+    """The codec (its Python name) that reads an export said to be in ``encoding``; LookupError if none."""
+    if re.sub(r"[-_\s]", "", encoding).casefold() in CP932_NAMES:
+        return "cp932"
+    return codecs.lookup(encoding).name
 
 
 class BadValue(ValueError):

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from repsend.errors import InputError
-from repsend.sfa.csv_format import ISO_DATE_OR_TIME, BadValue, Columns, Dates, parse_bool
+from repsend.sfa.csv_format import ISO_DATE_OR_TIME, BadValue, Columns, Dates, export_codec, parse_bool
 
 # Salesforce's CSV cells may hold a whole signature; the csv module's default limit is 128 KiB.
 csv.field_size_limit(16 * 1024 * 1024)
@@ -70,7 +70,7 @@ class CsvFile:
         self.fast = fast
         self.encoding = encoding
         try:
-            self.codec = codecs.lookup(encoding).name
+            self.codec = export_codec(encoding)
         except LookupError:
             raise InputError(f"{path}: unknown encoding {encoding!r}") from None
         self.chunk_bytes = chunk_bytes
@@ -415,9 +415,10 @@ class CsvFile:
                     break
                 at += len(piece)
         line = first_line + _line_ends(data[:at]) if at else first_line
+        # An export from Japanese Excel is CP932 whatever the config says; one set to CP932 may be UTF-8.
         hint = ' (an export from Japanese Excel is cp932: set [sfa] encoding = "cp932")'
-        if self.codec in ("cp932", "shift_jis"):
-            hint = ' (set [sfa] encoding to the file\'s encoding, e.g. "utf-8")'
+        if self.codec == "cp932":
+            hint = ' (set [sfa] encoding to the file\'s encoding: "utf-8" for Data Loader, "cp932" for Japanese Excel)'
         shown = "utf-8" if self.codec.startswith("utf-8") else self.encoding
         return f"{self.path}:{line}: not valid {shown}{hint}"
 
