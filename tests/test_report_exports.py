@@ -242,3 +242,172 @@ def test_a_lone_cr_inside_a_quoted_field_is_read_by_both_readers(tmp_path: Path,
     result = dry_run(write_config(tmp_path, export))
     assert result.exit_code == 0, result.output
     assert list(reasons(result.stdout).values()) == ["dormant", "opted_out", "dormant"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Salesforce report exports as they are
+# ---------------------------------------------------------------------------------------------------
+
+
+def comparable(output: str) -> list[dict[str, Any]]:
+    """The decisions and the summary, Ids cut to 15 characters (a report shows those)."""
+    lines = json_lines(output)
+    for line in lines:
+        for key in ("contact_id", "rep_id"):
+            if line.get(key):
+                line[key] = line[key][:15]
+        if line.get("reason") == "no_owner" and line.get("detail"):
+            line["detail"] = line["detail"].strip()[:15]  # the owner Id as the file writes it
+    return lines
+
+
+@pytest.fixture(scope="module")
+def data_loader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.exports import SEEDS, random_export
+
+    return random_export(tmp_path_factory.mktemp("dataloader"), SEEDS[0], contacts=400)
+
+
+@pytest.mark.parametrize("scope", ["account", "contact_role"])
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_a_report_export_decides_as_the_data_loader_export_of_the_same_org(
+        tmp_path: Path, data_loader: Path, language: str, scope: str) -> None:
+    from tests.exports import config_file, report_export
+
+    report = report_export(data_loader, tmp_path / "report", language)
+    assert "Copyright (c) 2000-2026 salesforce.com" in (report / "Contact.csv").read_text(encoding="utf-8")
+    sections: dict[str, Any] = {"audience": {"active_deal_scope": scope}, "sfa": {"contact_fields": ["Department"]}}
+    expected = dry_run(config_file(tmp_path / "dl", data_loader, **sections))
+    got = dry_run(config_file(tmp_path / "rp", report, **sections))
+    assert expected.exit_code == 0 and got.exit_code == 0, got.output
+    assert comparable(got.stdout) == comparable(expected.stdout)
+    summary = json_lines(got.stdout)[-1]
+    assert summary["skip"]["opted_out"] and summary["skip"]["bounced"] and summary["skip"]["active_deal"]
+    assert "Traceback" not in got.stderr and "allow_missing" not in got.stderr
+
+
+def test_a_report_export_in_cp932_from_japanese_excel(tmp_path: Path, data_loader: Path) -> None:
+    from tests.exports import config_file, report_export
+
+    expected = dry_run(config_file(tmp_path / "dl", data_loader))
+    report = report_export(data_loader, tmp_path / "report", "ja", encoding="cp932")
+    got = dry_run(config_file(tmp_path / "rp", report, sfa={"encoding": "windows-31j"}))
+    assert got.exit_code == 0, got.output
+    # cp932 lacks a few characters of the random names (written as "?"): compare the reasons.
+    assert [d.get("reason") for d in comparable(got.stdout)] == [d.get("reason") for d in comparable(expected.stdout)]
+
+
+def report_config(tmp_path: Path, header: list[str], rows: list[dict[str, str]], footer: list[str] | None = None,
+                  **sfa: Any) -> tuple[Path, Path]:
+    """An export whose Contact.csv is ``header`` and ``rows`` as written (labels), ending with ``footer``."""
+    from tests.exports import csv_text, write_raw
+
+    export = write_export(tmp_path / "export", [])
+    path = export / "Contact.csv"
+    write_raw(path, csv_text(header, rows) + "".join(line + "\n" for line in (footer or [])))
+    return write_config(tmp_path, export, sfa=sfa), path
+
+
+LABELLED = ["Contact ID", "Email", "Email Opt Out", "Email Bounced", "Account ID", "Owner ID", "Last Name"]
+
+
+def labelled(n: int, **fields: str) -> dict[str, str]:
+    row = contact(n, **fields)
+    return {"Contact ID": row["Id"][:15], "Email": row["Email"], "Email Opt Out": row["HasOptedOutOfEmail"],
+            "Email Bounced": row["IsEmailBounced"], "Account ID": row["AccountId"][:15], "Owner ID": row["OwnerId"],
+            "Last Name": row["LastName"], **{k: v for k, v in fields.items() if k in LABELLED}}
+
+
+def test_a_header_that_no_table_maps_is_named_when_the_column_is_needed(tmp_path: Path) -> None:
+    header = [name if name != "Email Opt Out" else "Opt-Out (Email)" for name in LABELLED]
+    rows = [labelled(1), {**labelled(2), "Opt-Out (Email)": "1"}]
+    for row in rows:
+        row.setdefault("Opt-Out (Email)", row.pop("Email Opt Out"))
+    config, path = report_config(tmp_path, header, rows)
+    result = dry_run(config)
+    assert result.exit_code == 2
+    assert f"{path}:1: no HasOptedOutOfEmail column" in result.stderr
+    assert "headers not mapped to an API name: 'Opt-Out (Email)'" in result.stderr
+    assert '"Contact.csv:Opt-Out (Email)" = "HasOptedOutOfEmail"' in result.stderr, result.stderr
+    # The config maps it: the opted-out contact is skipped.
+    config.write_text(config.read_text(encoding="utf-8") + '\n[sfa.columns]\n"Contact.csv:Opt-Out (Email)" = '
+                      '"HasOptedOutOfEmail"\n', encoding="utf-8")
+    mapped = dry_run(config)
+    assert mapped.exit_code == 0, mapped.output
+    assert list(reasons(mapped.stdout).values()) == ["dormant", "opted_out"]
+
+
+def test_a_required_column_under_an_unknown_label_is_named(tmp_path: Path) -> None:
+    header = [name if name != "Owner ID" else "Contact Owner Alias" for name in LABELLED]
+    rows = [{**labelled(1), "Contact Owner Alias": "ksato"}]
+    config, path = report_config(tmp_path, header, rows)
+    result = dry_run(config)
+    assert result.exit_code == 2
+    assert f"{path}:1: missing required column OwnerId" in result.stderr
+    assert "'Contact Owner Alias'" in result.stderr, result.stderr
+
+
+def test_an_unmapped_header_nobody_needs_is_no_error(tmp_path: Path) -> None:
+    rows = [{**labelled(1), "Lead Source": "Web"}]
+    config, _ = report_config(tmp_path, [*LABELLED, "Lead Source"], rows)
+    result = dry_run(config)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_report_that_names_the_owner_is_matched_to_the_user(tmp_path: Path) -> None:
+    from tests.helpers import REPS
+
+    header = [name if name != "Owner ID" else "Contact Owner" for name in LABELLED]
+    rows = [{**labelled(n), "Contact Owner": owner} for n, owner in
+            enumerate(["佐藤 健", " Emily Carter ", "鈴木 一郎", "Nobody Here", "Twin Name"], start=1)]
+    twins = [{**REPS[0], "Id": f"0055g00000TwIn{n}AAV", "Name": "Twin Name", "Email": f"t{n}@acme.example"}
+             for n in (1, 2)]
+    config, path = report_config(tmp_path, header, rows)
+    from tests.helpers import USER_HEADER
+
+    write_csv(path.parent / "User.csv", USER_HEADER, [*REPS, *twins])
+    result = dry_run(config)
+    assert result.exit_code == 0, result.output
+    decisions = [d for d in json_lines(result.stdout) if d["type"] == "decision"]
+    assert [(d["reason"], d["from"]) for d in decisions] == [
+        ("dormant", "佐藤 健 <k.sato@acme.example>"), ("dormant", "Emily Carter <e.carter@acme.example>"),
+        ("inactive_owner", None), ("no_owner", None), ("no_owner", None)]
+    assert result.stderr.count("holds names: each is matched to the one user of that name") == 1
+
+
+FOOTER = ["", '"Copyright (c) 2000-2026 salesforce.com, inc. All rights reserved."',
+          '"Confidential Information - Do Not Distribute"']
+
+
+@pytest.mark.parametrize("footer", [
+    FOOTER,
+    ["", '"機密情報 - 配布禁止"', '"Copyright (c) 2000-2026 salesforce.com, inc. All rights reserved."'],
+    ["", "", '"Dormant, Japan"', *FOOTER[1:], '"Generated By:  Admin User  11/23/2026 9:15 AM"', '"Acme, K.K."', ""],
+    FOOTER[1:],  # no blank line before it
+])
+def test_a_report_footer_is_not_read_as_records(tmp_path: Path, footer: list[str]) -> None:
+    rows = [labelled(1), labelled(2, **{"Email Opt Out": "1"}), labelled(3)]
+    config, _ = report_config(tmp_path, LABELLED, rows, footer)
+    result = dry_run(config)
+    assert result.exit_code == 0, result.output
+    assert list(reasons(result.stdout).values()) == ["dormant", "opted_out", "dormant"]
+
+
+def test_a_footer_only_report_has_no_contacts(tmp_path: Path) -> None:
+    config, _ = report_config(tmp_path, LABELLED, [], FOOTER)
+    result = dry_run(config)
+    assert result.exit_code == 0, result.output
+    assert json_lines(result.stdout)[-1]["considered"] == 0
+
+
+def test_lines_that_only_look_like_a_footer_stay_errors(tmp_path: Path) -> None:
+    """A single cell at the end that no footer writes is a short record; a footer line inside a quoted
+    cell of the last record is that record's value."""
+    config, path = report_config(tmp_path, LABELLED, [labelled(1), labelled(2)], ["", '"Total: 2"'])
+    result = dry_run(config)
+    assert result.exit_code == 2 and f"{path}:5: 1 fields where the header has 7" in result.stderr, result.stderr
+    quoted = labelled(2, **{"Last Name": "山田\n\nCopyright (c) 2000-2026 salesforce.com, inc."})
+    config, path = report_config(tmp_path / "quoted", LABELLED, [labelled(1), quoted])
+    result = dry_run(config)
+    assert result.exit_code == 0, result.output
+    assert len(reasons(result.stdout)) == 2
