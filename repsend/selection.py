@@ -98,7 +98,7 @@ def read_suppression_list(path: Path) -> set[str]:
         if not entry:
             continue
         found = _addresses_in([entry, *_csv_row(entry)])
-        if "@" in entry and (not found or not any(ch.isspace() or ch in '<>",' for ch in entry)):
+        if "@" in entry and (not found or not any(ch.isspace() or ch in '<>",:' for ch in entry)):
             found.add(normalize_email(entry))  # an address as written, even one no parser takes
         if not found:
             raise InputError(f"{path}:{number}: no address in {entry!r} (write one address per line, "
@@ -144,10 +144,15 @@ def _header_key(cell: str) -> str:
 
 def _addresses_in(texts: list[str]) -> set[str]:
     """Every address in ``texts`` (whole lines, cells): ``Name <address>``, bare, several with commas."""
+    import unicodedata
     from email.utils import getaddresses
 
+    # An address typed in full-width (ｈａｎａｋｏ＠ｅｘａｍｐｌｅ．ｊｐ) is the ASCII one too (kept as typed
+    # as well); "mailto:" is no part of it.
+    texts = [t for text in texts for t in dict.fromkeys((text, unicodedata.normalize("NFKC", text)))]
     found = set()
     for _, address in getaddresses(texts):
+        address = address.removeprefix("mailto:").removeprefix("MAILTO:")
         local, at, domain = address.rpartition("@")
         if at and local and domain and not any(ch.isspace() for ch in address):
             found.add(normalize_email(address))

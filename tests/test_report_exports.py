@@ -103,6 +103,24 @@ def test_allow_missing_lets_the_run_go_on_with_exactly_one_note(
     assert len(smtp_sink.messages) == 3
 
 
+def test_contact_roles_without_the_deals_ids_are_the_same_gap(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """In the contact_role scope the roles name their deals by Id: an Opportunity.csv without Id stops the
+    run as a missing OpportunityContactRole.csv does."""
+    from tests.helpers import OPPORTUNITY_HEADER
+
+    config, named = gap_export(tmp_path, "AccountId", "contact_role")
+    export = named.parent
+    rows = [deal(1, "0015g9999999999AAA")]
+    write_csv(export / "Opportunity.csv", [h for h in OPPORTUNITY_HEADER if h != "Id"], rows)
+    write_csv(export / "OpportunityContactRole.csv", ROLE_HEADER,
+              [{"Id": "00K5g0000000001", "OpportunityId": rows[0]["Id"], "ContactId": contact(2)["Id"]}])
+    result = real_run(config, smtp_sink)
+    assert result.exit_code == 2, result.output
+    assert f"{export / 'Opportunity.csv'}:1: no Id column (the contact roles name their deals by Id): " in result.stderr
+    assert 'allow_missing = ["OpportunityContactRole.csv"]' in result.stderr
+    assert smtp_sink.messages == [] and attempts(tmp_path) == []
+
+
 def test_account_id_is_no_gap_in_the_contact_role_scope(tmp_path: Path) -> None:
     config, named = gap_export(tmp_path, "AccountId", "contact_role")
     write_csv(named.parent / "OpportunityContactRole.csv", ROLE_HEADER, [])
@@ -151,6 +169,8 @@ SUPPRESSION_FORMS = {
     "csv with an email header": ("Name,Email,Note\n山田 花子,c2@example.co.jp,電話で依頼\n", "utf-8"),
     "csv with a Japanese header": ("氏名,メールアドレス\n山田 花子,\"山田 <c2@example.co.jp>\"\n", "utf-8"),
     "utf-8 with a bom": ("\ufeffEmail\r\nc2@example.co.jp\r\n", "utf-8"),
+    "typed in full-width": ("ｃ２＠ｅｘａｍｐｌｅ．ｃｏ．ｊｐ\n", "utf-8"),
+    "a mailto link": ("<mailto:c2@example.co.jp>\n", "utf-8"),
     "cp932 from excel": ("氏名,メールアドレス,備考\r\n髙橋 花子,c2@example.co.jp,①配信停止\r\n", "cp932"),
 }
 

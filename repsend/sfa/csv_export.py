@@ -88,11 +88,13 @@ class CsvExportSource:
     def _note(self, *texts: str) -> None:
         self.notes.extend(text for text in texts if text not in self.notes)
 
-    def _gap(self, path: Path, name: str, columns: Columns | None = None) -> None:
+    def _gap(self, path: Path, name: str, columns: Columns | None = None, lacks: str = "") -> None:
         """A safety rule's data the export lacks: stop, unless [sfa] allow_missing accepts it (said once)."""
+        wanted = "Id" if lacks else name
         if name not in self.allow_missing:
-            raise InputError(gap_error(path, name, columns.unmapped_hint(name) if columns is not None else ""))
-        self._note(gap_note(path, name))
+            hint = columns.unmapped_hint(wanted) if columns is not None else ""
+            raise InputError(gap_error(path, name, hint, lacks))
+        self._note(gap_note(path, name, lacks))
 
     def _file(self, name: str, required: tuple[str, ...]) -> CsvFile:
         return CsvFile(self.folder / name, self.encoding, required, labels=labels_for(name, self.columns))
@@ -142,18 +144,22 @@ class CsvExportSource:
                 f"{deals_file}: file not found (Opportunity.csv is required: without deal data nobody "
                 "can be called dormant)"
             )
+        file = self._file("Opportunity.csv", OPPORTUNITY_REQUIRED)
         roles_file = self.folder / "OpportunityContactRole.csv"
-        if not roles_file.is_file():
-            if scope == "contact_role":  # the roles are the deals' only way to their contacts
+        if scope == "contact_role":  # the roles are the deals' only way to their contacts
+            if not roles_file.is_file():
                 self._gap(roles_file, "OpportunityContactRole.csv")
-            else:
-                self._note(NO_ROLES_NOTE)
-        return DealIndex.build(self._deals(recent_since), self._roles if roles_file.is_file() else (), recent_since)
+            elif not file.columns.has("Id"):  # the roles name deals by Id: without it they reach nobody
+                self._gap(file.path, "OpportunityContactRole.csv", file.columns, lacks=":1: no Id column (the "
+                          "contact roles name their deals by Id)")
+        elif not roles_file.is_file():
+            self._note(NO_ROLES_NOTE)
+        return DealIndex.build(self._deals(file, recent_since), self._roles if roles_file.is_file() else (),
+                               recent_since)
 
-    def _deals(self, recent_since: date) -> Iterator[Deal]:
+    def _deals(self, file: CsvFile, recent_since: date) -> Iterator[Deal]:
         """Opportunity.csv, each record checked; a missing optional column reads as an empty cell. Only the
         deals that may count (open, or changed since ``recent_since``) become Python objects."""
-        file = self._file("Opportunity.csv", OPPORTUNITY_REQUIRED)
         may_count = ~pl.col("IsClosed") | (pl.col("LastModifiedDate") >= recent_since).fill_null(False) | (
             pl.col("CloseDate") >= recent_since).fill_null(False)
         seen = _Seen(may_count)

@@ -50,17 +50,21 @@ def contact_gaps(columns: Columns, scope: str) -> list[str]:
             and not (name == "IsEmailBounced" and any(columns.has(e) for e in BOUNCE_EVIDENCE))]
 
 
-def gap_error(path: Path, name: str, hint: str = "") -> str:
-    """The message of a run stopped by a gap: the file, what it lacks, what that would do, the two ways out
-    (and ``hint``: the headers that may be the column under a label no table maps)."""
-    lacks = ": file not found" if name.endswith(".csv") else f":1: no {name} column"
+def gap_error(path: Path, name: str, hint: str = "", lacks: str = "") -> str:
+    """The message of a run stopped by a gap: the file, what it lacks (``lacks``, or the file or the column
+    ``name``), what that would do, the two ways out (and ``hint``: the headers that may be the column under
+    a label no table maps)."""
+    lacks = lacks or (": file not found" if name.endswith(".csv") else f":1: no {name} column")
     return (f"{path}{lacks}: {SAFETY_GAPS[name]}; export it, or accept the gap with "
             f'[sfa] allow_missing = ["{name}"]{hint}')
 
 
-def gap_note(path: Path, name: str) -> str:
+def gap_note(path: Path, name: str, lacks: str = "") -> str:
     """The note of a gap the config accepts."""
-    lacks = "is not in the export" if name.endswith(".csv") else f"has no {name} column"
+    if lacks:
+        lacks = "has" + lacks.removeprefix(":1:")
+    else:
+        lacks = "is not in the export" if name.endswith(".csv") else f"has no {name} column"
     return f"{path.name} {lacks} ([sfa] allow_missing): {SAFETY_GAPS[name]}"
 
 
