@@ -118,7 +118,7 @@ AsOfOption = Annotated[
 # to Reason (its order and its sends).
 REASONS = """\
 Reasons, the first that applies: no_email, invalid_email, opted_out, bounced, suppressed, already_sent,
-active_deal, recent_activity, cooldown, duplicate_email, no_owner, inactive_owner, sender_domain,
+previously_failed, active_deal, recent_activity, cooldown, duplicate_email, no_owner, inactive_owner, sender_domain,
 missing_field, invalid_header, rep_cap; a send is dormant or fallback_sender (README: Reason codes)."""
 
 

@@ -102,6 +102,7 @@ def rules_of(settings: Settings, options: RunOptions, fallback: Rep | None) -> R
         fallback_sender=fallback,
         sender_domains=frozenset(d.strip().lower() for d in settings.mail.sender_domains),
         per_rep_per_day=settings.rate.per_rep_per_day,
+        retry_failed=settings.campaign.retry_failed,
         languages={key.strip().casefold(): lang for key, lang in settings.template.languages.items()},
         default_language=settings.template.default_language,
     )
