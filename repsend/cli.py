@@ -315,23 +315,34 @@ def log_command(
         typer.Option("--state", metavar="STATE", help="Only sent, failed, deferred, unknown or sending."),
     ] = None,
     rep: Annotated[str | None, typer.Option("--rep", metavar="REP", help="Only this rep (address or User Id).")] = None,
+    form: Annotated[
+        str | None,
+        typer.Option("--format", metavar="table|csv|json",
+                     help="table (default), csv (a line per attempt, for a spreadsheet) or json (JSON Lines)."),
+    ] = None,
     json_lines: Annotated[
-        bool, typer.Option("--json", help="JSON Lines: one attempt per line, then a summary.")
+        bool, typer.Option("--json", help="The same as --format json: one attempt per line, then a summary.")
     ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Who was mailed, by whom, when, and what came of it; newest first. Reads, never writes.
+    """Who was mailed, by whom, when, what the server said, and what each address's state is now; newest
+    first, with the addresses counted by their state now per campaign and per rep. Reads, never writes.
 
     Example: repsend log --since 2026-11-01 --state failed
     """
     from zoneinfo import ZoneInfo
 
-    from repsend.logview import day_start, print_log
+    from repsend.logview import FORMATS, day_start, print_log
     from repsend.sendlog import STATES, SendLog, safe_name
     from repsend.settings import load_settings
 
     if state is not None and state not in STATES:
         raise typer.BadParameter(f"{state!r}: use one of {', '.join(sorted(STATES))}", param_hint="--state")
+    if form is not None and form not in FORMATS:
+        raise typer.BadParameter(f"{form!r}: use {', '.join(FORMATS)}", param_hint="--format")
+    if json_lines and form not in (None, "json"):
+        raise typer.BadParameter(f"--json is --format json, not {form}", param_hint="--json")
+    form = "json" if json_lines else form or "table"
     day = _parse_day(since, "UTC") if since else None
     settings = load_settings(config)
     log = SendLog.open_readonly(settings.database_url)
@@ -339,11 +350,61 @@ def log_command(
         typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing was sent", err=True)
         return
     zone = ZoneInfo(settings.rate.timezone)
+    filters = (campaign, day_start(day, zone) if day else None, state, rep)
     try:
-        rows = log.attempts(campaign, day_start(day, zone) if day else None, state, rep)
+        rows = log.attempts(*filters)
+        states_now = log.states_now(*filters) if rows else {}
     finally:
         log.close()
-    print_log(rows, sys.stdout, json_lines, zone)
+    print_log(rows, states_now, sys.stdout, form, zone)
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def resolve(
+    address: Annotated[str, typer.Argument(help="The address of the unknown attempt (any case).")],
+    campaign: Annotated[str, typer.Option("--campaign", metavar="NAME", help="The campaign of the attempt.")],
+    sent: Annotated[bool, typer.Option("--sent", help="The mail did go out: never send it again.")] = False,
+    not_sent: Annotated[
+        bool, typer.Option("--not-sent", help="The mail did not go out: a later run may send it.")
+    ] = False,
+    note: Annotated[
+        str, typer.Option("--note", metavar="TEXT", help="Why: how you found out (kept in the send log).")
+    ] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Record what a person found out about an 'unknown' attempt (the run died or the connection broke
+    while the mail was handed over): it went out (--sent) or it did not (--not-sent). The attempt is
+    kept as it was, with the answer, who gave it, when, and the note beside it.
+
+    Example: repsend resolve h.yamada@example.co.jp --campaign dormant --not-sent --note "not in the server's log"
+    """
+    import getpass
+
+    from repsend.clock import SystemClock
+    from repsend.errors import UsageError
+    from repsend.sendlog import NOT_SENT, SENT, SendLog, safe_name
+    from repsend.settings import load_settings
+
+    if sent == not_sent:
+        raise UsageError("resolve: give exactly one of --sent (it went out) and --not-sent (it did not)")
+    settings = load_settings(config)
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise UsageError(f"no send log at {safe_name(url)}: nothing to resolve (check [log] database)")
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment nor in the password database
+        who = "unknown user"
+    log = SendLog.open(url)
+    try:
+        row = log.resolve(campaign, address, SENT if sent else NOT_SENT, now=SystemClock().now(), by=who,
+                          note=note.strip())
+    finally:
+        log.close()
+    then = "it will not be sent again" if sent else "a later run of the campaign may send it"
+    typer.echo(f"resolved: {row.address} in campaign {campaign!r} ({row.created_at.isoformat(timespec='seconds')}, "
+               f"attempt {row.id}) as {row.resolved_as} by {who}: {then}")
 
 
 def main() -> None:

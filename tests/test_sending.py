@@ -356,13 +356,15 @@ def test_the_send_log_as_a_manager_reads_it(tmp_path: Path, smtp_sink: SmtpSink)
     table = CliRunner().invoke(app, ["log", "--config", str(config)])
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:6] == ["when", "campaign", "from", "to", "state", "code"]
-    assert "3 attempts: 1 failed, 2 sent" in table.stdout
-    assert "k.sato@acme.example" in table.stdout and "2 sent" in lines[-1]
+    assert lines[0].split()[:7] == ["when", "campaign", "from", "to", "state", "now", "code"]
+    assert "3 attempts for 3 addresses: 1 failed, 2 sent" in table.stdout
+    assert lines[-1].split() == ["rep", "k.sato@acme.example", "2", "1", "0", "0"]  # sent, failed, deferred, unknown
     failed = CliRunner().invoke(app, ["log", "--state", "failed", "--json", "--config", str(config)])
     records = [json.loads(line) for line in failed.stdout.splitlines()]
     assert [(r["address"], r["state"], r["smtp_code"]) for r in records[:-1]] == [("c2@example.co.jp", "failed", 550)]
-    assert records[-1] == {"type": "summary", "attempts": 1, "states": {"failed": 1}}
+    assert records[-1] == {"type": "summary", "attempts": 1, "states": {"failed": 1}, "addresses": 1,
+                           "now": {"failed": 1}, "campaigns": {"dormant": {"failed": 1}},
+                           "reps": {"k.sato@acme.example": {"failed": 1}}}
     later = CliRunner().invoke(app, ["log", "--since", "2099-01-01", "--config", str(config)])
     assert "no send attempts match" in later.stdout
 
