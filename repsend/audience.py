@@ -76,6 +76,8 @@ class History:
     campaign_failed: Mapping[str, str] = field(default_factory=dict)
     last_mailed: Mapping[str, date] = field(default_factory=dict)  # address -> last repsend mail, any campaign
     rep_sent_today: Mapping[str, int] = field(default_factory=dict)  # id15 of rep -> mails today
+    # Addresses suppressed in the send log (opt-outs, bounces, complaints) -> the reason and its detail.
+    suppressed: Mapping[str, tuple[Reason, str]] = field(default_factory=dict)
 
 
 class Audience:
@@ -97,7 +99,8 @@ class Audience:
         self._deal_accounts, self._deal_contacts = reach.accounts, reach.contacts
         # Grows while contacts stream past: an open deal found on one record holds for the next.
         self.blocks = blocks
-        # Where a block that no contact holds came from ("on a lead"); else it is "on another record".
+        # Where a block that no contact holds came from ("on a lead", the send log's "opted out 2026-12-06
+        # (unsubscribe link)"); else it is "on another record".
         self._block_details: Mapping[str, str] = blocks.details if isinstance(blocks, Blocks) else {}
         self.rules = rules
         self.history = history or History()
@@ -182,9 +185,9 @@ class Audience:
         if contact.bounced:
             return Reason.BOUNCED, None, ""
         if blocked is Reason.BOUNCED:
-            return Reason.BOUNCED, None, "on another record"
+            return Reason.BOUNCED, None, self._block_details.get(address, "on another record")
         if blocked is Reason.SUPPRESSED:
-            return Reason.SUPPRESSED, None, ""
+            return Reason.SUPPRESSED, None, self._block_details.get(address, "")
         history = self.history
         if address in history.campaign_addresses:
             return Reason.ALREADY_SENT, None, ""

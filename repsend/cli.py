@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from repsend.errors import EXIT_USAGE, RepsendError
+from repsend.errors import EXIT_USAGE, RepsendError, UsageError
 
 EXIT_CODES = """\
 Exit codes: 0 done (every attempt sent); 1 some recipients failed, the rest went out;
@@ -405,6 +405,139 @@ def resolve(
     then = "it will not be sent again" if sent else "a later run of the campaign may send it"
     typer.echo(f"resolved: {row.address} in campaign {campaign!r} ({row.created_at.isoformat(timespec='seconds')}, "
                f"attempt {row.id}) as {row.resolved_as} by {who}: {then}")
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def optout(
+    addresses: Annotated[list[str] | None, typer.Argument(metavar="[EMAIL]...", help="Addresses to opt out.")] = None,
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (kept in the send log).")] = "",
+    import_file: Annotated[
+        Path | None, typer.Option("--import", metavar="FILE",
+                                  help="Opt out every address of a file: one a line, Name <address>, or a CSV with "
+                                       "an email column; UTF-8 or CP932.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", metavar="TOKEN", help="A signed unsubscribe token (a company web form).")
+    ] = None,
+    list_them: Annotated[bool, typer.Option("--list", help="List the suppressed addresses.")] = False,
+    removed: Annotated[bool, typer.Option("--removed", help="With --list: the removed ones too.")] = False,
+    form: Annotated[str, typer.Option("--format", metavar="table|csv|json", help="With --list.")] = "table",
+    remove: Annotated[
+        str | None, typer.Option("--remove", metavar="EMAIL", help="Lift a mistaken opt-out (needs --reason).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Record opt-outs in the send log, which every run honours; or list or correct them.
+
+    Examples: repsend optout hanako@example.jp --reason "電話で依頼";
+    repsend optout --import optouts.csv; repsend optout --list --format csv
+    """
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from repsend.optout import FORMATS, checked, import_source, print_list, record
+    from repsend.selection import read_suppression_list
+    from repsend.sendlog import SendLog, safe_name
+    from repsend.settings import load_settings
+
+    modes = [bool(addresses), import_file is not None, token is not None, list_them, remove is not None]
+    if sum(modes) != 1:
+        raise typer.BadParameter("give addresses, or one of --import, --token, --list, --remove",
+                                 param_hint="optout")
+    if form not in FORMATS:
+        raise typer.BadParameter(f"{form!r}: use {', '.join(FORMATS)}", param_hint="--format")
+    if remove is not None and not reason.strip():
+        raise typer.BadParameter("a removal keeps its reason: add --reason TEXT", param_hint="--remove")
+    settings = load_settings(config)
+    now = datetime.now(UTC)
+    if list_them:
+        read = SendLog.open_readonly(settings.database_url)
+        if read is None:
+            typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing suppressed", err=True)
+            return
+        try:
+            rows = read.suppressions(removed=removed)
+        finally:
+            read.close()
+        print_list(rows, sys.stdout, form, ZoneInfo(settings.rate.timezone))
+        return
+    if token is not None:
+        from repsend.unsubscribe import read_token, secret_of
+
+        said = read_token(secret_of(settings.env), token)
+        if said is None:
+            raise UsageError("the token is not valid: altered, cut, or signed with another "
+                             "REPSEND_UNSUBSCRIBE_SECRET; nothing recorded")
+        wanted, source, campaign = [said.address], "unsubscribe token", said.campaign or None
+    elif import_file is not None:
+        wanted = sorted(read_suppression_list(import_file))
+        source, campaign = import_source(import_file), None
+    elif remove is not None:
+        wanted, source, campaign = checked([remove]), "", None
+    else:
+        wanted, source, campaign = checked(addresses or []), "optout command", None
+    log = SendLog.open(settings.database_url)
+    try:
+        if remove is not None:
+            lifted = log.unsuppress(wanted[0], now, reason=reason.strip(), by=_who())
+            if not lifted:
+                raise UsageError(f"{wanted[0]} is not suppressed: nothing to remove")
+            typer.echo(f"removed: {wanted[0]} ({lifted} suppression(s) lifted; kept in the log as removed)")
+            return
+        done = record(log, wanted, source, now, reason=reason.strip(), campaign=campaign)
+    finally:
+        log.close()
+    for address in done.added:
+        typer.echo(f"opted out: {address}")
+    for address in done.already:
+        typer.echo(f"already opted out: {address}")
+    typer.echo(f"{len(done.added)} opted out, {len(done.already)} already were", err=True)
+
+
+def _who() -> str:
+    from repsend.optout import who
+
+    return who()
+
+
+@app.command(name="unsubscribe-endpoint", epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def unsubscribe_endpoint(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (behind your reverse proxy).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one).")] = 8025,
+    config: ConfigOption = None,
+) -> None:
+    """Serve RFC 8058 one-click unsubscribe: a POST with a valid signed token records the opt-out.
+
+    Put it behind the company's HTTPS reverse proxy at [mail] unsubscribe_url. Example:
+    repsend unsubscribe-endpoint --port 8025
+    """
+    import threading
+    from datetime import UTC, datetime
+
+    from repsend.sendlog import OPT_OUT, SendLog
+    from repsend.settings import load_settings
+    from repsend.unsubscribe import Unsubscribe, endpoint, secret_of, serve
+
+    settings = load_settings(config)
+    secret = secret_of(settings.env)
+    log = SendLog.open(settings.database_url)
+    lock = threading.Lock()  # waitress answers on threads; the log is one connection
+
+    def record(said: Unsubscribe) -> None:
+        with lock:
+            log.suppress(said.address, OPT_OUT, "unsubscribe link", datetime.now(UTC), campaign=said.campaign or None)
+
+    def ready(url: str) -> None:
+        typer.echo(f"repsend: unsubscribe endpoint listening on {url} (send log {log.name})", err=True)
+
+    try:
+        serve(endpoint(secret, record), host, port, ready)
+    finally:
+        log.close()
 
 
 def main() -> None:

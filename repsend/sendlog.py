@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -56,7 +56,7 @@ from sqlmodel import Field, SQLModel
 
 from repsend.audience import History
 from repsend.errors import ConfigError, ServiceError, UsageError
-from repsend.models import id15, normalize_email
+from repsend.models import Reason, id15, normalize_email
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -204,8 +204,60 @@ class Run(_Base, table=True):
     exit_code: int | None = Field(default=None, sa_type=Integer)
 
 
+# Kinds of suppression (migration 0004) and the reason each gives a contact at that address.
+OPT_OUT: Final = "opt_out"
+BOUNCE: Final = "bounce"
+COMPLAINT: Final = "complaint"
+SUPPRESSION_KINDS: Final = (OPT_OUT, BOUNCE, COMPLAINT)
+_KIND_REASON: Final = {OPT_OUT: Reason.OPTED_OUT, BOUNCE: Reason.BOUNCED, COMPLAINT: Reason.SUPPRESSED}
+_KIND_WORDS: Final = {OPT_OUT: "opted out", BOUNCE: "bounced", COMPLAINT: "complained"}
+
+
+class Suppression(_Base, table=True):
+    """An address no run may mail: an opt-out, a hard bounce or a complaint, kept with where it came
+    from; a removal (a mistake corrected) is recorded on the row, never deleted."""
+
+    __tablename__ = "suppression"
+    __table_args__ = (Index("ix_suppression_address", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=Integer)
+    address: str = Field(sa_type=String)  # normalized
+    kind: str = Field(sa_type=String)  # one of SUPPRESSION_KINDS
+    source: str = Field(sa_type=String)  # "optout command", "unsubscribe link", "inbox: bounces.mbox#12"...
+    reason: str = Field(default="", sa_type=Text)
+    campaign: str | None = Field(default=None, sa_type=String)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    created_by: str = Field(default="", sa_type=String)
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    removed_by: str | None = Field(default=None, sa_type=String)
+    removed_reason: str | None = Field(default=None, sa_type=Text)
+
+    @property
+    def detail(self) -> str:
+        """The decision's detail for a contact at this address: what, when, where from."""
+        words = f"{_KIND_WORDS.get(self.kind, self.kind)} {self.created_at.date().isoformat()}"
+        if self.reason:
+            words += f": {self.reason}"
+        return f"{words} ({self.source})"
+
+
+class InboxMessage(_Base, table=True):
+    """A message ``repsend inbox`` sorted, by its key (Message-ID or digest): each is handled once."""
+
+    __tablename__ = "inbox_message"
+
+    key: str = Field(primary_key=True, sa_type=String)
+    kind: str = Field(sa_type=String)
+    source: str = Field(sa_type=Text)
+    address: str | None = Field(default=None, sa_type=String)
+    detail: str | None = Field(default=None, sa_type=Text)
+    read_at: datetime = Field(sa_type=UTCDateTime)
+
+
 _attempt = SendAttempt.__table__  # type: ignore[attr-defined]
 _run = Run.__table__  # type: ignore[attr-defined]
+_suppression = Suppression.__table__  # type: ignore[attr-defined]
+_inbox = InboxMessage.__table__  # type: ignore[attr-defined]
 
 # The two statements of every mail, built once: executed with a dict of values, they are compiled once
 # per connection's dialect and taken from SQLAlchemy's cache after that (a statement built per call costs
@@ -286,7 +338,7 @@ class SendLog:
     """The send log on one long-lived connection: each write is one short transaction."""
 
     def __init__(self, engine: Engine, connection: Connection, name: str, *, readonly: bool = False,
-                 resolutions: bool = True) -> None:
+                 resolutions: bool = True, suppression: bool = True) -> None:
         self._engine = engine
         self._conn = connection
         self.name = name  # the URL with the password hidden
@@ -297,6 +349,8 @@ class SendLog:
         self._driver_statements: dict[str, _DriverStatement] = {}
         # False only for a log read as it is at a revision before 0003 (``open_readonly``).
         self._resolutions = resolutions
+        # False only for a log read as it is at a revision before 0004: no suppression can be in it yet.
+        self._has_suppression = suppression
         a = _attempt.c
         self._columns = [c for c in _attempt.c if resolutions or c.name not in _RESOLUTION_COLUMNS]
         not_resolved_unsent = or_(a.resolved_as.is_(None), a.resolved_as != NOT_SENT) if resolutions else None
@@ -354,6 +408,7 @@ class SendLog:
                 inspector = inspect(connection)
                 present = inspector.has_table(_attempt.name)
                 columns = {c["name"] for c in inspector.get_columns(_attempt.name)} if present else set()
+                suppression = inspector.has_table(_suppression.name)
         except BaseException as exc:
             if connection is not None:
                 connection.close()
@@ -365,7 +420,8 @@ class SendLog:
             connection.close()
             engine.dispose()
             return None
-        return cls(engine, connection, name, readonly=True, resolutions=set(_RESOLUTION_COLUMNS) <= columns)
+        return cls(engine, connection, name, readonly=True, resolutions=set(_RESOLUTION_COLUMNS) <= columns,
+                   suppression=suppression)
 
     def _migrate(self) -> None:
         """Upgrade to head inside one write transaction, so that a second process waits, then finds head."""
@@ -651,6 +707,7 @@ class SendLog:
             campaign_failed={address: answer(code, words) for address, code, words in refused},
             last_mailed={address: when.astimezone(zone).date() for address, when in latest},
             rep_sent_today=rep_sent_today,
+            suppressed=self.suppressed(),
         )
 
     def _filters(self, campaign: str | None, since: datetime | None, state: str | None, rep: str | None) -> list[Any]:
@@ -723,6 +780,76 @@ class SendLog:
         for key, value in values.items():
             setattr(row, key, value)
         return row
+
+    # -- suppression (migration 0004) ------------------------------------------------------------------
+
+    def suppress(self, address: str, kind: str, source: str, now: datetime, *, reason: str = "",
+                 campaign: str | None = None, by: str = "") -> bool:
+        """Suppress an address; False (and nothing written) when it is already suppressed as ``kind``."""
+        if kind not in SUPPRESSION_KINDS:
+            raise ValueError(f"not a suppression kind: {kind!r}")
+        address = normalize_email(address)
+        s = _suppression.c
+        with self._write("record a suppression in") as conn:
+            held = conn.execute(select(s.id).where(s.address == address, s.kind == kind, s.removed_at.is_(None))
+                                .limit(1)).first()
+            if held is not None:
+                return False
+            conn.execute(insert(_suppression).values(address=address, kind=kind, source=source, reason=reason,
+                                                     campaign=campaign, created_at=now, created_by=by))
+        return True
+
+    def unsuppress(self, address: str, now: datetime, *, reason: str, by: str = "") -> int:
+        """Lift every suppression of an address (a mistake); the rows stay, marked removed. How many."""
+        s = _suppression.c
+        with self._write("remove a suppression in") as conn:
+            result = conn.execute(update(_suppression)
+                                  .where(s.address == normalize_email(address), s.removed_at.is_(None))
+                                  .values(removed_at=now, removed_by=by, removed_reason=reason))
+        return int(result.rowcount or 0)
+
+    def suppressions(self, *, removed: bool = False) -> list[Suppression]:
+        """Every suppression in force (with ``removed``, the lifted ones too), oldest first."""
+        if not self._has_suppression:
+            return []
+        s = _suppression.c
+        query = select(_suppression).order_by(s.created_at, s.id)
+        if not removed:
+            query = query.where(s.removed_at.is_(None))
+        with self._read("read the suppressions of") as conn:
+            return [Suppression(**row._mapping) for row in conn.execute(query)]
+
+    def suppressed(self) -> dict[str, tuple[Reason, str]]:
+        """Address -> the reason and detail its suppressions give (the first in Reason's order wins)."""
+        found: dict[str, tuple[Reason, str]] = {}
+        for row in self.suppressions():
+            reason = _KIND_REASON[row.kind]
+            held = found.get(row.address)
+            if held is None or reason.rank < held[0].rank:
+                found[row.address] = (reason, row.detail)
+        return found
+
+    def inbox_seen(self, keys: Iterable[str]) -> set[str]:
+        """The keys among ``keys`` of messages already sorted."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted or not self._has_suppression:
+            return set()
+        seen: set[str] = set()
+        with self._read("read the inbox messages of") as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                seen.update(conn.execute(select(_inbox.c.key).where(_inbox.c.key.in_(chunk))).scalars())
+        return seen
+
+    def remember_inbox(self, key: str, kind: str, source: str, now: datetime, *, address: str | None = None,
+                       detail: str | None = None) -> bool:
+        """Record a sorted message; False when its key was recorded already (another reader got there first)."""
+        with self._write("record an inbox message in") as conn:
+            if conn.execute(select(_inbox.c.key).where(_inbox.c.key == key)).first() is not None:
+                return False
+            conn.execute(insert(_inbox).values(key=key, kind=kind, source=source, address=address, detail=detail,
+                                               read_at=now))
+        return True
 
     def rows(self, campaign: str | None = None) -> list[SendAttempt]:
         """Every attempt (of one campaign), oldest first: for reports and tests."""

@@ -38,7 +38,7 @@ REP18 = "0055g00000AbCdEAAV"
 REP15 = REP18[:15]
 OTHER_REP = "0055g00000AbCdFAAV"
 SUBJECT = "ご無沙汰しております"
-HEAD = "0003"  # the newest migration: a new one changes this, the pinned schema, and nothing else here
+HEAD = "0004"  # the newest migration: a new one changes this, the pinned schema, and nothing else here
 
 
 # -- databases ---------------------------------------------------------------------------------------
@@ -380,6 +380,18 @@ PINNED_SCHEMA: dict[str, Any] = {
         "pk": ["version_num"],
         "indexes": [],
     },
+    "inbox_message": {
+        "columns": [
+            ("key", "String", False, None),
+            ("kind", "String", False, None),
+            ("source", "Text", False, None),
+            ("address", "String", True, None),
+            ("detail", "Text", True, None),
+            ("read_at", "DateTime", False, None),
+        ],
+        "pk": ["key"],
+        "indexes": [],
+    },
     "run": {
         "columns": [
             ("id", "String", False, None),
@@ -432,6 +444,23 @@ PINNED_SCHEMA: dict[str, Any] = {
              "state!='deferred'ANDstate!='failed'ANDresolved_asISNULLORresolved_as!='not_sent'"),
         ],
     },
+    "suppression": {
+        "columns": [
+            ("id", "Integer", False, None),
+            ("address", "String", False, None),
+            ("kind", "String", False, None),
+            ("source", "String", False, None),
+            ("reason", "Text", False, None),
+            ("campaign", "String", True, None),
+            ("created_at", "DateTime", False, None),
+            ("created_by", "String", False, None),
+            ("removed_at", "DateTime", True, None),
+            ("removed_by", "String", True, None),
+            ("removed_reason", "Text", True, None),
+        ],
+        "pk": ["id"],
+        "indexes": [("ix_suppression_address", ["address"], False, None)],
+    },
 }
 
 
@@ -447,7 +476,7 @@ def _kind(column_type: sa.types.TypeEngine[Any], dialect: str) -> str:
 def _default(value: str | None) -> str | None:
     if value is None or value.startswith("nextval("):  # PostgreSQL's SERIAL
         return None
-    return value.strip("'")
+    return re.sub(r"::[\w ]+$", "", value).strip("'")  # PostgreSQL's ''::text is SQLite's ''"
 
 
 def _where(index: dict[str, Any]) -> str | None:
