@@ -430,8 +430,8 @@ def optout(
 ) -> None:
     """Record opt-outs in the send log, which every run honours; or list or correct them.
 
-    Examples: repsend optout hanako@example.jp --reason "電話で依頼";
-    repsend optout --import optouts.csv; repsend optout --list --format csv
+    Example: repsend optout hanako@example.jp --reason "電話で依頼"
+    (or --import optouts.csv, --list --format csv)
     """
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
