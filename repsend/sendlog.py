@@ -561,8 +561,9 @@ class SendLog:
         A run is gone when it finished, when it ran on ``host`` (this machine) and its process no longer
         exists, when its row is missing, or when the attempt is older than ``stale_after`` (no SMTP
         transaction lasts that long). A run still under way elsewhere keeps its rows: its own ``finish``
-        will record the real outcome. Unknown blocks the address for the campaign for good: the mail may
-        have left, and a duplicate personal note is worse than a missing one.
+        will record the real outcome. Unknown blocks the address for the campaign until a person says
+        otherwise (``resolve``): the mail may have left, and a duplicate personal note is worse than a
+        missing one.
         """
         a, r = _attempt.c, _run.c
         with self._write("recover interrupted sends") as conn:
