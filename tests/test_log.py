@@ -38,6 +38,7 @@ from repsend.transport import open_transport
 from tests.helpers import CARTER, contact, write_config, write_export
 from tests.pg import _fresh_schema
 from tests.smtp_server import SmtpSink
+from tests.test_sendlog import HEAD
 
 AS_OF = date(2026, 11, 23)
 MONDAY_10_TOKYO = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
@@ -378,7 +379,7 @@ def test_a_0002_send_log_in_use_is_read_as_it_is_then_upgraded_by_the_next_run(
     code, lines = dormant(config, smtp_sink, db)
     assert code == 0 and [m.rcpt_tos[0] for m in smtp_sink.messages] == ["c4@example.co.jp"]
     assert reasons(lines)["c2@example.co.jp"] == ("previously_failed", "550 5.1.1 User unknown")
-    assert _revision(url) == "0003"
+    assert _revision(url) == HEAD  # upgraded to the newest
 
     # The old unknown row can be resolved, and its address is mailed by the next run.
     assert cli("resolve", "c3@example.co.jp", "--not-sent", "--campaign", "dormant", "--config", str(config),
