@@ -60,6 +60,7 @@ class Rules:
     fallback_sender: Rep | None = None
     sender_domains: frozenset[str] = frozenset()
     per_rep_per_day: int = 0  # 0: no cap
+    retry_failed: bool = False  # [campaign] retry_failed: mail again an address the server refused (5xx)
     # The contact's language field value (stripped, casefolded) -> template language; else the default.
     languages: Mapping[str, str] = field(default_factory=dict)
     default_language: str = "ja"
@@ -69,9 +70,14 @@ class Rules:
 class History:
     """What the send log knows, read before the run (empty in a first run or without a log)."""
 
-    campaign_addresses: Set[str] = frozenset()  # normalized addresses this campaign already mailed
+    # Normalized addresses this campaign mailed, or may have (sent, sending, unknown not resolved as not sent).
+    campaign_addresses: Set[str] = frozenset()
+    # Addresses the server refused for good (5xx) in this campaign -> its answer ("550 5.1.1 ..."), for detail.
+    campaign_failed: Mapping[str, str] = field(default_factory=dict)
     last_mailed: Mapping[str, date] = field(default_factory=dict)  # address -> last repsend mail, any campaign
     rep_sent_today: Mapping[str, int] = field(default_factory=dict)  # id15 of rep -> mails today
+    # Addresses suppressed in the send log (opt-outs, bounces, complaints) -> the reason and its detail.
+    suppressed: Mapping[str, tuple[Reason, str]] = field(default_factory=dict)
 
 
 class Audience:
@@ -93,7 +99,8 @@ class Audience:
         self._deal_accounts, self._deal_contacts = reach.accounts, reach.contacts
         # Grows while contacts stream past: an open deal found on one record holds for the next.
         self.blocks = blocks
-        # Where a block that no contact holds came from ("on a lead"); else it is "on another record".
+        # Where a block that no contact holds came from ("on a lead", the send log's "opted out 2026-12-06
+        # (unsubscribe link)"); else it is "on another record".
         self._block_details: Mapping[str, str] = blocks.details if isinstance(blocks, Blocks) else {}
         self.rules = rules
         self.history = history or History()
@@ -178,13 +185,17 @@ class Audience:
         if contact.bounced:
             return Reason.BOUNCED, None, ""
         if blocked is Reason.BOUNCED:
-            return Reason.BOUNCED, None, "on another record"
+            return Reason.BOUNCED, None, self._block_details.get(address, "on another record")
         if blocked is Reason.SUPPRESSED:
-            return Reason.SUPPRESSED, None, ""
+            return Reason.SUPPRESSED, None, self._block_details.get(address, "")
         history = self.history
         if address in history.campaign_addresses:
             return Reason.ALREADY_SENT, None, ""
         rules = self.rules
+        # Refused for good, never mailed: not already_sent, and not mailed again unless the campaign says so.
+        refused = history.campaign_failed.get(address)
+        if refused is not None and not rules.retry_failed:
+            return Reason.PREVIOUSLY_FAILED, None, refused
         contact_key, account_key = id15(contact.id), id15(contact.account_id)
         deals = self._deal_accounts.get(account_key, 0) | self._deal_contacts.get(contact_key, 0)
         if deals & OPEN:

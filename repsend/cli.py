@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from repsend.errors import EXIT_USAGE, RepsendError
+from repsend.errors import EXIT_USAGE, RepsendError, UsageError
 
 EXIT_CODES = """\
 Exit codes: 0 done (every attempt sent); 1 some recipients failed, the rest went out;
@@ -119,7 +119,7 @@ AsOfOption = Annotated[
 # to Reason (its order and its sends).
 REASONS = """\
 Reasons, the first that applies: no_email, invalid_email, opted_out, bounced, suppressed, already_sent,
-active_deal, recent_activity, cooldown, duplicate_email, no_owner, inactive_owner, sender_domain,
+previously_failed, active_deal, recent_activity, cooldown, duplicate_email, no_owner, inactive_owner, sender_domain,
 missing_field, invalid_header, rep_cap; a send is dormant or fallback_sender (README: Reason codes)."""
 
 
@@ -317,23 +317,34 @@ def log_command(
         typer.Option("--state", metavar="STATE", help="Only sent, failed, deferred, unknown or sending."),
     ] = None,
     rep: Annotated[str | None, typer.Option("--rep", metavar="REP", help="Only this rep (address or User Id).")] = None,
+    form: Annotated[
+        str | None,
+        typer.Option("--format", metavar="table|csv|json",
+                     help="table (default), csv (a line per attempt, for a spreadsheet) or json (JSON Lines)."),
+    ] = None,
     json_lines: Annotated[
-        bool, typer.Option("--json", help="JSON Lines: one attempt per line, then a summary.")
+        bool, typer.Option("--json", help="The same as --format json: one attempt per line, then a summary.")
     ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Who was mailed, by whom, when, and what came of it; newest first. Reads, never writes.
+    """Who was mailed, by whom, when, what the server said, and what each address's state is now; newest
+    first, with the addresses counted by their state now per campaign and per rep. Reads, never writes.
 
     Example: repsend log --since 2026-11-01 --state failed
     """
     from zoneinfo import ZoneInfo
 
-    from repsend.logview import day_start, print_log
+    from repsend.logview import FORMATS, day_start, print_log
     from repsend.sendlog import STATES, SendLog, safe_name
     from repsend.settings import load_settings
 
     if state is not None and state not in STATES:
         raise typer.BadParameter(f"{state!r}: use one of {', '.join(sorted(STATES))}", param_hint="--state")
+    if form is not None and form not in FORMATS:
+        raise typer.BadParameter(f"{form!r}: use {', '.join(FORMATS)}", param_hint="--format")
+    if json_lines and form not in (None, "json"):
+        raise typer.BadParameter(f"--json is --format json, not {form}", param_hint="--json")
+    form = "json" if json_lines else form or "table"
     day = _parse_day(since, "UTC") if since else None
     settings = load_settings(config)
     log = SendLog.open_readonly(settings.database_url)
@@ -341,11 +352,194 @@ def log_command(
         typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing was sent", err=True)
         return
     zone = ZoneInfo(settings.rate.timezone)
+    filters = (campaign, day_start(day, zone) if day else None, state, rep)
     try:
-        rows = log.attempts(campaign, day_start(day, zone) if day else None, state, rep)
+        rows = log.attempts(*filters)
+        states_now = log.states_now(*filters) if rows else {}
     finally:
         log.close()
-    print_log(rows, sys.stdout, json_lines, zone)
+    print_log(rows, states_now, sys.stdout, form, zone)
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def resolve(
+    address: Annotated[str, typer.Argument(help="The address of the unknown attempt (any case).")],
+    campaign: Annotated[str, typer.Option("--campaign", metavar="NAME", help="The campaign of the attempt.")],
+    sent: Annotated[bool, typer.Option("--sent", help="The mail did go out: never send it again.")] = False,
+    not_sent: Annotated[
+        bool, typer.Option("--not-sent", help="The mail did not go out: a later run may send it.")
+    ] = False,
+    note: Annotated[
+        str, typer.Option("--note", metavar="TEXT", help="Why: how you found out (kept in the send log).")
+    ] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Record what a person found out about an 'unknown' attempt (the run died or the connection broke
+    while the mail was handed over): it went out (--sent) or it did not (--not-sent). The attempt is
+    kept as it was, with the answer, who gave it, when, and the note beside it.
+
+    Example: repsend resolve h.yamada@example.co.jp --campaign dormant --not-sent --note "not in the server's log"
+    """
+    import getpass
+
+    from repsend.clock import SystemClock
+    from repsend.errors import UsageError
+    from repsend.sendlog import NOT_SENT, SENT, SendLog, safe_name
+    from repsend.settings import load_settings
+
+    if sent == not_sent:
+        raise UsageError("resolve: give exactly one of --sent (it went out) and --not-sent (it did not)")
+    settings = load_settings(config)
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise UsageError(f"no send log at {safe_name(url)}: nothing to resolve (check [log] database)")
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment nor in the password database
+        who = "unknown user"
+    log = SendLog.open(url)
+    try:
+        row = log.resolve(campaign, address, SENT if sent else NOT_SENT, now=SystemClock().now(), by=who,
+                          note=note.strip())
+    finally:
+        log.close()
+    then = "it will not be sent again" if sent else "a later run of the campaign may send it"
+    typer.echo(f"resolved: {row.address} in campaign {campaign!r} ({row.created_at.isoformat(timespec='seconds')}, "
+               f"attempt {row.id}) as {row.resolved_as} by {who}: {then}")
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def optout(
+    addresses: Annotated[list[str] | None, typer.Argument(metavar="[EMAIL]...", help="Addresses to opt out.")] = None,
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (kept in the send log).")] = "",
+    import_file: Annotated[
+        Path | None, typer.Option("--import", metavar="FILE",
+                                  help="Opt out every address of a file: one a line, Name <address>, or a CSV with "
+                                       "an email column; UTF-8 or CP932.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", metavar="TOKEN", help="A signed unsubscribe token (a company web form).")
+    ] = None,
+    list_them: Annotated[bool, typer.Option("--list", help="List the suppressed addresses.")] = False,
+    removed: Annotated[bool, typer.Option("--removed", help="With --list: the removed ones too.")] = False,
+    form: Annotated[str, typer.Option("--format", metavar="table|csv|json", help="With --list.")] = "table",
+    remove: Annotated[
+        str | None, typer.Option("--remove", metavar="EMAIL", help="Lift a mistaken opt-out (needs --reason).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Record opt-outs in the send log, which every run honours; or list or correct them.
+
+    Example: repsend optout hanako@example.jp --reason "電話で依頼"
+    (or --import optouts.csv, --list --format csv)
+    """
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from repsend.optout import FORMATS, checked, import_source, print_list, record
+    from repsend.selection import read_suppression_list
+    from repsend.sendlog import SendLog, safe_name
+    from repsend.settings import load_settings
+
+    modes = [bool(addresses), import_file is not None, token is not None, list_them, remove is not None]
+    if sum(modes) != 1:
+        raise typer.BadParameter("give addresses, or one of --import, --token, --list, --remove",
+                                 param_hint="optout")
+    if form not in FORMATS:
+        raise typer.BadParameter(f"{form!r}: use {', '.join(FORMATS)}", param_hint="--format")
+    if remove is not None and not reason.strip():
+        raise typer.BadParameter("a removal keeps its reason: add --reason TEXT", param_hint="--remove")
+    settings = load_settings(config)
+    now = datetime.now(UTC)
+    if list_them:
+        read = SendLog.open_readonly(settings.database_url)
+        if read is None:
+            typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing suppressed", err=True)
+            return
+        try:
+            rows = read.suppressions(removed=removed)
+        finally:
+            read.close()
+        print_list(rows, sys.stdout, form, ZoneInfo(settings.rate.timezone))
+        return
+    if token is not None:
+        from repsend.unsubscribe import read_token, secret_of
+
+        said = read_token(secret_of(settings.env), token)
+        if said is None:
+            raise UsageError("the token is not valid: altered, cut, or signed with another "
+                             "REPSEND_UNSUBSCRIBE_SECRET; nothing recorded")
+        wanted, source, campaign = [said.address], "unsubscribe token", said.campaign or None
+    elif import_file is not None:
+        wanted = sorted(read_suppression_list(import_file))
+        source, campaign = import_source(import_file), None
+    elif remove is not None:
+        wanted, source, campaign = checked([remove]), "", None
+    else:
+        wanted, source, campaign = checked(addresses or []), "optout command", None
+    log = SendLog.open(settings.database_url)
+    try:
+        if remove is not None:
+            lifted = log.unsuppress(wanted[0], now, reason=reason.strip(), by=_who())
+            if not lifted:
+                raise UsageError(f"{wanted[0]} is not suppressed: nothing to remove")
+            typer.echo(f"removed: {wanted[0]} ({lifted} suppression(s) lifted; kept in the log as removed)")
+            return
+        done = record(log, wanted, source, now, reason=reason.strip(), campaign=campaign)
+    finally:
+        log.close()
+    for address in done.added:
+        typer.echo(f"opted out: {address}")
+    for address in done.already:
+        typer.echo(f"already opted out: {address}")
+    typer.echo(f"{len(done.added)} opted out, {len(done.already)} already were", err=True)
+
+
+def _who() -> str:
+    from repsend.optout import who
+
+    return who()
+
+
+@app.command(name="unsubscribe-endpoint", epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def unsubscribe_endpoint(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (behind your reverse proxy).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one).")] = 8025,
+    config: ConfigOption = None,
+) -> None:
+    """Serve RFC 8058 one-click unsubscribe: a POST with a valid signed token records the opt-out.
+
+    Put it behind the company's HTTPS reverse proxy at [mail] unsubscribe_url. Example:
+    repsend unsubscribe-endpoint --port 8025
+    """
+    import threading
+    from datetime import UTC, datetime
+
+    from repsend.sendlog import OPT_OUT, SendLog
+    from repsend.settings import load_settings
+    from repsend.unsubscribe import Unsubscribe, endpoint, secret_of, serve
+
+    settings = load_settings(config)
+    secret = secret_of(settings.env)
+    log = SendLog.open(settings.database_url)
+    lock = threading.Lock()  # waitress answers on threads; the log is one connection
+
+    def record(said: Unsubscribe) -> None:
+        with lock:
+            log.suppress(said.address, OPT_OUT, "unsubscribe link", datetime.now(UTC), campaign=said.campaign or None)
+
+    def ready(url: str) -> None:
+        typer.echo(f"repsend: unsubscribe endpoint listening on {url} (send log {log.name})", err=True)
+
+    try:
+        serve(endpoint(secret, record), host, port, ready)
+    finally:
+        log.close()
 
 
 DOCTOR_EXIT = "Exit codes: 0 nothing failed (warnings allowed); 1 at least one check failed."

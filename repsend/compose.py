@@ -702,6 +702,7 @@ def to_message(
     message_id: str | None = None,
     date: str | None = None,
     unsubscribe_url: str = "",
+    unsubscribe_mailto: str = "",
     policy: RepeatedHeaderPolicy = POLICY,
 ) -> EmailMessage:
     """The RFC 5322 message: From and Reply-To the rep, no Sender header (clients would show "via").
@@ -717,8 +718,11 @@ def to_message(
     if message_id:
         msg["Message-ID"] = message_id
     if unsubscribe_url:
-        # RFC 8058 one-click unsubscribe; the policy's 998-character lines keep the URL unfolded.
-        msg["List-Unsubscribe"] = policy.repeated("List-Unsubscribe", f"<{unsubscribe_url}>")
+        # RFC 8058 one-click unsubscribe, and RFC 2369's mailto to the opt-out address beside it; the policy's
+        # 998-character lines keep the URL unfolded. Each recipient's URL is its own: not a repeated header.
+        links = f"<{unsubscribe_url}>" + (f", <mailto:{unsubscribe_mailto}?subject=unsubscribe>"
+                                          if unsubscribe_mailto else "")
+        msg["List-Unsubscribe"] = links
         msg["List-Unsubscribe-Post"] = policy.repeated("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     msg.set_content(mail.body, charset="utf-8")
     return msg

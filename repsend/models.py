@@ -88,6 +88,7 @@ class Reason(StrEnum):
     BOUNCED = "bounced", "skip"
     SUPPRESSED = "suppressed", "skip"
     ALREADY_SENT = "already_sent", "skip"
+    PREVIOUSLY_FAILED = "previously_failed", "skip"
     ACTIVE_DEAL = "active_deal", "skip"
     RECENT_ACTIVITY = "recent_activity", "skip"
     COOLDOWN = "cooldown", "skip"

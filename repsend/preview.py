@@ -14,6 +14,7 @@ from repsend.report import describe
 from repsend.selection import RunOptions, select
 from repsend.settings import Settings
 from repsend.sfa.base import Source
+from repsend.unsubscribe import link_for
 
 
 def render_preview(settings: Settings, source: Source, options: RunOptions, wanted: str, raw: bool = False,
@@ -39,7 +40,8 @@ def render_preview(settings: Settings, source: Source, options: RunOptions, want
             item.mail,
             message_id=make_msgid(domain=settings.company.domain),
             date=format_datetime(datetime.now(ZoneInfo(settings.rate.timezone))),  # as a run dates it
-            unsubscribe_url=settings.mail.unsubscribe_url,
+            unsubscribe_url=link_for(settings, normalize_email(item.mail.to.addr_spec), options.campaign),
+            unsubscribe_mailto=settings.company.opt_out,
         )
         if raw:
             parts.append(head + msg.as_bytes(policy=POLICY.clone(linesep="\n")).decode("utf-8", "replace"))

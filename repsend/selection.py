@@ -18,7 +18,8 @@ from repsend.compose import Composer, Templates
 from repsend.errors import ConfigError, InputError
 from repsend.models import Company, Decision, Reason, Rep, id15, normalize_email
 from repsend.settings import Settings
-from repsend.sfa.base import Source
+from repsend.sfa.base import Blocks, Source
+from repsend.unsubscribe import secret_of
 
 
 class Summary:
@@ -206,6 +207,7 @@ def rules_of(settings: Settings, options: RunOptions, fallback: Rep | None) -> R
         fallback_sender=fallback,
         sender_domains=frozenset(d.strip().lower() for d in settings.mail.sender_domains),
         per_rep_per_day=settings.rate.per_rep_per_day,
+        retry_failed=settings.campaign.retry_failed,
         languages={key.strip().casefold(): lang for key, lang in settings.template.languages.items()},
         default_language=settings.template.default_language,
     )
@@ -214,6 +216,8 @@ def rules_of(settings: Settings, options: RunOptions, fallback: Rep | None) -> R
 def audience_of(settings: Settings, source: Source, options: RunOptions, history: History | None = None) -> Audience:
     """The run's setup: templates, reps, deals and the addresses blocked on any record, read and checked."""
     templates = load_templates(settings, options.template)
+    if settings.mail.unsubscribe_url:
+        secret_of(settings.env)  # every mail's link is signed: without the secret, stop before any decision
     companies = {language: company_of(settings, language) for language in templates.languages}
     reps = source.reps()
     rules = rules_of(settings, options, find_fallback(settings, reps))
@@ -225,6 +229,13 @@ def audience_of(settings: Settings, source: Source, options: RunOptions, history
             held = blocks.get(address)
             if held is None or Reason.SUPPRESSED.rank < held.rank:
                 blocks[address] = Reason.SUPPRESSED
+    # What came back and is in the send log (opt-outs, bounces, complaints), with where it came from.
+    for address, (reason, detail) in (history.suppressed if history is not None else {}).items():
+        held = blocks.get(address)
+        if held is None or reason.rank < held.rank:
+            blocks[address] = reason
+            if isinstance(blocks, Blocks):
+                blocks.details[address] = detail
     return Audience(reps, deals, blocks, rules, history, Composer(templates, companies, options.campaign))
 
 

@@ -29,6 +29,7 @@ from repsend.selection import RunOptions, Summary, select
 from repsend.settings import Settings
 from repsend.sfa.base import Source
 from repsend.throttle import SendWindow, Throttle
+from repsend.unsubscribe import link_for
 
 if TYPE_CHECKING:
     from repsend.sendlog import SendLog
@@ -325,7 +326,8 @@ def _send_one(decision: Decision, settings: Settings, log: SendLog, transport: T
         mail,
         message_id=message_id,
         date=format_datetime(now.astimezone(zone)),  # the Date in the rate time zone
-        unsubscribe_url=settings.mail.unsubscribe_url,
+        unsubscribe_url=link_for(settings, normalize_email(mail.to.addr_spec), options.campaign),
+        unsubscribe_mailto=settings.company.opt_out,
         policy=policy,
     )
     address = normalize_email(mail.to.addr_spec)

@@ -3,8 +3,11 @@
 A send is a row before it is a mail: ``claim`` commits a ``sending`` row before the SMTP transaction
 starts, ``finish`` records what the server said. A row left ``sending`` by a crash or a kill becomes
 ``unknown`` at the next start (``recover``) and is never sent again automatically: at most once,
-because a duplicate personal note is worse than a missing one. A partial unique index on
-(campaign, address) for every state but ``deferred`` stops two concurrent runs from both sending.
+because a duplicate personal note is worse than a missing one, until a person resolves it
+(``resolve``: the row is kept, the answer recorded beside it). A partial unique index on (campaign,
+address) over the live rows (``sent``, ``sending``, ``unknown`` not resolved as not sent) stops two
+concurrent runs from both sending; a ``failed`` or ``deferred`` row leaves room for a later try, which
+``audience`` allows for a failed one only when the campaign says so (``retry_failed``).
 
 SQLite by default (WAL, BEGIN IMMEDIATE, a long busy timeout, so a second process waits instead of
 failing), any SQLAlchemy URL otherwise (PostgreSQL is tested). The schema is versioned with Alembic
@@ -15,7 +18,7 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -32,6 +35,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     bindparam,
     create_engine,
     event,
@@ -39,8 +43,10 @@ from sqlalchemy import (
     insert,
     inspect,
     make_url,
+    or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -49,8 +55,8 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from repsend.audience import History
-from repsend.errors import ConfigError, ServiceError
-from repsend.models import id15, normalize_email
+from repsend.errors import ConfigError, ServiceError, UsageError
+from repsend.models import Reason, id15, normalize_email
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -63,8 +69,14 @@ DEFERRED: Final = "deferred"  # not delivered, safe to try in a later run (4xx a
 UNKNOWN: Final = "unknown"  # the outcome is not known (a crash mid-send): never sent again automatically
 STATES: Final = frozenset({SENDING, SENT, FAILED, DEFERRED, UNKNOWN})
 FINAL_STATES: Final = frozenset({SENT, FAILED, DEFERRED, UNKNOWN})
-# States that may have put a mail in the inbox: they count for cooldown and for the rep's daily cap.
+# States that may have put a mail in the inbox: they count for cooldown and for the rep's daily cap
+# (an ``unknown`` one unless a person resolved it as not sent).
 MAILED_STATES: Final = (SENT, SENDING, UNKNOWN)
+# What a person may find out about an ``unknown`` attempt (``resolved_as``): the mail went out, or it did not.
+NOT_SENT: Final = "not_sent"
+RESOLUTIONS: Final = (SENT, NOT_SENT)
+# The state of an address now, in the order a summary lists them (``state_now``).
+NOW_STATES: Final = (SENT, FAILED, DEFERRED, UNKNOWN, NOT_SENT, SENDING)
 
 RUN_COUNTS: Final = ("considered", "sent", "failed", "deferred", "unknown", "skipped")
 
@@ -110,7 +122,18 @@ class _Base(SQLModel, registry=registry()):
 
 metadata = _Base.metadata
 
-_NOT_DEFERRED = text("state != 'deferred'")
+# The live rows, which hold the address for the campaign (migration 0003): ``is_live`` says the same in Python.
+_LIVE = text("state != 'deferred' AND state != 'failed' AND (resolved_as IS NULL OR resolved_as != 'not_sent')")
+
+
+def is_live(state: str, resolved_as: str | None) -> bool:
+    """Whether an attempt holds its address for its campaign: it went out, may have, or is under way."""
+    return state not in (DEFERRED, FAILED) and resolved_as != NOT_SENT
+
+
+def effective_state(state: str, resolved_as: str | None) -> str:
+    """An attempt's state as a person reads it: an ``unknown`` one a person resolved reads as the answer."""
+    return resolved_as if state == UNKNOWN and resolved_as else state
 
 
 class SendAttempt(_Base, table=True):
@@ -129,8 +152,8 @@ class SendAttempt(_Base, table=True):
             "campaign",
             "address",
             unique=True,
-            sqlite_where=_NOT_DEFERRED,
-            postgresql_where=_NOT_DEFERRED,
+            sqlite_where=_LIVE,
+            postgresql_where=_LIVE,
         ),
     )
 
@@ -150,6 +173,11 @@ class SendAttempt(_Base, table=True):
     smtp_text: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A person's answer for an ``unknown`` attempt (``repsend resolve``): sent or not_sent, when, who, why.
+    resolved_as: str | None = Field(default=None, sa_type=String)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_by: str | None = Field(default=None, sa_type=String)
+    resolved_note: str | None = Field(default=None, sa_type=Text)
 
 
 def _count() -> Any:
@@ -176,14 +204,69 @@ class Run(_Base, table=True):
     exit_code: int | None = Field(default=None, sa_type=Integer)
 
 
+# Kinds of suppression (migration 0004) and the reason each gives a contact at that address.
+OPT_OUT: Final = "opt_out"
+BOUNCE: Final = "bounce"
+COMPLAINT: Final = "complaint"
+SUPPRESSION_KINDS: Final = (OPT_OUT, BOUNCE, COMPLAINT)
+_KIND_REASON: Final = {OPT_OUT: Reason.OPTED_OUT, BOUNCE: Reason.BOUNCED, COMPLAINT: Reason.SUPPRESSED}
+_KIND_WORDS: Final = {OPT_OUT: "opted out", BOUNCE: "bounced", COMPLAINT: "complained"}
+
+
+class Suppression(_Base, table=True):
+    """An address no run may mail: an opt-out, a hard bounce or a complaint, kept with where it came
+    from; a removal (a mistake corrected) is recorded on the row, never deleted."""
+
+    __tablename__ = "suppression"
+    __table_args__ = (Index("ix_suppression_address", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=Integer)
+    address: str = Field(sa_type=String)  # normalized
+    kind: str = Field(sa_type=String)  # one of SUPPRESSION_KINDS
+    source: str = Field(sa_type=String)  # "optout command", "unsubscribe link", "inbox: bounces.mbox#12"...
+    reason: str = Field(default="", sa_type=Text)
+    campaign: str | None = Field(default=None, sa_type=String)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    created_by: str = Field(default="", sa_type=String)
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    removed_by: str | None = Field(default=None, sa_type=String)
+    removed_reason: str | None = Field(default=None, sa_type=Text)
+
+    @property
+    def detail(self) -> str:
+        """The decision's detail for a contact at this address: what, when, where from."""
+        words = f"{_KIND_WORDS.get(self.kind, self.kind)} {self.created_at.date().isoformat()}"
+        if self.reason:
+            words += f": {self.reason}"
+        return f"{words} ({self.source})"
+
+
+class InboxMessage(_Base, table=True):
+    """A message ``repsend inbox`` sorted, by its key (Message-ID or digest): each is handled once."""
+
+    __tablename__ = "inbox_message"
+
+    key: str = Field(primary_key=True, sa_type=String)
+    kind: str = Field(sa_type=String)
+    source: str = Field(sa_type=Text)
+    address: str | None = Field(default=None, sa_type=String)
+    detail: str | None = Field(default=None, sa_type=Text)
+    read_at: datetime = Field(sa_type=UTCDateTime)
+
+
 _attempt = SendAttempt.__table__  # type: ignore[attr-defined]
 _run = Run.__table__  # type: ignore[attr-defined]
+_suppression = Suppression.__table__  # type: ignore[attr-defined]
+_inbox = InboxMessage.__table__  # type: ignore[attr-defined]
 
 # The two statements of every mail, built once: executed with a dict of values, they are compiled once
 # per connection's dialect and taken from SQLAlchemy's cache after that (a statement built per call costs
 # more than the SQLite write itself). The UPDATE's SET clause comes from the keys of its values.
 _CLAIM = insert(_attempt)
 _FINISH = update(_attempt).where(_attempt.c.id == bindparam("row_id"))
+# The columns migration 0003 added: a log opened read-only at an older revision lacks them (and has no
+# resolutions); a writer always has them, having migrated to head.
+_RESOLUTION_COLUMNS: Final = ("resolved_as", "resolved_at", "resolved_by", "resolved_note")
 _CLAIM_KEYS: Final = ("run_id", "campaign", "contact_id", "address", "rep_id", "rep_email", "subject", "message_id",
                       "template", "language", "state", "created_at")
 _FINISH_KEYS: Final = ("row_id", "state", "finished_at", "smtp_code", "smtp_text")
@@ -254,7 +337,8 @@ def _reason(exc: BaseException, password: str | None) -> str:
 class SendLog:
     """The send log on one long-lived connection: each write is one short transaction."""
 
-    def __init__(self, engine: Engine, connection: Connection, name: str, *, readonly: bool = False) -> None:
+    def __init__(self, engine: Engine, connection: Connection, name: str, *, readonly: bool = False,
+                 resolutions: bool = True, suppression: bool = True) -> None:
         self._engine = engine
         self._conn = connection
         self.name = name  # the URL with the password hidden
@@ -263,6 +347,18 @@ class SendLog:
         # SQLite (the default log): claim and finish run on the driver's connection (``_driver_write``).
         self._sqlite = connection.dialect.name == "sqlite"
         self._driver_statements: dict[str, _DriverStatement] = {}
+        # False only for a log read as it is at a revision before 0003 (``open_readonly``).
+        self._resolutions = resolutions
+        # False only for a log read as it is at a revision before 0004: no suppression can be in it yet.
+        self._has_suppression = suppression
+        a = _attempt.c
+        self._columns = [c for c in _attempt.c if resolutions or c.name not in _RESOLUTION_COLUMNS]
+        not_resolved_unsent = or_(a.resolved_as.is_(None), a.resolved_as != NOT_SENT) if resolutions else None
+        live = and_(a.state != DEFERRED, a.state != FAILED)
+        mailed = a.state.in_(MAILED_STATES)
+        # What the unique key holds (``_LIVE``), and what may have reached an inbox (cooldown, caps).
+        self._live = live if not_resolved_unsent is None else and_(live, not_resolved_unsent)
+        self._mailed = mailed if not_resolved_unsent is None else and_(mailed, not_resolved_unsent)
 
     def __repr__(self) -> str:
         return f"SendLog({self.name!r}{', readonly' if self.readonly else ''})"
@@ -309,7 +405,10 @@ class SendLog:
         try:
             connection = engine.connect()
             with connection.begin():
-                present = inspect(connection).has_table(_attempt.name)
+                inspector = inspect(connection)
+                present = inspector.has_table(_attempt.name)
+                columns = {c["name"] for c in inspector.get_columns(_attempt.name)} if present else set()
+                suppression = inspector.has_table(_suppression.name)
         except BaseException as exc:
             if connection is not None:
                 connection.close()
@@ -321,7 +420,8 @@ class SendLog:
             connection.close()
             engine.dispose()
             return None
-        return cls(engine, connection, name, readonly=True)
+        return cls(engine, connection, name, readonly=True, resolutions=set(_RESOLUTION_COLUMNS) <= columns,
+                   suppression=suppression)
 
     def _migrate(self) -> None:
         """Upgrade to head inside one write transaction, so that a second process waits, then finds head."""
@@ -461,8 +561,9 @@ class SendLog:
         A run is gone when it finished, when it ran on ``host`` (this machine) and its process no longer
         exists, when its row is missing, or when the attempt is older than ``stale_after`` (no SMTP
         transaction lasts that long). A run still under way elsewhere keeps its rows: its own ``finish``
-        will record the real outcome. Unknown blocks the address for the campaign for good: the mail may
-        have left, and a duplicate personal note is worse than a missing one.
+        will record the real outcome. Unknown blocks the address for the campaign until a person says
+        otherwise (``resolve``): the mail may have left, and a duplicate personal note is worse than a
+        missing one.
         """
         a, r = _attempt.c, _run.c
         with self._write("recover interrupted sends") as conn:
@@ -500,8 +601,9 @@ class SendLog:
     ) -> int | None:
         """Commit a ``sending`` row before the SMTP transaction starts; its id, or None if taken.
 
-        None means a row of this campaign for this address already exists in a state other than
-        ``deferred`` (an earlier run, or a concurrent one that won the race): do not send.
+        None means a live row of this campaign for this address already exists (``sent``, ``sending``,
+        ``unknown`` not resolved as not sent: an earlier run, or a concurrent one that won the race): do not
+        send. A ``failed`` or ``deferred`` row leaves room: whether to try again is the audience's rule.
         """
         address = normalize_email(address)
         values = {
@@ -533,9 +635,8 @@ class SendLog:
 
     def _holder(self, campaign: str, address: str) -> bool:
         with self._read("claim a send") as conn:
-            query = select(_attempt.c.id).where(
-                _attempt.c.campaign == campaign, _attempt.c.address == address, _attempt.c.state != DEFERRED
-            )
+            query = select(_attempt.c.id).where(_attempt.c.campaign == campaign, _attempt.c.address == address,
+                                                self._live)
             return conn.execute(query.limit(1)).first() is not None
 
     def finish(self, row_id: int, state: str, now: datetime, code: int | None, text: str | None) -> None:
@@ -566,10 +667,13 @@ class SendLog:
             raise ValueError(f"send log {self.name}: no send attempt {row_id}")
 
     def history(self, campaign: str, cooldown_since: datetime, day_start: datetime, day_end: datetime) -> History:
-        """What the audience needs to know before a run, in three aggregate queries.
+        """What the audience needs to know before a run, in four aggregate queries.
 
-        - campaign_addresses: this campaign's addresses in any state but ``deferred``;
-        - last_mailed: address -> day of its latest ``sent``/``sending``/``unknown`` row (any campaign)
+        - campaign_addresses: this campaign's addresses with a live row (``sent``, ``sending``, ``unknown``
+          not resolved as not sent): the mail went out, may have, or is going;
+        - campaign_failed: this campaign's addresses the server refused (``failed``) -> its latest answer
+          ("550 5.1.1 ..."); an address in both is already sent (a retry that went through);
+        - last_mailed: address -> day of its latest row that may have reached the inbox (any campaign)
           created on or after ``cooldown_since``, the day taken in ``cooldown_since``'s time zone;
         - rep_sent_today: id15 of the rep -> such rows created in [day_start, day_end).
         """
@@ -577,16 +681,21 @@ class SendLog:
         a = _attempt.c
         with self._read("read the send history") as conn:
             addresses = frozenset(
-                conn.execute(select(a.address).where(a.campaign == campaign, a.state != DEFERRED).distinct()).scalars()
+                conn.execute(select(a.address).where(a.campaign == campaign, self._live).distinct()).scalars()
             )
+            refused = conn.execute(
+                select(a.address, a.smtp_code, a.smtp_text)
+                .where(a.campaign == campaign, a.state == FAILED)
+                .order_by(a.created_at, a.id)
+            ).all()
             latest = conn.execute(
                 select(a.address, func.max(a.created_at))
-                .where(a.state.in_(MAILED_STATES), a.created_at >= cooldown_since)
+                .where(self._mailed, a.created_at >= cooldown_since)
                 .group_by(a.address)
             ).all()
             per_rep = conn.execute(
                 select(a.rep_id, func.count())
-                .where(a.state.in_(MAILED_STATES), a.created_at >= day_start, a.created_at < day_end)
+                .where(self._mailed, a.created_at >= day_start, a.created_at < day_end)
                 .group_by(a.rep_id)
             ).all()
         rep_sent_today: dict[str, int] = {}
@@ -595,9 +704,26 @@ class SendLog:
             rep_sent_today[key] = rep_sent_today.get(key, 0) + int(count)
         return History(
             campaign_addresses=addresses,
+            # Oldest first, so that the latest refusal of an address is the one kept.
+            campaign_failed={address: answer(code, words) for address, code, words in refused},
             last_mailed={address: when.astimezone(zone).date() for address, when in latest},
             rep_sent_today=rep_sent_today,
+            suppressed=self.suppressed(),
         )
+
+    def _filters(self, campaign: str | None, since: datetime | None, state: str | None, rep: str | None) -> list[Any]:
+        a = _attempt.c
+        filters: list[Any] = []
+        if campaign is not None:
+            filters.append(a.campaign == campaign)
+        if since is not None:
+            filters.append(a.created_at >= since)
+        if state is not None:
+            filters.append(a.state == state)
+        if rep:
+            wanted = rep.strip()
+            filters.append((func.lower(a.rep_email) == wanted.lower()) | (func.substr(a.rep_id, 1, 15) == id15(wanted)))
+        return filters
 
     def attempts(
         self, campaign: str | None = None, since: datetime | None = None, state: str | None = None,
@@ -608,28 +734,171 @@ class SendLog:
         ``rep`` matches the rep's address (any case) or User Id (15 or 18 characters).
         """
         a = _attempt.c
-        query = select(_attempt).order_by(a.created_at.desc(), a.id.desc())
-        if campaign is not None:
-            query = query.where(a.campaign == campaign)
-        if since is not None:
-            query = query.where(a.created_at >= since)
-        if state is not None:
-            query = query.where(a.state == state)
-        if rep:
-            wanted = rep.strip()
-            query = query.where(
-                (func.lower(a.rep_email) == wanted.lower()) | (func.substr(a.rep_id, 1, 15) == id15(wanted))
-            )
+        query = select(*self._columns).where(*self._filters(campaign, since, state, rep))
         with self._read("read the send log") as conn:
-            return [SendAttempt(**row._mapping) for row in conn.execute(query)]
+            rows = conn.execute(query.order_by(a.created_at.desc(), a.id.desc()))
+            return [SendAttempt(**row._mapping) for row in rows]
+
+    def states_now(
+        self, campaign: str | None = None, since: datetime | None = None, state: str | None = None,
+        rep: str | None = None,
+    ) -> dict[tuple[str, str], "AddressNow"]:
+        """(campaign, address) -> its state now, for every pair that has an attempt matching the filters,
+        judged on all of the pair's attempts (a ``deferred`` one from before ``since`` that a later run
+        sent is ``sent``): see ``state_now``."""
+        a = _attempt.c
+        resolved = a.resolved_as if self._resolutions else None
+        pairs = select(a.campaign, a.address).where(*self._filters(campaign, since, state, rep)).distinct()
+        query = select(a.id, a.campaign, a.address, a.state, a.rep_email, a.created_at,
+                       *(() if resolved is None else (resolved,))).where(tuple_(a.campaign, a.address).in_(pairs))
+        grouped: dict[tuple[str, str], list[tuple[str, str | None, datetime, int, str]]] = {}
+        with self._read("read the send log") as conn:
+            for row in conn.execute(query):
+                m = row._mapping
+                grouped.setdefault((m["campaign"], m["address"]), []).append(
+                    (m["state"], m.get("resolved_as"), m["created_at"], m["id"], m["rep_email"]))
+        return {pair: state_now(attempts) for pair, attempts in grouped.items()}
+
+    def resolve(self, campaign: str, address: str, resolved_as: str, *, now: datetime, by: str,
+                note: str = "") -> SendAttempt:
+        """A person's answer for the ``unknown`` attempt of this campaign and address: the mail went out
+        (``sent``: never sent again, it counts as mailed) or it did not (``not_sent``: a later run may try
+        again). The row keeps its state; the answer, when, who and the note are recorded beside it. A
+        ``UsageError`` (exit 2) names what there is instead when no attempt waits for an answer."""
+        if resolved_as not in RESOLUTIONS:
+            raise ValueError(f"not a resolution: {resolved_as!r} (expected {' or '.join(RESOLUTIONS)})")
+        address = normalize_email(address)
+        a = _attempt.c
+        with self._write("record a resolution") as conn:
+            rows = [SendAttempt(**row._mapping) for row in conn.execute(
+                select(_attempt).where(a.campaign == campaign, a.address == address).order_by(a.created_at, a.id))]
+            waiting = [r for r in rows if r.state == UNKNOWN and r.resolved_as is None]
+            if not waiting:
+                raise UsageError(_nothing_to_resolve(campaign, address, rows))
+            row = waiting[-1]  # the live key allows one; the latest, should a pre-0003 log hold more
+            values = {"resolved_as": resolved_as, "resolved_at": now, "resolved_by": by, "resolved_note": note or None}
+            conn.execute(update(_attempt).where(a.id == row.id, a.resolved_as.is_(None)).values(**values))
+        for key, value in values.items():
+            setattr(row, key, value)
+        return row
+
+    # -- suppression (migration 0004) ------------------------------------------------------------------
+
+    def suppress(self, address: str, kind: str, source: str, now: datetime, *, reason: str = "",
+                 campaign: str | None = None, by: str = "") -> bool:
+        """Suppress an address; False (and nothing written) when it is already suppressed as ``kind``."""
+        if kind not in SUPPRESSION_KINDS:
+            raise ValueError(f"not a suppression kind: {kind!r}")
+        address = normalize_email(address)
+        s = _suppression.c
+        with self._write("record a suppression in") as conn:
+            held = conn.execute(select(s.id).where(s.address == address, s.kind == kind, s.removed_at.is_(None))
+                                .limit(1)).first()
+            if held is not None:
+                return False
+            conn.execute(insert(_suppression).values(address=address, kind=kind, source=source, reason=reason,
+                                                     campaign=campaign, created_at=now, created_by=by))
+        return True
+
+    def unsuppress(self, address: str, now: datetime, *, reason: str, by: str = "") -> int:
+        """Lift every suppression of an address (a mistake); the rows stay, marked removed. How many."""
+        s = _suppression.c
+        with self._write("remove a suppression in") as conn:
+            result = conn.execute(update(_suppression)
+                                  .where(s.address == normalize_email(address), s.removed_at.is_(None))
+                                  .values(removed_at=now, removed_by=by, removed_reason=reason))
+        return int(result.rowcount or 0)
+
+    def suppressions(self, *, removed: bool = False) -> list[Suppression]:
+        """Every suppression in force (with ``removed``, the lifted ones too), oldest first."""
+        if not self._has_suppression:
+            return []
+        s = _suppression.c
+        query = select(_suppression).order_by(s.created_at, s.id)
+        if not removed:
+            query = query.where(s.removed_at.is_(None))
+        with self._read("read the suppressions of") as conn:
+            return [Suppression(**row._mapping) for row in conn.execute(query)]
+
+    def suppressed(self) -> dict[str, tuple[Reason, str]]:
+        """Address -> the reason and detail its suppressions give (the first in Reason's order wins)."""
+        found: dict[str, tuple[Reason, str]] = {}
+        for row in self.suppressions():
+            reason = _KIND_REASON[row.kind]
+            held = found.get(row.address)
+            if held is None or reason.rank < held[0].rank:
+                found[row.address] = (reason, row.detail)
+        return found
+
+    def inbox_seen(self, keys: Iterable[str]) -> set[str]:
+        """The keys among ``keys`` of messages already sorted."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted or not self._has_suppression:
+            return set()
+        seen: set[str] = set()
+        with self._read("read the inbox messages of") as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                seen.update(conn.execute(select(_inbox.c.key).where(_inbox.c.key.in_(chunk))).scalars())
+        return seen
+
+    def remember_inbox(self, key: str, kind: str, source: str, now: datetime, *, address: str | None = None,
+                       detail: str | None = None) -> bool:
+        """Record a sorted message; False when its key was recorded already (another reader got there first)."""
+        with self._write("record an inbox message in") as conn:
+            if conn.execute(select(_inbox.c.key).where(_inbox.c.key == key)).first() is not None:
+                return False
+            conn.execute(insert(_inbox).values(key=key, kind=kind, source=source, address=address, detail=detail,
+                                               read_at=now))
+        return True
 
     def rows(self, campaign: str | None = None) -> list[SendAttempt]:
         """Every attempt (of one campaign), oldest first: for reports and tests."""
-        query = select(_attempt).order_by(_attempt.c.id)
+        query = select(*self._columns).order_by(_attempt.c.id)
         if campaign is not None:
             query = query.where(_attempt.c.campaign == campaign)
         with self._read("read the send log") as conn:
             return [SendAttempt(**row._mapping) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class AddressNow:
+    """What became of one address in one campaign, all its attempts taken together."""
+
+    state: str  # one of NOW_STATES
+    attempt_id: int  # the attempt that says so
+    rep_email: str  # its rep: the one a summary counts it for
+    attempts: int
+
+
+def state_now(attempts: list[tuple[str, str | None, datetime, int, str]]) -> AddressNow:
+    """The state of an address now from its attempts in one campaign, (state, resolved_as, created_at, id,
+    rep_email) each: the live attempt's (the unique key allows one: sent, sending, or unknown, or sent as
+    a person resolved it), else the latest attempt's (failed, deferred, or not_sent as resolved)."""
+    live = [t for t in attempts if is_live(t[0], t[1])]
+    state, resolved_as, _, attempt_id, rep_email = max(live or attempts, key=lambda t: (t[2], t[3]))
+    return AddressNow(effective_state(state, resolved_as), attempt_id, rep_email, len(attempts))
+
+
+def answer(code: int | None, words: str | None) -> str:
+    """The server's answer on one line, as a person reads it: "550 5.1.1 user unknown"."""
+    text = " ".join((words or "").split())
+    return f"{code} {text}".strip() if code is not None else text
+
+
+def _nothing_to_resolve(campaign: str, address: str, rows: list[SendAttempt]) -> str:
+    """Why there is nothing to resolve, with what there is instead."""
+    head = f"no unknown attempt to resolve for {address} in campaign {campaign!r}"
+    if not rows:
+        return f"{head}: the send log has no attempt for it (check the address and --campaign)"
+    last = rows[-1]
+    if last.resolved_as:
+        when = last.resolved_at.isoformat(timespec="seconds") if last.resolved_at else "?"
+        return f"{head}: already resolved as {last.resolved_as} by {last.resolved_by} at {when}"
+    if last.state == SENDING:
+        return (f"{head}: its attempt is still 'sending' (a run under way, or one that died: the next run "
+                "marks it unknown)")
+    return f"{head}: its latest attempt is {last.state}"
 
 
 # -- engines -----------------------------------------------------------------------------------------

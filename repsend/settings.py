@@ -105,6 +105,8 @@ class AudienceSettings(_Section):
 class CampaignSettings(_Section):
     name: Annotated[str, Field(min_length=1)] = "dormant"
     template: Annotated[str, Field(min_length=1)] = "dormant"
+    # An address the server refused (5xx) in this campaign is skipped as previously_failed unless true.
+    retry_failed: bool = False
 
 
 class TemplateSettings(_Section):

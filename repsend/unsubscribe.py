@@ -15,10 +15,13 @@ import hmac
 import html
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from repsend.errors import ConfigError
+
+if TYPE_CHECKING:
+    from repsend.settings import Settings
 
 SECRET_VARIABLE = "REPSEND_UNSUBSCRIBE_SECRET"
 _VERSION = "1"
@@ -89,6 +92,14 @@ def unsubscribe_url(base: str, token: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
+def link_for(settings: Settings, address: str, campaign: str) -> str:
+    """This recipient's one-click URL for ``List-Unsubscribe``; "" without ``[mail] unsubscribe_url``."""
+    base = settings.mail.unsubscribe_url
+    if not base:
+        return ""
+    return unsubscribe_url(base, make_token(secret_of(settings.env), address, campaign))
+
+
 # -- the endpoint ------------------------------------------------------------------------------------
 
 Record = Callable[[Unsubscribe], None]
@@ -143,8 +154,11 @@ def _answer(start_response: StartResponse, status: str, text: str, form: str = "
     return [body]
 
 
-def serve(app: Callable[..., Iterable[bytes]], host: str, port: int) -> None:
-    """Serve until stopped, with waitress (threads, HTTP parsing hardened for the open internet)."""
+def serve(app: Callable[..., Iterable[bytes]], host: str, port: int, ready: Callable[[str], None]) -> None:
+    """Serve until stopped, with waitress (threads, HTTP parsing hardened for the open internet); ``ready``
+    gets the URL once the socket listens (port 0: a free one)."""
     import waitress
 
-    waitress.serve(app, host=host, port=port, ident="repsend")
+    server = waitress.create_server(app, host=host, port=port, ident="repsend")
+    ready(f"http://{host}:{server.effective_port}/")
+    server.run()

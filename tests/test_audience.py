@@ -156,6 +156,8 @@ CASES = [
     Case(Reason.BOUNCED, Setup(contact={"bounced": True})),
     Case(Reason.SUPPRESSED, Setup(suppressed=frozenset({ADDRESS}))),
     Case(Reason.ALREADY_SENT, Setup(history={"campaign_addresses": frozenset({ADDRESS})})),
+    Case(Reason.PREVIOUSLY_FAILED, Setup(history={"campaign_failed": {ADDRESS: "550 5.1.1 user unknown"}}),
+         detail="550 5.1.1 user unknown"),
     Case(Reason.ACTIVE_DEAL, Setup(deals=(open_deal(1, account_id=YAMADA["account_id"][:15]),))),
     Case(Reason.RECENT_ACTIVITY, Setup(contact={"last_activity": DORMANT_SINCE})),
     Case(Reason.COOLDOWN, Setup(history={"last_mailed": {ADDRESS: COOLDOWN_SINCE}}), detail="last mailed 2026-08-25"),
@@ -264,6 +266,10 @@ PAIRS = [
     Pair(Reason.BOUNCED, Reason.ALREADY_SENT, first=BOUNCED_ELSEWHERE, detail="on another record",
          note="on another record"),
     Pair(Reason.SUPPRESSED, Reason.ACTIVE_DEAL, second=DEAL_ELSEWHERE, note="deal on another record"),
+    Pair(Reason.SUPPRESSED, Reason.PREVIOUSLY_FAILED),
+    Pair(Reason.ALREADY_SENT, Reason.PREVIOUSLY_FAILED, note="refused, then sent by a retry"),
+    Pair(Reason.PREVIOUSLY_FAILED, Reason.ACTIVE_DEAL),
+    Pair(Reason.PREVIOUSLY_FAILED, Reason.ACTIVE_DEAL, second=DEAL_ELSEWHERE, note="deal on another record"),
     Pair(Reason.ALREADY_SENT, Reason.ACTIVE_DEAL),
     Pair(Reason.ALREADY_SENT, Reason.ACTIVE_DEAL, second=DEAL_ELSEWHERE, note="deal on another record"),
     Pair(Reason.ACTIVE_DEAL, Reason.RECENT_ACTIVITY),
@@ -295,6 +301,31 @@ def test_the_earlier_reason_wins(pair: Pair) -> None:
     both = decide(first + second)
     expected = ALONE[pair.earlier].detail if pair.detail is None else pair.detail
     assert (both.reason, both.detail, both.mail) == (pair.earlier, expected, None)
+
+
+REFUSED = {"campaign_failed": {ADDRESS: "550 5.1.1 user unknown"}}
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        pytest.param(Setup(history=REFUSED), Reason.DORMANT, id="dormant"),
+        pytest.param(Setup(history=REFUSED) + ALONE[Reason.ACTIVE_DEAL].setup, Reason.ACTIVE_DEAL, id="active_deal"),
+        pytest.param(Setup(history=REFUSED) + ALONE[Reason.COOLDOWN].setup, Reason.COOLDOWN, id="cooldown"),
+        pytest.param(Setup(history={**REFUSED, "campaign_addresses": frozenset({ADDRESS})}), Reason.ALREADY_SENT,
+                     id="already_sent"),
+    ],
+)
+def test_retry_failed_lets_a_refused_address_through_to_the_other_rules(setup: Setup, reason: Reason) -> None:
+    """``[campaign] retry_failed = true``: the refusal no longer counts; every other rule still does."""
+    decision = decide(setup + Setup(rules={"retry_failed": True}))
+    assert decision.reason is reason
+    assert (decision.mail is not None) is (reason is Reason.DORMANT)
+
+
+def test_a_refusal_in_the_history_is_per_address_after_trimming_and_case() -> None:
+    rows = [record(1, email=SAME_PERSON), record(2)]
+    assert decide_all(rows, Setup(history=REFUSED)) == ["previously_failed", "dormant"]
 
 
 def test_one_mail_per_address_after_trimming_and_case() -> None:

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from repsend.clock import FakeClock
 from repsend.models import Decision
@@ -20,6 +21,7 @@ from repsend.sendlog import SendLog
 from repsend.settings import Settings, load_settings
 from repsend.sfa import open_source
 from repsend.transport import open_transport
+from repsend.unsubscribe import Unsubscribe, read_token
 from tests.helpers import CARTER, SATO, contact, deal, write_config, write_export
 from tests.smtp_server import SmtpSink
 
@@ -38,6 +40,9 @@ class Collect:
 
     def progress(self, done: int, total: int, outcomes: Any) -> None:
         pass
+
+
+SECRET = "test-unsubscribe-secret-0123456789"
 
 
 def configure(tmp_path: Path, sink: SmtpSink | None, rows: list[dict[str, str]], deals=(),
@@ -72,7 +77,8 @@ def test_each_chosen_contact_gets_one_mail_and_nobody_else_any(tmp_path: Path, s
             MailingCountry="United States", FirstName="John", LastName="Miller"), contact(4), contact(5, Email="")]
     settings = configure(tmp_path, smtp_sink, rows, [deal(1, rows[3]["AccountId"])],
                          mail={"envelope_from": "bounces@acme.example",
-                               "unsubscribe_url": "https://acme.example/u?t=" + "x" * 90})
+                               "unsubscribe_url": "https://acme.example/unsubscribe"})
+    settings.env["REPSEND_UNSUBSCRIBE_SECRET"] = SECRET
     result, reporter, log = run(settings)
     assert result.exit_code == 0
     received = {m.rcpt_tos[0]: m for m in smtp_sink.messages}
@@ -85,7 +91,14 @@ def test_each_chosen_contact_gets_one_mail_and_nobody_else_any(tmp_path: Path, s
     assert str(en.message["From"]) == "Emily Carter <e.carter@acme.example>"
     assert msg["Message-ID"].endswith("@acme.example>")
     assert msg["Date"].datetime == MONDAY_10_TOKYO
-    assert msg["List-Unsubscribe"] == "<https://acme.example/u?t=" + "x" * 90 + ">"
+    # Each recipient's own signed link (RFC 8058), and the opt-out address beside it.
+    links = {m: str(received[m].message["List-Unsubscribe"]) for m in received}
+    for address, link in links.items():
+        url, mailto = link.split(", ")
+        token = parse_qs(urlsplit(url.strip("<>")).query)["t"][0]
+        assert read_token(SECRET.encode(), token) == Unsubscribe(address, "dormant")
+        assert mailto == "<mailto:optout@acme.example?subject=unsubscribe>"
+    assert links["c1@example.co.jp"] != links["c3@example.co.jp"]
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "Sender" not in msg
     assert "山田1様" in msg.get_content() and "optout@acme.example" in msg.get_content()
@@ -356,13 +369,15 @@ def test_the_send_log_as_a_manager_reads_it(tmp_path: Path, smtp_sink: SmtpSink)
     table = CliRunner().invoke(app, ["log", "--config", str(config)])
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:6] == ["when", "campaign", "from", "to", "state", "code"]
-    assert "3 attempts: 1 failed, 2 sent" in table.stdout
-    assert "k.sato@acme.example" in table.stdout and "2 sent" in lines[-1]
+    assert lines[0].split()[:7] == ["when", "campaign", "from", "to", "state", "now", "code"]
+    assert "3 attempts for 3 addresses: 1 failed, 2 sent" in table.stdout
+    assert lines[-1].split() == ["rep", "k.sato@acme.example", "2", "1", "0", "0"]  # sent, failed, deferred, unknown
     failed = CliRunner().invoke(app, ["log", "--state", "failed", "--json", "--config", str(config)])
     records = [json.loads(line) for line in failed.stdout.splitlines()]
     assert [(r["address"], r["state"], r["smtp_code"]) for r in records[:-1]] == [("c2@example.co.jp", "failed", 550)]
-    assert records[-1] == {"type": "summary", "attempts": 1, "states": {"failed": 1}}
+    assert records[-1] == {"type": "summary", "attempts": 1, "states": {"failed": 1}, "addresses": 1,
+                           "now": {"failed": 1}, "campaigns": {"dormant": {"failed": 1}},
+                           "reps": {"k.sato@acme.example": {"failed": 1}}}
     later = CliRunner().invoke(app, ["log", "--since", "2099-01-01", "--config", str(config)])
     assert "no send attempts match" in later.stdout
 

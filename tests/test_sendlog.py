@@ -27,7 +27,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from repsend import sendlog
-from repsend.errors import ConfigError, ServiceError
+from repsend.errors import ConfigError, ServiceError, UsageError
 from repsend.sendlog import SendLog, alembic_config
 from tests.pg import ADMIN_URL, _admin_connect, _fresh_schema  # noqa: F401
 
@@ -38,7 +38,7 @@ REP18 = "0055g00000AbCdEAAV"
 REP15 = REP18[:15]
 OTHER_REP = "0055g00000AbCdFAAV"
 SUBJECT = "ご無沙汰しております"
-HEAD = "0002"  # the newest migration: a new one changes this, the pinned schema, and nothing else here
+HEAD = "0004"  # the newest migration: a new one changes this, the pinned schema, and nothing else here
 
 
 # -- databases ---------------------------------------------------------------------------------------
@@ -110,9 +110,11 @@ def test_claim_then_finish_and_the_unique_key(log: SendLog) -> None:
     retry = claim(log, "taro@example.com", run_id="run2")
     assert retry is not None and retry != later
     assert claim(log, "taro@example.com", run_id="run3") is None
-    # A failed (5xx) row blocks for good; another campaign is not blocked.
+    # A failed (5xx) row leaves room too (whether to try again is the audience's rule), and only once.
     attempt(log, "jiro@example.com", "failed")
-    assert claim(log, "jiro@example.com", run_id="run2") is None
+    assert claim(log, "jiro@example.com", run_id="run2") is not None
+    assert claim(log, "jiro@example.com", run_id="run3") is None
+    # Another campaign is not blocked.
     assert claim(log, "hanako@example.co.jp", campaign="spring") is not None
 
     rows = log.rows("dormant")
@@ -121,12 +123,13 @@ def test_claim_then_finish_and_the_unique_key(log: SendLog) -> None:
         ("taro@example.com", "deferred"),
         ("taro@example.com", "sending"),
         ("jiro@example.com", "failed"),
+        ("jiro@example.com", "sending"),
     ]
     sent = rows[0]
     assert (sent.smtp_code, sent.smtp_text, sent.rep_id, sent.subject) == (250, "2.0.0 Ok: queued", REP18, SUBJECT)
     assert sent.created_at == T0 and sent.created_at.tzinfo is not None
     assert sent.finished_at == T0 + timedelta(seconds=1)
-    assert len(log.rows()) == 5
+    assert len(log.rows()) == 6
 
 
 def test_finish_checks_its_arguments(log: SendLog) -> None:
@@ -181,12 +184,8 @@ def test_history_cooldown_window(log: SendLog) -> None:
     attempt(log, "late@example.com", "sent", when=T0 + timedelta(hours=20))
 
     history = log.history("dormant", T0, T0, T0 + timedelta(days=1))
-    assert history.campaign_addresses == {
-        "before@example.com",
-        "edge@example.com",
-        "failed@example.com",
-        "late@example.com",
-    }
+    assert history.campaign_addresses == {"before@example.com", "edge@example.com", "late@example.com"}
+    assert history.campaign_failed == {"failed@example.com": "550 x"}  # refused, never mailed
     assert history.last_mailed == {
         "edge@example.com": (T0 + timedelta(days=2)).date(),
         "other@example.com": T0.date(),
@@ -381,6 +380,18 @@ PINNED_SCHEMA: dict[str, Any] = {
         "pk": ["version_num"],
         "indexes": [],
     },
+    "inbox_message": {
+        "columns": [
+            ("key", "String", False, None),
+            ("kind", "String", False, None),
+            ("source", "Text", False, None),
+            ("address", "String", True, None),
+            ("detail", "Text", True, None),
+            ("read_at", "DateTime", False, None),
+        ],
+        "pk": ["key"],
+        "indexes": [],
+    },
     "run": {
         "columns": [
             ("id", "String", False, None),
@@ -418,6 +429,10 @@ PINNED_SCHEMA: dict[str, Any] = {
             ("smtp_text", "Text", True, None),
             ("created_at", "DateTime", False, None),
             ("finished_at", "DateTime", True, None),
+            ("resolved_as", "String", True, None),
+            ("resolved_at", "DateTime", True, None),
+            ("resolved_by", "String", True, None),
+            ("resolved_note", "Text", True, None),
         ],
         "pk": ["id"],
         "indexes": [
@@ -425,8 +440,26 @@ PINNED_SCHEMA: dict[str, Any] = {
             ("ix_send_attempt_campaign_address", ["campaign", "address"], False, None),
             ("ix_send_attempt_created_at", ["created_at"], False, None),
             ("ix_send_attempt_rep_id_created_at", ["rep_id", "created_at"], False, None),
-            ("uq_send_attempt_campaign_address_live", ["campaign", "address"], True, "state!='deferred'"),
+            ("uq_send_attempt_campaign_address_live", ["campaign", "address"], True,
+             "state!='deferred'ANDstate!='failed'ANDresolved_asISNULLORresolved_as!='not_sent'"),
         ],
+    },
+    "suppression": {
+        "columns": [
+            ("id", "Integer", False, None),
+            ("address", "String", False, None),
+            ("kind", "String", False, None),
+            ("source", "String", False, None),
+            ("reason", "Text", False, None),
+            ("campaign", "String", True, None),
+            ("created_at", "DateTime", False, None),
+            ("created_by", "String", False, None),
+            ("removed_at", "DateTime", True, None),
+            ("removed_by", "String", True, None),
+            ("removed_reason", "Text", True, None),
+        ],
+        "pk": ["id"],
+        "indexes": [("ix_suppression_address", ["address"], False, None)],
     },
 }
 
@@ -443,7 +476,7 @@ def _kind(column_type: sa.types.TypeEngine[Any], dialect: str) -> str:
 def _default(value: str | None) -> str | None:
     if value is None or value.startswith("nextval("):  # PostgreSQL's SERIAL
         return None
-    return value.strip("'")
+    return re.sub(r"::[\w ]+$", "", value).strip("'")  # PostgreSQL's ''::text is SQLite's ''"
 
 
 def _where(index: dict[str, Any]) -> str | None:
@@ -603,3 +636,146 @@ def test_attempts_filter_in_the_database_newest_first(log: SendLog) -> None:
     ]
     assert [r.address for r in log.attempts(rep=OTHER_REP[:15])] == ["c@example.com"]
     assert len(log.attempts(rep="K.Sato@ACME.example")) == 4  # every row's rep_email is Sato's
+
+
+# -- refusals, unknowns and a person's resolution ----------------------------------------------------
+
+
+def test_resolve_an_unknown_attempt_as_sent_holds_the_address_for_good(log: SendLog) -> None:
+    attempt(log, "maybe@example.com", "unknown", when=T0)
+    row = log.resolve("dormant", " Maybe@Example.com", "sent", now=T0 + timedelta(days=1), by="tanaka",
+                      note="the customer replied to it")
+    assert (row.state, row.resolved_as, row.resolved_by, row.resolved_note) == (
+        "unknown", "sent", "tanaka", "the customer replied to it")
+    (kept,) = log.rows()
+    assert (kept.state, kept.smtp_code, kept.resolved_as, kept.resolved_at) == ("unknown", 550, "sent",
+                                                                                T0 + timedelta(days=1))
+    assert claim(log, "maybe@example.com", run_id="run2") is None
+    history = log.history("dormant", T0 - timedelta(days=90), T0, T0 + timedelta(days=1))
+    assert history.campaign_addresses == {"maybe@example.com"}
+    assert history.last_mailed == {"maybe@example.com": T0.date()} and history.rep_sent_today == {REP15: 1}
+    assert log.states_now()[("dormant", "maybe@example.com")].state == "sent"
+    with pytest.raises(UsageError, match=r"already resolved as sent by tanaka at 2024-06-04T00:00:00\+00:00"):
+        log.resolve("dormant", "maybe@example.com", "not_sent", now=T0, by="suzuki")
+
+
+def test_resolve_an_unknown_attempt_as_not_sent_lets_a_later_run_try_again(log: SendLog) -> None:
+    first = attempt(log, "lost@example.com", "unknown", when=T0)
+    log.resolve("dormant", "lost@example.com", "not_sent", now=T0 + timedelta(hours=1), by="tanaka")
+    history = log.history("dormant", T0 - timedelta(days=90), T0, T0 + timedelta(days=1))
+    assert history.campaign_addresses == set() and history.campaign_failed == {}
+    assert history.last_mailed == {} and history.rep_sent_today == {}, "it never reached an inbox"
+    assert log.states_now()[("dormant", "lost@example.com")].state == "not_sent"
+    again = claim(log, "lost@example.com", run_id="run2", when=T0 + timedelta(days=1))
+    assert again is not None and again != first
+    log.finish(again, "sent", T0 + timedelta(days=1), 250, "ok")
+    assert claim(log, "lost@example.com", run_id="run3") is None
+    now = log.states_now()[("dormant", "lost@example.com")]
+    assert (now.state, now.attempt_id, now.attempts) == ("sent", again, 2)
+    assert [(r.state, r.resolved_as) for r in log.rows()] == [("unknown", "not_sent"), ("sent", None)]
+
+
+def test_resolve_with_nothing_to_resolve_says_what_there_is(log: SendLog) -> None:
+    attempt(log, "sent@example.com", "sent")
+    attempt(log, "busy@example.com", "sending")
+    attempt(log, "other@example.com", "unknown", campaign="spring")
+    for address, words in [
+        ("sent@example.com", "its latest attempt is sent"),
+        ("busy@example.com", "still 'sending'"),
+        ("other@example.com", "the send log has no attempt for it"),
+        ("nobody@example.com", "the send log has no attempt for it"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(words)) as caught:
+            log.resolve("dormant", address, "sent", now=T0, by="tanaka")
+        assert str(caught.value).startswith(f"no unknown attempt to resolve for {address} in campaign 'dormant'")
+    assert all(r.resolved_as is None for r in log.rows())
+    with pytest.raises(ValueError, match="not a resolution"):
+        log.resolve("spring", "other@example.com", "maybe", now=T0, by="tanaka")
+
+
+def test_states_now_judge_every_attempt_of_an_address_whatever_the_filter(log: SendLog) -> None:
+    attempt(log, "later@example.com", "deferred", when=T0)
+    attempt(log, "later@example.com", "sent", when=T0 + timedelta(days=1))
+    attempt(log, "refused@example.com", "failed", when=T0)
+    attempt(log, "waiting@example.com", "deferred", when=T0)
+    attempt(log, "waiting@example.com", "deferred", when=T0 + timedelta(days=1))
+    attempt(log, "later@example.com", "unknown", when=T0, campaign="spring")
+    now = log.states_now(state="deferred")
+    assert {pair: n.state for pair, n in now.items()} == {
+        ("dormant", "later@example.com"): "sent",
+        ("dormant", "waiting@example.com"): "deferred",
+    }
+    assert now[("dormant", "waiting@example.com")].attempts == 2
+    assert {pair: n.state for pair, n in log.states_now(since=T0 + timedelta(hours=1)).items()} == {
+        ("dormant", "later@example.com"): "sent", ("dormant", "waiting@example.com"): "deferred"}
+    assert log.states_now(campaign="spring") == {
+        ("spring", "later@example.com"): sendlog.AddressNow("unknown", 6, "k.sato@acme.example", 1)}
+    assert log.states_now()[("dormant", "refused@example.com")].state == "failed"
+
+
+ROW_0002 = (
+    "INSERT INTO send_attempt (run_id, campaign, contact_id, address, rep_id, rep_email, subject, message_id,"
+    " template, language, state, smtp_code, smtp_text, created_at, finished_at) VALUES ('old', 'dormant', '003',"
+    " :address, :rep, 'k.sato@acme.example', 'subject', :mid, 'dormant', 'ja', :state, :code, :words, :stamp,"
+    " :stamp)"
+)
+
+
+def _log_at_0002(url: str) -> None:
+    """A send log as repsend left it before 0003, with an attempt in every final state."""
+    if url.startswith("sqlite"):
+        Path(sa.make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = _plain_engine(url)
+    with engine.connect() as conn:
+        with conn.begin():
+            command.upgrade(alembic_config(conn), "0002")
+        stamp = "2024-06-01 09:00:00.000000" if conn.dialect.name == "sqlite" else "2024-06-01 09:00:00+00"
+        with conn.begin():
+            for state, code, words in [("sent", 250, "ok"), ("failed", 550, "5.1.1 <x>: user unknown"),
+                                       ("deferred", 451, "try later"), ("unknown", None, "connection lost")]:
+                conn.execute(sa.text(ROW_0002), {"address": f"{state}@example.com", "rep": REP18, "state": state,
+                                                 "code": code, "words": words, "stamp": stamp,
+                                                 "mid": f"<{state}@acme.example>"})
+    engine.dispose()
+
+
+def test_a_0002_log_with_rows_upgrades_to_head(url: str) -> None:
+    """0003 on a log in use: the rows stay as they were; a refused address may now be claimed again, a sent
+    or unknown one still may not, and the unknown one can be resolved."""
+    _log_at_0002(url)
+    with SendLog.open(url) as log:
+        assert [(r.address, r.state, r.resolved_as) for r in log.rows()] == [
+            ("sent@example.com", "sent", None), ("failed@example.com", "failed", None),
+            ("deferred@example.com", "deferred", None), ("unknown@example.com", "unknown", None)]
+        history = log.history("dormant", T0 - timedelta(days=30), T0, T0 + timedelta(days=1))
+        assert history.campaign_addresses == {"sent@example.com", "unknown@example.com"}
+        assert history.campaign_failed == {"failed@example.com": "550 5.1.1 <x>: user unknown"}
+        assert claim(log, "sent@example.com") is None
+        assert claim(log, "unknown@example.com") is None
+        assert claim(log, "failed@example.com") is not None
+        assert claim(log, "failed@example.com") is None, "the retry holds the address in turn"
+        log.resolve("dormant", "unknown@example.com", "not_sent", now=T0, by="tanaka")
+        assert claim(log, "unknown@example.com") is not None
+    engine = _plain_engine(url)
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == HEAD
+    engine.dispose()
+
+
+def test_a_0002_log_read_only_is_read_as_it_is(tmp_path: Path) -> None:
+    """A dry run or `repsend log` never migrates: a log at 0002 is read without the resolution columns, and
+    its refusals already read as refusals."""
+    url = f"sqlite:///{tmp_path / 'repsend.db'}"
+    _log_at_0002(url)
+    log = SendLog.open_readonly(url)
+    assert log is not None
+    try:
+        history = log.history("dormant", T0 - timedelta(days=30), T0, T0 + timedelta(days=1))
+        assert history.campaign_addresses == {"sent@example.com", "unknown@example.com"}
+        assert set(history.campaign_failed) == {"failed@example.com"}
+        assert [(r.state, r.resolved_as) for r in log.attempts()][0] == ("unknown", None)
+        assert log.states_now()[("dormant", "deferred@example.com")].state == "deferred"
+    finally:
+        log.close()
+    with sqlite3.connect(tmp_path / "repsend.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
