@@ -727,7 +727,7 @@ class SendLog:
             query = query.where(tuple_(a.campaign, a.address).in_(pairs))
         grouped: dict[tuple[str, str], list[tuple[str, str | None, int, str]]] = {}
         with self._read("read the send log") as conn:
-            for campaign_, address, state_, row_id, rep_email, *resolution in conn.execute(query).tuples():
+            for campaign_, address, state_, row_id, rep_email, *resolution in conn.execute(query):
                 attempt = (state_, resolution[0] if resolution else None, row_id, rep_email)
                 attempts = grouped.get((campaign_, address))
                 if attempts is None:
