@@ -395,8 +395,9 @@ def exit_line(result: Any) -> str:
         steps.append("fix what the error names (or wait until that service is back) and run again")
     elif code in (EXIT_STOPPED, EXIT_INTERRUPTED):
         steps.append("run again")
-    if not_sent or deferred:
-        steps.append(f"the next run sends the {not_sent + deferred} not sent or deferred")
+    waiting = " and ".join(f"the {n} {what}" for n, what in ((not_sent, "not sent"), (deferred, "deferred")) if n)
+    if waiting:
+        steps.append(f"{waiting} go out with the next run")
     if failed:
         steps.append(f"the {failed} failed were refused for good: repsend log --state failed")
     if unknown:
