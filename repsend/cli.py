@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -255,7 +256,7 @@ def _run_printer(json_lines: bool, shown: str) -> Any:
 
 
 def _send(settings: Any, source: Any, options: Any, printer: Any, wait: bool) -> None:
-    from repsend.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_STOPPED, OutputError
+    from repsend.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_STOPPED
     from repsend.report import exit_line
     from repsend.sending import send_run
     from repsend.sendlog import SendLog
@@ -272,7 +273,7 @@ def _send(settings: Any, source: Any, options: Any, printer: Any, wait: bool) ->
         )
     finally:
         log.close()
-    if isinstance(result.error, OutputError):
+    if printer.broken:
         _discard_stdout()
     _print_notes(source.notes)
     code = result.exit_code
@@ -294,19 +295,16 @@ def _not_started(printer: Any, exc: RepsendError) -> None:
     from repsend.sending import RunResult
 
     result = RunResult("", Summary(), exit_code=exc.exit_code, stopped=str(exc), error=exc)
-    sys.stdout.flush()
     _err(f"repsend: {exc}")
-    try:
+    with suppress(RepsendError):
         printer.summary(result)
-    except RepsendError:
+    if printer.broken:
         _discard_stdout()
     _err(exit_line(result))
     raise typer.Exit(exc.exit_code)
 
 
 def _err(line: str) -> None:
-    from contextlib import suppress
-
     with suppress(OSError):  # stderr itself cannot be written: nobody is left to tell
         typer.echo(line, err=True)
 
