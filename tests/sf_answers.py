@@ -186,6 +186,9 @@ class FakeOrg:
         self.identity: str | None = None
         self.queries: list[str] = []
         self.calls = 0
+        # The org's daily API request allowance as its limits resource reports it.
+        self.api_requests_max = 15000
+        self.api_requests_used = 0
         # (part of the URL path, answer): the next request whose path holds it gets the answer instead.
         self.failures: list[tuple[str, tuple[int, Any] | Exception]] = []
         # What each answered request was: (kind, SOQL), kind one of query, more, count, bulk-create,
@@ -293,6 +296,7 @@ class FakeOrg:
         root = re.escape(f"https://{self.instance}/services/data/v{self.version}/")
         rsps.add_callback(responses.GET, re.compile(root + "$"), callback=self._resources)
         rsps.add_callback(responses.GET, re.compile(root + "query/.*"), callback=self._answer)
+        rsps.add_callback(responses.GET, re.compile(root + "limits/$"), callback=self._limits)
         jobs = re.compile(re.escape(f"https://{self.instance}/services/data/v{self.version}/jobs/query") + ".*")
         rsps.add_callback(responses.POST, jobs, callback=self._bulk)
         rsps.add_callback(responses.GET, jobs, callback=self._bulk)
@@ -319,6 +323,21 @@ class FakeOrg:
             body["identity"] = identity
         body.update({name: f"{base}/{name}" for name in ("composite", "sobjects", "search", "limits")})
         return self._json(200, body)
+
+    def _limits(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
+        """GET /services/data/vXX.X/limits/: each limit's Max and Remaining ("Limits" in the REST API
+        Developer Guide; two of its many entries here). Salesforce counts this call too."""
+        self.calls += 1
+        failed = self._failure(request)
+        if failed is not None:
+            return failed
+        self.api_requests_used += 1
+        self.answered.append(("limits", ""))
+        remaining = self.api_requests_max - self.api_requests_used
+        return self._json(200, {
+            "DailyApiRequests": {"Max": self.api_requests_max, "Remaining": remaining},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+        })
 
     def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
         self.calls += 1
@@ -485,7 +504,8 @@ class FakeOrg:
         if _semi_under_or(select.where):
             raise SoqlError("MALFORMED_QUERY", "Semi join sub-selects are not allowed with the 'OR' operator")
         test = self._predicate(select.sobject, select.where, soql)
-        return [row for row in self.tables[select.sobject].values() if test(row)]
+        rows = [row for row in self.tables[select.sobject].values() if test(row)]
+        return rows if select.limit is None else rows[: select.limit]
 
     def _queryable(self, sobject: str, soql: str) -> None:
         """INVALID_TYPE for an object the API user may not query, worded as Salesforce words it."""
@@ -673,6 +693,7 @@ class _Select:
     ) -> None:
         self.fields, self.sobject, self.where, self.count = fields, sobject, where, count
         self.children = children or []  # parent-to-child subqueries; their sobject is the relationship name
+        self.limit: int | None = None
 
 
 class _ChildQuery:
@@ -773,7 +794,11 @@ class _Parser:
         if self.peek("WHERE"):
             self.take("WHERE")
             where = self.disjunction()
-        return _Select(fields, sobject, where, count, children)
+        select = _Select(fields, sobject, where, count, children)
+        if self.peek("LIMIT") and not child:
+            self.take("LIMIT")
+            select.limit = int(self.take())
+        return select
 
     def disjunction(self) -> Any:
         parts = [self.conjunction()]

@@ -507,6 +507,20 @@ class SalesforceSource:
                 for record in self._query(soql, "Contact"):
                     yield self._contact(record)
 
+    def check_fields(self) -> None:
+        """Every Contact field the run reads is readable by the API user: one query of one record."""
+        self.check_visibility()
+        for _ in self._query(f"SELECT {', '.join(self.select)} FROM Contact LIMIT 1", "Contact"):
+            pass
+
+    def api_limits(self) -> tuple[int, int] | None:
+        """(remaining, max) of today's API requests from the ``limits`` resource; None if it says nothing."""
+        with self._errors("limits"):
+            daily = self._client().limits().get("DailyApiRequests") or {}
+        if "Remaining" not in daily or "Max" not in daily:
+            return None
+        return int(daily["Remaining"]), int(daily["Max"])
+
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
