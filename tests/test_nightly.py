@@ -244,10 +244,17 @@ def test_a_run_killed_with_sigkill_is_closed_by_the_next_and_said_once(tmp_path:
     assert "ended without finishing" not in dormant(config, env=smtp_sink.env()).stderr, "said once"
 
 
-def test_open_runs_are_closed_only_when_their_process_is_gone(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_open_runs_are_closed_only_when_their_process_is_gone(log_url: str) -> None:
     t0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
     here = socket.gethostname()
-    with SendLog.open(f"sqlite:///{tmp_path / 'log.db'}") as log:
+    with SendLog.open(log_url) as log:
         log.start_run("alive-here", "dormant", t0, here, os.getpid())
         log.start_run("alive-elsewhere", "dormant", t0, "other-host", 1)
         log.start_run("silent-elsewhere", "dormant", t0 - timedelta(hours=30), "other-host", 1)
