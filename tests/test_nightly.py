@@ -326,3 +326,37 @@ def test_sigterm_during_the_wait_exits_143_with_a_line(tmp_path: Path, smtp_sink
     [summary] = records(out)
     assert summary["exit_code"] == 143 and summary["run_id"] is None and summary["sent"] == 0
     assert smtp_sink.connections == 0 and runs(tmp_path) == []
+
+
+def test_failures_in_a_row_stop_the_run_with_their_own_line_then_the_exit_line(
+        tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    for i in (1, 2):
+        smtp_sink.refuse(f"c{i}@example.co.jp")
+    config = configure(tmp_path, 4, mail={"max_consecutive_failures": 2})
+    result = dormant(config, env=smtp_sink.env())
+    assert result.exit_code == 3
+    detail, exit_line = result.stderr.splitlines()
+    assert detail.startswith("repsend: 2 recipients in a row failed (last: 550 5.1.1 Mailbox unavailable")
+    assert exit_line == ("repsend: exit 3: the run stopped on the error above; 0 sent, 2 failed, 0 deferred, "
+                         "0 unknown, 2 not sent; next: fix what the error names (or wait until that service is "
+                         "back) and run again; the 2 not sent go out with the next run; the 2 failed were refused "
+                         "for good: repsend log --state failed")
+    assert f"run {runs(tmp_path)[0].id}: 0 sent, 2 failed, 2 not_sent" in result.stdout  # the table's last line
+    assert runs(tmp_path)[0].exit_code == 3
+
+
+def test_ctrl_c_is_exit_130_in_the_run_row_and_on_stderr(tmp_path: Path, smtp_sink: SmtpSink,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    class CtrlCInTheWait(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            raise KeyboardInterrupt
+
+    config = configure(tmp_path, 3, rate={"per_minute": 6})
+    result = dormant(config, "--json", env=smtp_sink.env(), clock=CtrlCInTheWait(MONDAY_10_TOKYO),
+                     monkeypatch=monkeypatch)
+    assert result.exit_code == 130
+    assert last_line(result.stderr) == ("repsend: exit 130: interrupted (Ctrl-C); 1 sent, 0 failed, 0 deferred, "
+                                        "0 unknown, 2 not sent; next: run again; the 2 not sent go out with the "
+                                        "next run")
+    assert records(result.stdout)[-1]["exit_code"] == 130
+    assert (runs(tmp_path)[0].exit_code, attempts(tmp_path)) == (130, {"c1@example.co.jp": "sent"})
