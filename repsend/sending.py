@@ -15,6 +15,7 @@ import socket
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import format_datetime, make_msgid
@@ -264,7 +265,8 @@ def send_run(
             result.stopped = "interrupted (Ctrl-C)"
             result.exit_code = EXIT_INTERRUPTED
         except BaseException:
-            log.finish_run(result.run_id, clock.now(), _run_counts(result), EXIT_SOME_FAILED)
+            with suppress(RepsendError):  # the bug is what to show, not a send log that fails too
+                log.finish_run(result.run_id, clock.now(), _run_counts(result), EXIT_SOME_FAILED)
             raise
         result.exit_code = _exit_code(result)
         try:
@@ -320,10 +322,14 @@ def _window_open(window: SendWindow, clock: Clock, wait: bool, result: RunResult
             with stop.waiting():
                 clock.sleep(seconds)
         except _Terminated:
-            result.window_opens = opens
             result.terminated = True
             result.stopped = f"stopped by SIGTERM while waiting for the send window (it opens {local} {window.zone})"
             result.exit_code = EXIT_STOPPED
+        except KeyboardInterrupt:
+            result.stopped = f"interrupted (Ctrl-C) while waiting for the send window (it opens {local} {window.zone})"
+            result.exit_code = EXIT_INTERRUPTED
+        if result.exit_code != EXIT_OK:
+            result.window_opens = opens
             return False
         now = clock.now()
     return True
