@@ -324,7 +324,7 @@ def _discard_stdout() -> None:
 
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
-        typer.echo(f"repsend: note: {note}", err=True)
+        _err(f"repsend: note: {note}")
 
 
 @app.command(epilog=EXIT_CODES)
