@@ -29,7 +29,8 @@ app = typer.Typer(
     help=(
         "Personal notes from each customer's own rep to the dormant contacts in your SFA.\n\n"
         "Start with `repsend dormant --dry-run`: who would get a note, from which rep, and why\n"
-        "everyone else would not.\n\n" + EXIT_CODES
+        "everyone else would not (in the bundled demo org until `repsend init` writes your own config).\n\n"
+        + EXIT_CODES
     ),
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -86,7 +87,7 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="The config file (default: $REPSEND_CONFIG, else the bundled config/repsend.toml).",
+        help="The config file (default: $REPSEND_CONFIG, else ./repsend.toml, else the bundled demo config).",
         show_default=False,
     ),
 ]
@@ -265,6 +266,7 @@ def _send(settings: Any, source: Any, options: Any, printer: Any, wait: bool) ->
     clock = make_clock()
     # Built (not connected) before the send log is touched: a transport config error writes nothing.
     transport = open_transport(settings, clock)
+    _print_notes(getattr(transport, "notes", []))
     log = SendLog.open(settings.database_url)
     try:
         result = send_run(
@@ -450,6 +452,37 @@ def doctor(
     else:
         typer.echo(f"{failed} failed, {warned} warning(s), {len(checks) - failed - warned} ok")
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def init(
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="The folder to write into, made if need be (default: this one).",
+                             show_default=False)
+    ] = Path("."),
+    sfa: Annotated[
+        str, typer.Option("--sfa", metavar="csv|salesforce", help="Where contacts come from: a CSV export or the org.")
+    ] = "csv",
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Copy the demo org too, and point the config at it: a first try anywhere.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist (else: exit 2).")] = False,
+) -> None:
+    """Write what your own org needs to start: a commented repsend.toml, the templates and legal footers
+    to edit, .env.example with every secret's name, and an empty suppression list.
+
+    Example: repsend init acme --sfa salesforce
+    """
+    from repsend import starter
+
+    if sfa not in ("csv", "salesforce"):
+        raise typer.BadParameter(f"{sfa!r}: use csv or salesforce", param_hint="--sfa")
+    written = starter.write(starter.plan(folder, sfa, demo), force=force)  # type: ignore[arg-type]
+    typer.echo(f"repsend init: wrote {len(written)} files in {folder}:")
+    for path in written:
+        typer.echo(f"  {path.relative_to(folder)}")
+    typer.echo(starter.next_steps(folder, sfa, demo))  # type: ignore[arg-type]
 
 
 def main() -> None:

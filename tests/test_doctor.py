@@ -46,7 +46,9 @@ def org(tmp_path: Path) -> Path:
 
 def working(tmp_path: Path, export: Path, **sections: Any) -> Path:
     mail = {"sender_domains": ["acme.example"], "envelope_from": "bounces@acme.example"}
-    return write_config(tmp_path, export, mail={**mail, **sections.pop("mail", {})}, **sections)
+    smtp = {"helo_name": "mail.acme.example"}  # this machine's own name may be "localhost"
+    return write_config(tmp_path, export, mail={**mail, **sections.pop("mail", {})},
+                        smtp={**smtp, **sections.pop("smtp", {})}, **sections)
 
 
 def test_a_working_setup_is_all_ok_and_nothing_is_sent_or_written(tmp_path: Path, org: Path, make_smtp_sink) -> None:
@@ -57,7 +59,8 @@ def test_a_working_setup_is_all_ok_and_nothing_is_sent_or_written(tmp_path: Path
 
     assert result.exit_code == 0, result.output
     assert lines(result.output, "fail") == [] and lines(result.output, "warn") == []
-    assert f"127.0.0.1:{sink.port}: connected, STARTTLS, certificate verified, logged in as {USER}" in result.output
+    assert (f"127.0.0.1:{sink.port}: connected, STARTTLS, certificate verified, logged in as {USER}, "
+            "EHLO mail.acme.example") in result.output
     assert "2 contacts read, 3 users; 2 would be mailed today" in result.output
     assert "every rep who would send has an address in acme.example" in result.output
     assert "dormant: en, ja render for a sample contact" in result.output
@@ -237,7 +240,9 @@ def test_salesforce_with_view_all_reports_the_login_fields_and_calls_left(
 
     result = doctor(config, {**LOGIN_ENV, **smtp_sink.env()})
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output  # warnings (the SOAP login) do not fail
+    assert "ok    sfa        Salesforce, the username/password (SOAP) login: logged in as" in result.output
+    assert "warn  sfa        the username/password login is SOAP login(), which Salesforce retires" in result.output
     assert "the API user sees every Contact, Opportunity and contact role and Lead" in result.output
     assert "every configured Contact field is readable: Id, FirstName" in result.output
     assert f"{fake.api_requests_max - 1:,} of {fake.api_requests_max:,} API calls left today" in result.output
@@ -259,3 +264,51 @@ def test_salesforce_without_view_all_fails_naming_the_permission(
     assert "grant View All Data, or View All on Contact, Opportunity and Lead" in failed[0]
     assert not any("FROM Contact" in q for q in fake.queries)
     assert LOGIN_ENV["SF_PASSWORD"] not in result.output
+
+
+def test_salesforce_by_client_credentials_is_the_login_for_a_nightly_job(
+    tmp_path: Path, rsps: responses.RequestsMock, smtp_sink
+) -> None:
+    from tests.sf_answers import INSTANCE
+    from tests.test_salesforce_login import CC_ENV
+
+    fake = FakeOrg(view_all_data=True)
+    fake.install(rsps, login_domain=None, oauth_host=INSTANCE)
+    config = working(tmp_path, None, sfa={"kind": "salesforce"})
+
+    result = doctor(config, {**CC_ENV, **smtp_sink.env()})
+
+    assert result.exit_code == 0, result.output
+    assert "ok    sfa        Salesforce, the OAuth client credentials login: logged in as" in result.output
+    assert [line for line in lines(result.output, "warn") if line.split()[1] == "sfa"] == []  # no login warning
+    assert CC_ENV["SF_CLIENT_SECRET"] not in result.output
+
+
+def test_a_config_as_init_wrote_it_fails_until_filled_in(tmp_path: Path, smtp_sink) -> None:
+    assert cli_init(tmp_path / "org").exit_code == 0
+    result = doctor(tmp_path / "org" / "repsend.toml", smtp_sink.env())
+
+    assert result.exit_code == 1
+    assert ("still as `repsend init` wrote it: [company] name, [company] postal_address, [company] domain, "
+            "[company] opt_out, [mail] sender_domains") in result.output
+    assert "fix: fill in the lines marked FILL IN" in result.output
+
+
+def test_the_bundled_demo_config_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./repsend.toml here
+    result = CliRunner().invoke(app, ["doctor"], env={"REPSEND_CONFIG": ""})
+    assert "warn  config     this is the bundled demo config, not your org's" in result.output
+
+
+def test_a_machine_without_a_proper_name_is_told_to_set_helo_name(tmp_path: Path, org: Path, smtp_sink,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setattr(socket, "getfqdn", lambda *a: "localhost")
+    result = doctor(working(tmp_path, org, smtp={"helo_name": ""}), smtp_sink.env())
+    smtp = [line for line in lines(result.output, "warn") if line.split()[1] == "smtp"]
+    assert smtp and "helo_name" in smtp[0]
+
+
+def cli_init(folder: Path) -> Any:
+    return CliRunner().invoke(app, ["init", str(folder)], env={"REPSEND_CONFIG": ""})
