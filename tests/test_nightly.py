@@ -38,7 +38,7 @@ runner = CliRunner()
 def configure(tmp_path: Path, count: int, **sections: dict[str, Any]) -> Path:
     export = write_export(tmp_path / "export", [contact(i) for i in range(1, count + 1)], roles=[])
     # A hang is bounded by the SMTP timeout: half a second, not the default 30.
-    sections.setdefault("smtp", {}).update({"security": "none", "timeout": 0.5})
+    sections.setdefault("smtp", {}).update({"security": "none", "timeout": 0.5, "helo_name": "mail.acme.example"})
     return write_config(tmp_path, export, **sections)
 
 
@@ -123,7 +123,7 @@ def test_outside_the_window_json_still_ends_with_a_summary(tmp_path: Path, smtp_
 
 def test_nothing_to_send_ends_with_a_summary_and_a_run_row(tmp_path: Path, smtp_sink: SmtpSink) -> None:
     export = write_export(tmp_path / "export", [contact(1, HasOptedOutOfEmail="true")], roles=[])
-    config = write_config(tmp_path, export, smtp={"security": "none"})
+    config = write_config(tmp_path, export, smtp={"security": "none", "helo_name": "mail.acme.example"})
     result = dormant(config, "--json", env=smtp_sink.env())
     assert result.exit_code == 0 and result.stderr == ""
     decision, summary = records(result.stdout)
