@@ -9,17 +9,20 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from repsend.errors import EXIT_USAGE, RepsendError, UsageError
+from repsend.errors import EXIT_OK, EXIT_USAGE, RepsendError, UsageError
 
 EXIT_CODES = """\
 Exit codes: 0 done (every attempt sent); 1 some recipients failed, the rest went out;
-2 usage, config or input data error; 3 the SFA or the mail server failed or refused."""
+2 usage, config or input data error; 3 the SFA, the mail server, the send log or the disk failed;
+143 stopped by SIGTERM with mails unsent (130: Ctrl-C). A real run that exits non-zero ends with one
+line on stderr: what failed, how many were sent, failed, deferred, unknown, and what to do next."""
 
 app = typer.Typer(
     name="repsend",
@@ -166,21 +169,28 @@ def dormant(
     if only not in (None, "send", "skip"):
         raise typer.BadParameter(f"{only!r}: use send or skip", param_hint="--only")
     shown = "none" if summary_only else only or "all"
-    settings = load_settings(config)
-    options = RunOptions(
-        as_of=_parse_day(as_of, settings.rate.timezone),
-        campaign=campaign or settings.campaign.name,
-        template=template or settings.campaign.template,
-        limit=limit,
-    )
-    source = open_source(settings)
+    # A real run reports from the start: an error before it began still ends --json with a summary line.
+    printer = None if dry_run else _run_printer(json_lines, shown)
     try:
-        if dry_run:
-            _dry_run(settings, source, options, json_lines, shown)
-        else:
-            _send(settings, source, options, json_lines, wait, shown)
-    finally:
-        source.close()
+        settings = load_settings(config)
+        options = RunOptions(
+            as_of=_parse_day(as_of, settings.rate.timezone),
+            campaign=campaign or settings.campaign.name,
+            template=template or settings.campaign.template,
+            limit=limit,
+        )
+        source = open_source(settings)
+        try:
+            if printer is None:
+                _dry_run(settings, source, options, json_lines, shown)
+            else:
+                _send(settings, source, options, printer, wait)
+        finally:
+            source.close()
+    except RepsendError as exc:
+        if printer is None:
+            raise
+        _not_started(printer, exc)
 
 
 def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool, shown: str) -> None:
@@ -232,16 +242,28 @@ def _read_history_readonly(settings: Any, options: Any) -> Any:
         log.close()
 
 
-def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool, shown: str) -> None:
+def make_clock() -> Any:
+    """The clock of a real run; tests put a FakeClock here (monkeypatch) so that they never sleep."""
     from repsend.clock import SystemClock
+
+    return SystemClock()
+
+
+def _run_printer(json_lines: bool, shown: str) -> Any:
     from repsend.report import RunPrinter
+
+    return RunPrinter(sys.stdout, json_lines, progress=sys.stderr if sys.stderr.isatty() else None, shown=shown,
+                      terminal_width=_terminal_width(), notes=sys.stderr)
+
+
+def _send(settings: Any, source: Any, options: Any, printer: Any, wait: bool) -> None:
+    from repsend.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_STOPPED
+    from repsend.report import exit_line
     from repsend.sending import send_run
     from repsend.sendlog import SendLog
     from repsend.transport import open_transport
 
-    clock = SystemClock()
-    printer = RunPrinter(sys.stdout, json_lines, progress=sys.stderr if sys.stderr.isatty() else None, shown=shown,
-                         terminal_width=_terminal_width())
+    clock = make_clock()
     # Built (not connected) before the send log is touched: a transport config error writes nothing.
     transport = open_transport(settings, clock)
     _print_notes(getattr(transport, "notes", []))
@@ -253,22 +275,58 @@ def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool
         )
     finally:
         log.close()
+    if printer.broken:
+        _discard_stdout()
     _print_notes(source.notes)
-    if result.recovered:
-        _print_notes([f"{result.recovered} send(s) were interrupted by a crash or kill and are now 'unknown' "
-                      "in the send log: they will not be sent again automatically"])
-    if result.window_opens is not None:
-        typer.echo(f"repsend: nothing sent: {result.stopped}; run with --wait to sleep until then", err=True)
+    code = result.exit_code
+    if code == EXIT_OK and result.window_opens is not None:
+        _err(f"repsend: nothing sent: {result.stopped}; run with --wait to sleep until then")
         raise typer.Exit(0)
-    printer.summary(result.summary, result)
-    if result.stopped:
-        typer.echo(f"repsend: {result.stopped}", err=True)
-    raise typer.Exit(result.exit_code)
+    if result.stopped and code not in (EXIT_STOPPED, EXIT_INTERRUPTED, EXIT_SOME_FAILED):
+        _err(f"repsend: {result.stopped}")  # the window closed (exit 0), or the error (2, 3) in its own words
+    if code != EXIT_OK:
+        _err(exit_line(result))
+    raise typer.Exit(code)
+
+
+def _not_started(printer: Any, exc: RepsendError) -> None:
+    """An error before the first mail could leave (the config, the SFA, the send log): the message, the
+    summary line of --json, and the exit line."""
+    from repsend.report import exit_line
+    from repsend.selection import Summary
+    from repsend.sending import RunResult
+
+    result = RunResult("", Summary(), exit_code=exc.exit_code, stopped=str(exc), error=exc)
+    _err(f"repsend: {exc}")
+    with suppress(RepsendError):
+        printer.summary(result)
+    if printer.broken:
+        _discard_stdout()
+    _err(exit_line(result))
+    raise typer.Exit(exc.exit_code)
+
+
+def _err(line: str) -> None:
+    with suppress(OSError):  # stderr itself cannot be written: nobody is left to tell
+        typer.echo(line, err=True)
+
+
+def _discard_stdout() -> None:
+    """stdout could not be written (a full disk): send what is still buffered to /dev/null, so that
+    Python's flush at exit does not fail again (and turn the exit code into 120)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (a test's runner): nothing is flushed at exit
+        pass
 
 
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
-        typer.echo(f"repsend: note: {note}", err=True)
+        _err(f"repsend: note: {note}")
 
 
 @app.command(epilog=EXIT_CODES)

@@ -79,6 +79,8 @@ RESOLUTIONS: Final = (SENT, NOT_SENT)
 NOW_STATES: Final = (SENT, FAILED, DEFERRED, UNKNOWN, NOT_SENT, SENDING)
 
 RUN_COUNTS: Final = ("considered", "sent", "failed", "deferred", "unknown", "skipped")
+# An open run that nothing was heard of for this long is gone, on whatever host it ran (close_dead_runs).
+RUN_SILENT_AFTER: Final = timedelta(hours=24)
 
 # A second process waits this long for SQLite's write lock before giving up ("database is locked").
 BUSY_TIMEOUT_S: Final = 60.0
@@ -577,6 +579,43 @@ class SendLog:
         with self._write("finish the run") as conn:
             conn.execute(update(_run).where(_run.c.id == run_id).values(finished_at=now, exit_code=exit_code, **counts))
 
+    def close_dead_runs(self, now: datetime, host: str | None = None,
+                        silent_after: timedelta = RUN_SILENT_AFTER) -> list[Run]:
+        """Runs left open by a process that is gone (SIGKILL, the OOM killer, a power cut) are closed with
+        what is known; returns them as closed.
+
+        A run is gone when it ran on ``host`` (this machine) and its process no longer exists, or when
+        nothing was heard of it (its start, its attempts) for ``silent_after``: a live run writes an
+        attempt at least every hour (the pace's longest wait). Its counts of sent, failed, deferred and
+        unknown are recounted from its attempts (a ``sending`` one counts as unknown: ``recover`` makes it
+        so), ``finished_at`` is the last moment known of it, and ``exit_code`` stays NULL: nobody knows
+        what the process would have returned. Should the run be alive after all, its own ``finish_run``
+        overwrites all of it.
+        """
+        a, r = _attempt.c, _run.c
+        closed: list[Run] = []
+        with self._write("close interrupted runs") as conn:
+            open_runs = conn.execute(select(_run).where(r.finished_at.is_(None))).all()
+            if not open_runs:
+                return closed
+            for run in open_runs:
+                per_state = conn.execute(
+                    select(a.state, func.count(), func.max(a.created_at), func.max(a.finished_at))
+                    .where(a.run_id == run.id).group_by(a.state)
+                ).all()
+                seen = [run.started_at] + [t for row in per_state for t in row[2:] if t is not None]
+                last = max(_as_utc(t) for t in seen)
+                if not ((run.host == host and not _process_alive(run.pid)) or last < now - silent_after):
+                    continue
+                counts = {state: 0 for state in (SENT, FAILED, DEFERRED, UNKNOWN)}
+                for state, count, _, _ in per_state:
+                    key = UNKNOWN if state == SENDING else state
+                    if key in counts:
+                        counts[key] += int(count)
+                conn.execute(update(_run).where(r.id == run.id).values(finished_at=last, **counts))
+                closed.append(Run(**{**run._mapping, **counts, "finished_at": last}))
+        return closed
+
     def runs(self) -> list[Run]:
         with self._read("read the runs") as conn:
             return [Run(**row._mapping) for row in conn.execute(select(_run).order_by(_run.c.started_at))]
@@ -989,6 +1028,13 @@ def schema_state(url: str) -> SchemaState:
     known = [rev.revision for rev in reversed(list(script.walk_revisions()))]
     pending = tuple(known[known.index(current) + 1:] if current in known else known if current is None else ())
     return SchemaState(name, True, writable, where, current, pending)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A time read with ``func.max`` is the database's raw value (SQLite: text, or a naive datetime)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _process_alive(pid: int | None) -> bool:

@@ -119,6 +119,13 @@ class DeliveryUnknown(SendFailure):
 
 @runtime_checkable
 class Transport(Protocol):
+    def connect(self) -> None:
+        """Be ready to send (connect and log in, if not connected yet), or raise a MailError.
+
+        Called before a mail's send-log row is claimed, so that a run whose server cannot be reached,
+        whose certificate fails or whose login is refused leaves no row for a contact it never tried."""
+        ...
+
     def send(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered: ...
 
     def close(self) -> None: ...
@@ -262,6 +269,10 @@ class SmtpTransport:
             return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"SMTP CA file {self.ca_file}: cannot load it: {_reason(exc)}") from None
+
+    def connect(self) -> None:
+        """Open the connection now (connect, EHLO, STARTTLS, login), if none is open; a MailError if it fails."""
+        self._connection()
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is not None:
@@ -603,11 +614,14 @@ class OutboxTransport:
     def __repr__(self) -> str:
         return f"OutboxTransport({str(self.folder)!r})"
 
-    def send(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered:
+    def connect(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise MailError(f"{self.folder}: cannot create the outbox folder: {_reason(exc)}") from None
+
+    def send(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered:
+        self.connect()
         content = msg.as_bytes(policy=wire_policy(msg))
         stem = self._stem(msg)
         # A hidden name that no pickup glob (*.eml) matches; created with the usual umask, like any file.

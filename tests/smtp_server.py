@@ -104,6 +104,7 @@ class SmtpSink:
         self.hung = threading.Event()
         self._log = _Log()
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._ready = False
         self._tmp = tempfile.TemporaryDirectory(prefix="smtp-sink-")
         self.ca: trustme.CA | None = None
@@ -219,14 +220,20 @@ class SmtpSink:
         """
         self._add(_Fault(_stage(at), "drop", after=after, refuse_connections=refuse_connections))
 
-    def hang(self, after: int, at: Stage = "EOM") -> threading.Event:
-        """Once `after` messages were accepted, never answer at `at` (once): the client waits forever.
+    def hang(self, after: int = 0, at: Stage = "EOM", address: str | None = None) -> threading.Event:
+        """Once `after` messages were accepted, never answer at `at` (once; for `address` only, if given):
+        the client waits until its own timeout, or forever.
 
         For killing a client in the middle of an SMTP transaction; the returned event is set when the
         server starts hanging, so a test waits on it instead of sleeping.
         """
-        self._add(_Fault(_stage(at), "hang", after=after))
+        self._add(_Fault(_stage(at), "hang", after=after, address=address))
         return self.hung
+
+    def wait_for_messages(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until `count` messages were accepted (True), or `timeout` seconds passed (False)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.messages) >= count, timeout)
 
     def stop_listening(self) -> None:
         """Refuse new connections from now on; open ones go on."""
@@ -270,6 +277,7 @@ class SmtpSink:
     def _record(self, received: Received, accepted: bool) -> int:
         with self._lock:
             (self.messages if accepted else self.unanswered).append(received)
+            self._arrived.notify_all()
             return len(self.messages)
 
     def _authenticate(self, server: SMTP, session: Any, envelope: Any, mechanism: str,
