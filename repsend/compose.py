@@ -255,10 +255,14 @@ class _Compiled:
     render of the mail that asked for it.
     """
 
-    __slots__ = ("template", "refs", "keys", "company_only", "shapes")
+    __slots__ = ("template", "subject", "refs", "keys", "company_only", "shapes")
 
-    def __init__(self, template: jinja2.Template, refs: tuple[tuple[int, str], ...] | None) -> None:
+    def __init__(self, template: jinja2.Template, refs: tuple[tuple[int, str], ...] | None,
+                 subject: jinja2.Template | None = None) -> None:
         self.template = template
+        # A mail template's first line as a template by itself: where a value holds a line break, the
+        # rendered text alone cannot say where the Subject ends (see Templates._render).
+        self.subject = subject
         self.refs = refs
         self.keys = tuple(tuple(key for group, key in refs or () if group == g) for g in range(3))
         self.company_only = refs is not None and not self.keys[0] and not self.keys[1]
@@ -286,6 +290,11 @@ class _Compiled:
         values, entry = self._entry(contact, rep, company, campaign, language)
         if entry is None:
             return None
+        if self.subject is not None:
+            for index in entry.subject_values:
+                value = values[index]
+                if value and "\n" in value:
+                    return None  # the Subject would end inside the value: Jinja renders it, line by line
         return entry.text % entry.pick(values)
 
     def _entry(self, contact: dict[str, Any], rep: _Values, company: _Values, campaign: str,
@@ -418,7 +427,17 @@ class Templates:
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(f"{path}:{exc.lineno}: template syntax error: {exc.message}") from None
         self._check_names(tree, path)
-        return _Compiled(self.env.get_template(relative), _printed_fields(tree))
+        subject = None
+        if needs_subject:
+            # The Subject line must be a template by itself, so that it can be rendered alone.
+            first = source.splitlines()[0]
+            try:
+                self.env.parse(first)
+            except jinja2.TemplateSyntaxError as exc:
+                raise ConfigError(f"{path}:1: the Subject line must be complete on its own line"
+                                  f" (a tag opened there closes there): {exc.message}") from None
+            subject = self.env.from_string(first)
+        return _Compiled(self.env.get_template(relative), _printed_fields(tree), subject)
 
     def _check_names(self, tree: nodes.Template, path: Path) -> None:
         """Unknown variables stop the run before any decision: a typo must not skip every contact."""
@@ -497,15 +516,26 @@ class Templates:
         context = None  # one context for both renders when Jinja renders either, as one render call would
         main = self._main[language]
         text = main.fast(contact, rep, company, campaign, language, plain)
+        first: str | None = None
         if text is None:
             context = _context((contact, rep.values, company.values), campaign, language)
             text = _jinja(main.template, context)
+            # The Subject is what the template's first line renders to, line breaks of its values and all
+            # (then refused by the header check): never cut at a line break a value brought in, the rest
+            # of the value going into the body.
+            first = _jinja(main.subject, context) if main.subject is not None else None
+            if first is not None and not text.startswith(first):
+                raise MissingField(f"subject (the first line of {self.name}/{language}.txt renders"
+                                   " otherwise alone than in the whole template)")
         legal_template = self._legal[language]
         legal = None if context is not None else legal_template.fast(contact, rep, company, campaign, language, plain)
         if legal is None:
             legal = _jinja(legal_template.template,
                            context or _context((contact, rep.values, company.values), campaign, language))
-        first, _, rest = text.partition("\n")
+        if first is None:
+            first, _, rest = text.partition("\n")  # fast: no value printed in the Subject holds a line break
+        else:
+            rest = text[len(first):]
         return first.removeprefix("Subject:").strip(), rest.strip("\n") + "\n\n" + legal.strip("\n") + "\n"
 
     def _from(self, rep: Rep, values: _Values) -> Address:
@@ -663,8 +693,12 @@ def _jinja(template: jinja2.Template, context: dict[str, Any]) -> str:
         raise MissingField(str(exc)) from None
 
 
-# A control character other than TAB: CR, LF, NUL and the rest below 32.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f]")
+# A control character that no header value may hold: C0 (CR, LF, NUL and the rest below 32) but TAB, which
+# is white space in a Subject or a display name (RFC 5322 WSP), DEL, and C1 (U+0080 to U+009F: NEL among
+# them, which some software reads as a line break).
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# In an address (addr-spec) TAB is no white space that may be there either.
+_ADDRESS_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # An addr-spec that is two ASCII dot-atoms: email's parser would give back these very two parts, without
 # a defect, so the Address is made from them without parsing. Anything else goes through the parser.
 _ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -678,7 +712,8 @@ def _check_header(header: str, value: str) -> None:
 
 def _address(header: str, display_name: str, addr_spec: str) -> Address:
     _check_header(header, display_name)
-    _check_header(header, addr_spec)
+    if _ADDRESS_CONTROL.search(addr_spec) is not None:
+        raise HeaderInjection(header)
     simple = _DOT_ATOM_ADDR_SPEC.fullmatch(addr_spec)
     if simple is not None:
         return Address(display_name=display_name, username=simple[1], domain=simple[2])
@@ -690,7 +725,7 @@ def _address(header: str, display_name: str, addr_spec: str) -> Address:
 
 def _check_address(header: str, display_name: str, addr_spec: str) -> None:
     """Raises what ``_address`` would raise; a plain addr-spec needs no Address to know it is fine."""
-    if _CONTROL.search(display_name) is not None or _CONTROL.search(addr_spec) is not None:
+    if _CONTROL.search(display_name) is not None or _ADDRESS_CONTROL.search(addr_spec) is not None:
         raise HeaderInjection(header)
     if _DOT_ATOM_ADDR_SPEC.fullmatch(addr_spec) is None:
         _address(header, display_name, addr_spec)

@@ -516,17 +516,14 @@ def test_a_skip_past_the_address_rules_names_the_rep_it_is_about(setup: Setup, r
     assert decide(setup).rep == rep
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "compose takes the Subject as the first line of the rendered template, so an LF in a value the subject"
-    " prints (here rep.last_name) cuts the subject and moves the rest into the body instead of raising"
-    " HeaderInjection; only CR and the other controls inside the line are caught"))
 def test_a_line_feed_in_a_value_the_subject_prints_is_invalid_header() -> None:
     odd = Rep(id="0055g00000AbCdKAAV", name="佐藤 健", email="k.sato@acme.example", is_active=True,
               last_name="佐藤\nBcc: victim@example.com")
     audience = Audience(reps={id15(odd.id): odd}, deals=DealIndex(), blocks={}, rules=Rules(**RULES),
                         composer=COMPOSER)
     decision = audience.decide(record(1, owner_id=odd.id))
-    assert (decision.reason, decision.mail) == (Reason.INVALID_HEADER, None)
+    assert (decision.reason, decision.detail, decision.mail) == (Reason.INVALID_HEADER, "control character in Subject",
+                                                                None)
 
 
 @pytest.mark.xfail(strict=True, reason=(
