@@ -22,7 +22,7 @@ from jinja2 import meta, nodes
 
 from repsend.audience import Uncomposable
 from repsend.errors import ConfigError
-from repsend.models import Company, Contact, Mail, Reason, Rep
+from repsend.models import Company, Contact, Mail, Reason, Rep, wire_domain
 
 
 class RepeatedHeaderPolicy(EmailPolicy):
@@ -703,6 +703,10 @@ _ADDRESS_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # a defect, so the Address is made from them without parsing. Anything else goes through the parser.
 _ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM_ADDR_SPEC = re.compile(f"({_ATEXT}(?:\\.{_ATEXT})*)@({_ATEXT}(?:\\.{_ATEXT})*)")
+# The same with UTF-8 (RFC 6532 atext): a local part such as 山田 (sent with SMTPUTF8, see to_message) or an
+# internationalized domain, which email's parser refuses or would write as an encoded word.
+_UTF8_ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u00a0-\U0010ffff-]+"
+_UTF8_ADDR_SPEC = re.compile(f"({_UTF8_ATEXT}(?:\\.{_UTF8_ATEXT})*)@({_UTF8_ATEXT}(?:\\.{_UTF8_ATEXT})*)")
 
 
 def _check_header(header: str, value: str) -> None:
@@ -714,7 +718,7 @@ def _address(header: str, display_name: str, addr_spec: str) -> Address:
     _check_header(header, display_name)
     if _ADDRESS_CONTROL.search(addr_spec) is not None:
         raise HeaderInjection(header)
-    simple = _DOT_ATOM_ADDR_SPEC.fullmatch(addr_spec)
+    simple = _DOT_ATOM_ADDR_SPEC.fullmatch(addr_spec) or _UTF8_ADDR_SPEC.fullmatch(addr_spec)
     if simple is not None:
         return Address(display_name=display_name, username=simple[1], domain=simple[2])
     try:
@@ -731,6 +735,14 @@ def _check_address(header: str, display_name: str, addr_spec: str) -> None:
         _address(header, display_name, addr_spec)
 
 
+def _wire(address: Address) -> Address:
+    """The address with its domain as it goes over the wire (IDNA A-labels)."""
+    if address.domain.isascii():
+        return address
+    return Address(display_name=address.display_name, username=address.username,
+                   domain=wire_domain(address.domain))
+
+
 def to_message(
     mail: Mail,
     *,
@@ -741,11 +753,18 @@ def to_message(
 ) -> EmailMessage:
     """The RFC 5322 message: From and Reply-To the rep, no Sender header (clients would show "via").
 
-    ``policy``: a run's (``run_policy``) makes the headers that repeat from mail to mail once."""
+    ``policy``: a run's (``run_policy``) makes the headers that repeat from mail to mail once.
+
+    An internationalized domain is written as IDNA A-labels (``models.wire_domain``), in the header as in
+    the envelope. A UTF-8 local part makes a message for SMTPUTF8 (``email.policy.SMTPUTF8``, RFC 6532:
+    headers in UTF-8, no encoded words): the audience lets one through only with ``[smtp] smtputf8``."""
+    to, from_ = _wire(mail.to), _wire(mail.from_)
+    if not (to.username.isascii() and from_.username.isascii()):
+        policy = policy.clone(utf8=True)
     msg = EmailMessage(policy=policy)
-    msg["From"] = policy.repeated("From", mail.from_)
-    msg["Reply-To"] = policy.repeated("Reply-To", mail.from_)
-    msg["To"] = mail.to
+    msg["From"] = policy.repeated("From", from_)
+    msg["Reply-To"] = policy.repeated("Reply-To", from_)
+    msg["To"] = to
     msg["Subject"] = mail.subject
     if date:
         msg["Date"] = date

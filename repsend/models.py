@@ -22,6 +22,26 @@ def normalize_email(address: str | None) -> str:
     return (address or "").strip().lower()
 
 
+def wire_domain(domain: str) -> str:
+    """A domain as it goes into a header and the SMTP envelope: an internationalized one as IDNA A-labels
+    (``例え.example.com`` -> ``xn--r8jz45g.example.com``), never as an RFC 2047 encoded word, which RFC 2047
+    forbids inside an address. Raises ValueError for a domain that has no such form.
+
+    Python's ``idna`` codec (IDNA 2003, RFC 3490), the one the standard library has."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{domain}: the domain has no IDNA form") from None
+
+
+def wire_address(addr_spec: str) -> str:
+    """An address with its domain as ``wire_domain`` gives it; the local part as it is."""
+    local, at, domain = addr_spec.rpartition("@")
+    return f"{local}@{wire_domain(domain)}" if at and not domain.isascii() else addr_spec
+
+
 @dataclass(slots=True, frozen=True)
 class Rep:
     """An SFA user who may send: the From and Reply-To of their contacts' mail."""
@@ -84,6 +104,7 @@ class Reason(StrEnum):
 
     NO_EMAIL = "no_email", "skip"
     INVALID_EMAIL = "invalid_email", "skip"
+    UNSENDABLE_ADDRESS = "unsendable_address", "skip"
     OPTED_OUT = "opted_out", "skip"
     BOUNCED = "bounced", "skip"
     SUPPRESSED = "suppressed", "skip"

@@ -108,6 +108,9 @@ class SmtpSettings(_Section):
     username: str = ""
     timeout: Annotated[float, Field(gt=0)] = 30.0
     ca_file: ConfigPath | None = None
+    # UTF-8 local parts (山田@example.jp) are mailed with SMTPUTF8, and the server must offer it (else exit 3
+    # before any mail); false: they are skipped as unsendable_address, in the dry run and the real run alike.
+    smtputf8: bool = False
 
 
 class RateSettings(_Section):
