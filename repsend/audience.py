@@ -125,6 +125,11 @@ class Audience:
         self._sent_today: dict[str, int] = {}
         self._languages: dict[str, str] = {}  # language field value as written -> language, for this run
         self._senders: dict[str, tuple[Reason, Rep | None, str]] = {}  # owner Id as written -> sender()
+        # Whether a sender's own address may be unsendable (see _reason): almost never, and then the
+        # sender is looked up before the address rules.
+        fallback = rules.fallback_sender
+        self._odd_senders = (any(not rep.email.isascii() for rep in reps.values())
+                             or (fallback is not None and not fallback.email.isascii()))
 
     def decide(self, contact: Contact) -> Decision:
         """The decision for one contact, final: a send carries its mail and counts for its rep."""
@@ -194,15 +199,12 @@ class Audience:
             problem = address_problem(contact.email.strip(), self.rules.smtputf8)
             if problem:
                 return Reason.UNSENDABLE_ADDRESS, None, problem
-        # The sender, known from the owner alone: a sender whose own address cannot go out is as
-        # unsendable as the contact's (in Reason's order); the sender's other reasons come in their turn.
-        sender = self._senders.get(contact.owner_id)
-        if sender is None:
-            if len(self._senders) >= 65536:
-                self._senders.clear()
-            sender = self._senders[contact.owner_id] = self.sender(contact.owner_id)
-        if sender[0] is Reason.UNSENDABLE_ADDRESS:
-            return sender
+        if self._odd_senders:
+            # The sender, known from the owner alone: a sender whose own address cannot go out is as
+            # unsendable as the contact's (in Reason's order); the sender's other reasons come in their turn.
+            sender = self._sender_of(contact.owner_id)
+            if sender[0] is Reason.UNSENDABLE_ADDRESS:
+                return sender
         # An opt-out or bounce holds for the person (every record of the address), in Reason's order: an
         # opt-out on another record wins over this record's own bounce.
         blocked = self.blocks.get(address)
@@ -220,7 +222,8 @@ class Audience:
         if address in history.campaign_addresses:
             return Reason.ALREADY_SENT, None, ""
         rules = self.rules
-        deals = self._deals(contact)
+        contact_key, account_key = id15(contact.id), id15(contact.account_id)
+        deals = self._deal_accounts.get(account_key, 0) | self._deal_contacts.get(contact_key, 0)
         if deals & OPEN:
             return Reason.ACTIVE_DEAL, None, ""
         if blocked is Reason.ACTIVE_DEAL:
@@ -238,10 +241,20 @@ class Audience:
             return Reason.COOLDOWN, None, f"last mailed {last.isoformat()}"
         if address in self._chosen:
             return Reason.DUPLICATE_EMAIL, None, ""
+        sender = self._senders.get(contact.owner_id)  # _sender_of, inline: every contact that gets this far
+        return sender if sender is not None else self._sender_of(contact.owner_id)
+
+    def _sender_of(self, owner_id: str) -> tuple[Reason, Rep | None, str]:
+        """``sender(owner_id)``, once per owner Id as written."""
+        sender = self._senders.get(owner_id)
+        if sender is None:
+            if len(self._senders) >= 65536:
+                self._senders.clear()
+            sender = self._senders[owner_id] = self.sender(owner_id)
         return sender
 
     def _deals(self, contact: Contact) -> int:
-        """The deal flags (OPEN, RECENT) that reach this contact in the run's scope."""
+        """The deal flags (OPEN, RECENT) that reach this contact in the run's scope (as ``_reason`` reads them)."""
         return self._deal_accounts.get(id15(contact.account_id), 0) | self._deal_contacts.get(id15(contact.id), 0)
 
     def sender(self, owner_id: str) -> tuple[Reason, Rep | None, str]:

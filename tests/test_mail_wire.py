@@ -199,3 +199,18 @@ def test_an_envelope_from_that_cannot_go_out_stops_the_dry_and_the_real_run(tmp_
         assert result.exit_code == 2, result.output
         assert "[mail] envelope_from: バウンス@acme.example: a UTF-8 local part needs SMTPUTF8" in result.stderr
     assert smtp_sink.connections == 0 and logged(tmp_path) == {}
+
+
+def test_the_outbox_writes_the_bytes_smtp_would_send(tmp_path: Path) -> None:
+    """An .eml file of a UTF-8 local part is the SMTPUTF8 message; an internationalized domain in A-labels."""
+    rows = [contact(1, Email="山田@example.jp"), contact(2, Email="john@例え.example.com")]
+    outbox = tmp_path / "outbox"
+    config = setup(tmp_path, rows, smtp={"smtputf8": True}, mail={"transport": "outbox", "outbox_dir": str(outbox)})
+    result = invoke(config)
+    assert result.exit_code == 0, result.output
+    heads = sorted(headers(path.read_bytes()) for path in outbox.glob("*.eml"))
+    assert len(heads) == 2
+    utf8 = next(h for h in heads if not h.isascii())
+    assert "To: 山田1 花子 <山田@example.jp>\r\n".encode() in utf8
+    idna = next(h for h in heads if h.isascii())
+    assert b"@xn--r8jz45g.example.com>" in idna and b"@=?" not in idna
