@@ -8,6 +8,7 @@ relative to the file itself, so a nightly job may run from any directory.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,17 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "repsend.toml"
 
 Days = Annotated[int, Field(ge=0)]
+
+# C0, DEL and C1: what no value that goes into a mail header (or an SMTP command) may hold.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _header_value(value: str) -> str:
+    """A config value that goes into every mail's headers or envelope: a CR or LF there would stop the
+    real run at its first mail (or break the header), and the dry run would not have said so."""
+    if _CONTROL.search(value) is not None:
+        raise ValueError("holds a control character (CR, LF, TAB, ...); it goes into every mail's headers")
+    return value
 
 
 class _Section(BaseModel):
@@ -91,6 +103,15 @@ class CompanySettings(_Section):
     opt_out: Annotated[str, Field(min_length=1)]
     domain: Annotated[str, Field(min_length=1)]
 
+    @field_validator("domain")
+    @classmethod
+    def _message_id_domain(cls, value: str) -> str:
+        from repsend.models import wire_domain
+
+        if " " in _header_value(value):
+            raise ValueError("a domain has no spaces")
+        return wire_domain(value)  # in Message-IDs: an internationalized domain as IDNA A-labels
+
 
 class MailSettings(_Section):
     transport: Literal["smtp", "outbox"] = "smtp"
@@ -99,6 +120,11 @@ class MailSettings(_Section):
     unsubscribe_url: str = ""
     sender_domains: list[str] = []
     max_consecutive_failures: Annotated[int, Field(ge=1)] = 5
+
+    @field_validator("envelope_from", "unsubscribe_url")
+    @classmethod
+    def _in_every_mail(cls, value: str) -> str:
+        return _header_value(value)
 
 
 class SmtpSettings(_Section):

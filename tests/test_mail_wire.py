@@ -214,3 +214,34 @@ def test_the_outbox_writes_the_bytes_smtp_would_send(tmp_path: Path) -> None:
     assert "To: 山田1 花子 <山田@example.jp>\r\n".encode() in utf8
     idna = next(h for h in heads if h.isascii())
     assert b"@xn--r8jz45g.example.com>" in idna and b"@=?" not in idna
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),  # the value as the TOML file holds it: \r\n there is a CR and an LF
+    [
+        pytest.param("mail", "unsubscribe_url", "https://acme.example/u\\r\\nBcc: x@example", id="unsubscribe_url"),
+        pytest.param("mail", "envelope_from", "bounces@acme.example\\n", id="envelope_from"),
+        pytest.param("company", "domain", "acme.example\\tBcc: someone@example", id="company-domain"),
+    ],
+)
+def test_a_control_character_in_a_config_value_every_header_gets_stops_the_dry_and_the_real_run(
+        tmp_path: Path, smtp_sink: SmtpSink, section: str, key: str, value: str) -> None:
+    """Not a dry run that shows sends and a real run that breaks at its first mail: exit 2, naming the key."""
+    base = {"company": {"name": "株式会社アクメ", "postal_address": "〒100-0005 東京都千代田区丸の内1-1-1",
+                        "opt_out": "optout@acme.example", "domain": "acme.example"}}
+    values = {**base.get(section, {}), key: "@VALUE@"}
+    config = setup(tmp_path, [contact(1)], **{section: values})
+    config.write_text(config.read_text(encoding="utf-8").replace("@VALUE@", value), encoding="utf-8")  # TOML escapes
+    for args in (("--dry-run",), ()):
+        result = invoke(config, *args, env=smtp_sink.env())
+        assert result.exit_code == 2, result.output
+        assert f"[{section}] {key}: holds a control character" in result.stderr
+    assert smtp_sink.connections == 0 and logged(tmp_path) == {}
+
+
+def test_an_internationalized_company_domain_makes_message_ids_in_a_labels(tmp_path: Path,
+                                                                            smtp_sink: SmtpSink) -> None:
+    config = setup(tmp_path, [contact(1)], company={"domain": "アクメ.example"})
+    result = invoke(config, env=smtp_sink.env())
+    assert result.exit_code == 0, result.output
+    assert str(smtp_sink.messages[0].message["Message-ID"]).endswith("@xn--cck0a4k.example>")
