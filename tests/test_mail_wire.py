@@ -245,3 +245,13 @@ def test_an_internationalized_company_domain_makes_message_ids_in_a_labels(tmp_p
     result = invoke(config, env=smtp_sink.env())
     assert result.exit_code == 0, result.output
     assert str(smtp_sink.messages[0].message["Message-ID"]).endswith("@xn--cck0a4k.example>")
+
+
+def test_preview_raw_shows_the_addresses_as_they_go_over_the_wire(tmp_path: Path) -> None:
+    rows = [contact(1, Email="山田@example.jp"), contact(2, Email="john@例え.example.com")]
+    config = setup(tmp_path, rows, smtp={"smtputf8": True})
+    for address, to in (("山田@example.jp", "To: 山田1 花子 <山田@example.jp>\n"),
+                        ("john@例え.example.com", "<john@xn--r8jz45g.example.com>\n")):
+        result = CliRunner().invoke(app, ["preview", address, "--raw", "--as-of", AS_OF, "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        assert to in result.stdout and "@=?" not in result.stdout
