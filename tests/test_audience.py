@@ -594,3 +594,14 @@ def test_an_open_deal_behind_an_unsendable_sender_still_holds_for_the_persons_ot
     second = audience.decide(record(2, email=SAME_PERSON))
     assert first.reason is Reason.UNSENDABLE_ADDRESS
     assert (second.reason, second.detail, second.mail) == (Reason.ACTIVE_DEAL, "on another record", None)
+
+
+@pytest.mark.parametrize("domain", ["ｅｘａｍｐｌｅ.co.jp", "例え。example.jp", "ｱｸﾒ.example", "straße.de"])
+def test_a_domain_idna_would_rewrite_is_unsendable_never_mailed_under_another_spelling(domain: str) -> None:
+    """Full-width letters, half-width kana, 。 or ß: the codec would send to a domain the SFA does not hold
+    (and IDNA 2008 to another one again), or to the mailbox of another record of the person: one mail
+    too many. Stopped, saying why."""
+    decision = decide(Setup(contact={"email": f"h.yamada@{domain}"}, rules={"smtputf8": True}))
+    assert decision.reason is Reason.UNSENDABLE_ADDRESS and decision.mail is None
+    assert decision.detail == f"{domain}: the domain has characters IDNA would rewrite (full-width or half-width" \
+                              " letters, 。, ß, ...): write it as its owner does"
