@@ -243,7 +243,7 @@ def test_the_check_that_makes_no_text_says_what_composing_says() -> None:
 
     rng = random.Random(11)
     pieces = ["花子", "Ann", " ", "", "{{", "}", "%s", "%", "\n", "\r", "\x01", "\t", "Bcc: x@example.jp", "ｻﾝﾌﾟﾙ",
-              "O'Brien", '"', "\u2028", "{% raw %}"]
+              "O'Brien", '"', "\u2028", "{% raw %}", "\x85", "\x7f", "山田@例え.jp"]
     templates = Templates(TEMPLATES, "dormant", ["ja", "en"])
     reps = [SATO, Rep(id="0055g00000AbCdFAAV", name="Emily Carter", email="e.carter@acme.example", is_active=True,
                       first_name="Emily", signature=""),
