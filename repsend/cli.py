@@ -26,7 +26,8 @@ app = typer.Typer(
     help=(
         "Personal notes from each customer's own rep to the dormant contacts in your SFA.\n\n"
         "Start with `repsend dormant --dry-run`: who would get a note, from which rep, and why\n"
-        "everyone else would not.\n\n" + EXIT_CODES
+        "everyone else would not (in the bundled demo org until `repsend init` writes your own config).\n\n"
+        + EXIT_CODES
     ),
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -83,7 +84,7 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="The config file (default: $REPSEND_CONFIG, else the bundled config/repsend.toml).",
+        help="The config file (default: $REPSEND_CONFIG, else ./repsend.toml, else the bundled demo config).",
         show_default=False,
     ),
 ]
@@ -244,6 +245,7 @@ def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool
                          terminal_width=_terminal_width())
     # Built (not connected) before the send log is touched: a transport config error writes nothing.
     transport = open_transport(settings, clock)
+    _print_notes(getattr(transport, "notes", []))
     log = SendLog.open(settings.database_url)
     try:
         result = send_run(
@@ -345,6 +347,85 @@ def log_command(
     finally:
         log.close()
     print_log(rows, sys.stdout, json_lines, zone)
+
+
+DOCTOR_EXIT = "Exit codes: 0 nothing failed (warnings allowed); 1 at least one check failed."
+
+
+@app.command(epilog=DOCTOR_EXIT)
+@_errors_to_exit_codes
+def doctor(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document: every check, then the verdict.")] = False,
+    campaign: Annotated[str | None, typer.Option("--campaign", metavar="NAME", help="Campaign name.")] = None,
+    template: Annotated[str | None, typer.Option("--template", metavar="NAME", help="Template name.")] = None,
+    as_of: AsOfOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check what a nightly run needs (config, SFA, templates, mail server, send log, window); send
+    nothing, write nothing.
+
+    Example: repsend doctor --config /etc/repsend/repsend.toml
+    """
+    import json
+
+    from repsend.clock import SystemClock
+    from repsend.doctor import diagnose
+    from repsend.selection import RunOptions
+
+    if as_of is not None:
+        _parse_day(as_of, "UTC")
+
+    def options_for(settings: Any) -> RunOptions:
+        return RunOptions(as_of=_parse_day(as_of, settings.rate.timezone),
+                          campaign=campaign or settings.campaign.name,
+                          template=template or settings.campaign.template)
+
+    checks = []
+    for check in diagnose(config, SystemClock(), options_for):
+        checks.append(check)
+        if not json_out:
+            typer.echo(f"{check.status:<5} {check.area:<10} {check.text}")
+            if check.fix:
+                typer.echo(f"{'':16} fix: {check.fix}")
+    failed = sum(check.status == "fail" for check in checks)
+    warned = sum(check.status == "warn" for check in checks)
+    if json_out:
+        typer.echo(json.dumps({"checks": [c.fields() for c in checks], "ok": not failed, "failed": failed,
+                               "warned": warned}, ensure_ascii=False))
+    else:
+        typer.echo(f"{failed} failed, {warned} warning(s), {len(checks) - failed - warned} ok")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def init(
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="The folder to write into, made if need be (default: this one).",
+                             show_default=False)
+    ] = Path("."),
+    sfa: Annotated[
+        str, typer.Option("--sfa", metavar="csv|salesforce", help="Where contacts come from: a CSV export or the org.")
+    ] = "csv",
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Copy the demo org too, and point the config at it: a first try anywhere.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist (else: exit 2).")] = False,
+) -> None:
+    """Write what your own org needs to start: a commented repsend.toml, the templates and legal footers
+    to edit, .env.example with every secret's name, and an empty suppression list.
+
+    Example: repsend init acme --sfa salesforce
+    """
+    from repsend import starter
+
+    if sfa not in ("csv", "salesforce"):
+        raise typer.BadParameter(f"{sfa!r}: use csv or salesforce", param_hint="--sfa")
+    written = starter.write(starter.plan(folder, sfa, demo), force=force)  # type: ignore[arg-type]
+    typer.echo(f"repsend init: wrote {len(written)} files in {folder}:")
+    for path in written:
+        typer.echo(f"  {path.relative_to(folder)}")
+    typer.echo(starter.next_steps(folder, sfa, demo))  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -3,12 +3,16 @@
 The config file holds everything but secrets; secrets (SF_*, SMTP_PASSWORD, REPSEND_DATABASE_URL) come
 only from the environment or a ``.env`` file beside the working directory. Paths in the config file are
 relative to the file itself, so a nightly job may run from any directory.
+
+Which config: ``--config``, else ``REPSEND_CONFIG``, else ``./repsend.toml``, else the bundled demo config
+(repsend/bundled.py), which says so on stderr.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,10 +20,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from repsend import bundled
 from repsend.errors import ConfigError
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "repsend.toml"
+# The config a folder holds for itself (what `repsend init` writes), looked for in the working directory.
+LOCAL_CONFIG = "repsend.toml"
 
 Days = Annotated[int, Field(ge=0)]
 
@@ -54,7 +59,8 @@ class SfaSettings(_Section):
     path: ConfigPath = Path("demo")
     encoding: str = "utf-8"
     contact_fields: list[str] = []
-    api_version: str = "59.0"
+    # kind = "salesforce": the REST API version, independent of the SOAP login's (sfa/salesforce.py pins that)
+    api_version: str = "64.0"
     bulk_threshold: Annotated[int, Field(ge=0)] = 0
     # kind = "salesforce": an API user that may not see every Contact and Opportunity stops the run ("fail"),
     # or runs on what it sees, saying so once ("allow").
@@ -137,6 +143,20 @@ class SmtpSettings(_Section):
     # UTF-8 local parts (山田@example.jp) are mailed with SMTPUTF8, and the server must offer it (else exit 3
     # before any mail); false: they are skipped as unsendable_address, in the dry run and the real run alike.
     smtputf8: bool = False
+    # The name repsend gives in EHLO; empty: this machine's fully qualified name (transport.helo_name).
+    helo_name: str = ""
+
+    @field_validator("helo_name")
+    @classmethod
+    def _helo_shape(cls, value: str) -> str:
+        # RFC 5321 4.1.1.1: a domain or an address literal; a space or CR/LF would end the command early.
+        import re
+
+        label = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+        if value and not re.fullmatch(rf"{label}(?:\.{label})*|\[(?:IPv6:)?[0-9A-Fa-f:.]+\]", value):
+            raise ValueError("expected a host name such as 'mail.acme.example' (or an address literal such as "
+                             "'[192.0.2.1]')")
+        return value
 
 
 class RateSettings(_Section):
@@ -215,16 +235,32 @@ def load_env(env: Mapping[str, str] | None = None, dotenv_paths: tuple[Path, ...
     return merged, tuple(read)
 
 
+def find_config(config: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """The config file to read: ``config`` (--config), REPSEND_CONFIG, ``./repsend.toml``, else the bundled
+    demo config. Returns it and whether it is the bundled one."""
+    if config is not None:
+        return config.expanduser(), False
+    if environ.get("REPSEND_CONFIG"):
+        return Path(environ["REPSEND_CONFIG"]).expanduser(), False
+    local = Path.cwd() / LOCAL_CONFIG
+    if local.is_file():
+        return local, False
+    return bundled.config_file(), True
+
+
 def load_settings(config: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the config; ``config`` beats REPSEND_CONFIG beats the bundled default.
+    """Read and validate the config (``find_config`` says which one).
 
     Secrets come from the environment, then ``./.env``, then the ``.env`` beside the config file (a
     nightly job's config folder holds its secrets whatever folder the job starts in)."""
     environ, _ = load_env(env, (Path.cwd() / ".env",))
-    if config is None:
-        config = Path(environ["REPSEND_CONFIG"]) if environ.get("REPSEND_CONFIG") else DEFAULT_CONFIG
-    config = config.expanduser()
-    env_paths = (Path.cwd() / ".env",) if config == DEFAULT_CONFIG else (Path.cwd() / ".env", config.parent / ".env")
+    config, demo = find_config(config, environ)
+    if demo:
+        # On stderr, so that a script reading --json is not disturbed, and a person is not misled.
+        print(f"repsend: note: using the bundled demo config {config} (no --config, REPSEND_CONFIG or "
+              f"./{LOCAL_CONFIG}; `repsend init` writes one for your org)", file=sys.stderr)
+    # The bundled config's folder is repsend's own, never a place for secrets.
+    env_paths = (Path.cwd() / ".env",) if demo else (Path.cwd() / ".env", config.parent / ".env")
     environ, env_files = load_env(env, env_paths)
     try:
         raw = config.read_bytes()

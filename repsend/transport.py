@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import smtplib
+import socket
 import ssl
 import uuid
 from dataclasses import dataclass
@@ -181,6 +182,7 @@ class SmtpTransport:
         # [smtp] smtputf8: the run composed mails for SMTPUTF8, so a server without it is refused at connect.
         self.smtputf8 = smtputf8
         self.connections = 0  # how many connections were opened, for the run summary and tests
+        self.notes: list[str] = []  # said once on stderr by the command (e.g. a machine with no proper name)
         self._smtp: smtplib.SMTP | None = None
         self._used = False  # the open connection has answered a MAIL already (so it may have gone stale)
         self._context: ssl.SSLContext | None = None
@@ -242,7 +244,8 @@ class SmtpTransport:
             where = f"{settings.config_path}: [smtp] ca_file"
         if ca_file is not None and not ca_file.is_file():
             raise ConfigError(f"{where}: {ca_file} does not exist")
-        return cls(
+        local_hostname, note = helo_name(smtp.helo_name)
+        transport = cls(
             host=host,
             port=port,
             security=security,  # type: ignore[arg-type]
@@ -251,8 +254,12 @@ class SmtpTransport:
             timeout=smtp.timeout,
             ca_file=ca_file,
             clock=clock,
+            local_hostname=local_hostname,
             smtputf8=smtp.smtputf8,
         )
+        if note:
+            transport.notes.append(note)
+        return transport
 
     # -- the connection ---------------------------------------------------------------------------
 
@@ -365,6 +372,26 @@ class SmtpTransport:
                 raise _CannotConnect(f"{where}: login failed for user {user}: {code} {text}")
             shown = f"{code} {text}" if code else text
             raise _Fatal(f"{where}: login refused for user {user}: {shown}")
+
+    def probe(self) -> set[str]:
+        """One connection as a run opens it (EHLO, STARTTLS with the certificate verified, AUTH), then QUIT:
+        no MAIL FROM, no retry. The extensions the server offers, lower case; MailError as a run would stop."""
+        message = ""
+        smtp: smtplib.SMTP | None = None
+        try:
+            smtp = self._open()
+        except (_CannotConnect, _Fatal) as exc:
+            message = str(exc)
+        if smtp is None:
+            raise MailError(message)
+        offered = set(smtp.esmtp_features)
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()
+        return offered
 
     def _drop(self) -> None:
         """Forget a connection that broke or that the server closes (421): the next send opens a new one."""
@@ -637,6 +664,29 @@ class OutboxTransport:
 
     def close(self) -> None:
         pass
+
+
+# First labels of the names a machine without a proper one reports: not a name another server can check.
+_LOOPBACK_NAMES = {"localhost", "localhost4", "localhost6", "ip6-localhost", "ip6-loopback"}
+
+
+def helo_name(configured: str) -> tuple[str | None, str | None]:
+    """The name for EHLO (``local_hostname``) and, when this machine has no usable one, a note saying so.
+
+    ``[smtp] helo_name`` when set; else this machine's fully qualified name. Receiving servers check the
+    greeting (a name that resolves, not "localhost", not a bare address) and score a bad one as spam. When
+    ``socket.getfqdn()`` gives no dotted name or a loopback one, repsend does what smtplib would do (None:
+    a bare name becomes the connection's address literal, e.g. ``[192.0.2.1]``) and says so."""
+    if configured:
+        return configured, None
+    fqdn = socket.getfqdn()
+    first = fqdn.split(".", 1)[0].lower()
+    if "." in fqdn and first not in _LOOPBACK_NAMES:
+        return fqdn, None
+    return None, (f"this machine's name {fqdn!r} is not a fully qualified domain name, so the SMTP greeting "
+                  f"(EHLO) {'gives it' if '.' in fqdn else 'gives its address, e.g. [192.0.2.1]'}, which "
+                  "receiving servers may count against the mail: set [smtp] helo_name (e.g. "
+                  "\"mail.yourcompany.example\", a name that resolves to this machine)")
 
 
 def open_transport(settings: Settings, clock: Clock) -> Transport:

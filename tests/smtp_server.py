@@ -77,6 +77,7 @@ class _Fault:
 class _Log:
     connections: int = 0
     commands: list[tuple[int, str]] = field(default_factory=list)
+    ehlo_names: list[str] = field(default_factory=list)
 
 
 class SmtpSink:
@@ -189,6 +190,12 @@ class SmtpSink:
     def ehlo_count(self) -> int:
         return self.commands.count("EHLO")
 
+    @property
+    def ehlo_names(self) -> list[str]:
+        """The name each EHLO (or HELO) gave, in order."""
+        with self._lock:
+            return list(self._log.ehlo_names)
+
     # -- faults: each hits the commands of its stage, once `after` messages were accepted --------
 
     def tempfail(self, times: int = 1, at: Stage = "RCPT", code: int = 451,
@@ -248,10 +255,12 @@ class SmtpSink:
             self._log.connections += 1
             return self._log.connections
 
-    def _command(self, connection: int, command: str) -> None:
+    def _command(self, connection: int, command: str, argument: str | None = None) -> None:
         if connection:
             with self._lock:
                 self._log.commands.append((connection, command))
+                if argument is not None:
+                    self._log.ehlo_names.append(argument)
 
     def _take(self, stage: str, addresses: list[str]) -> _Fault | None:
         with self._lock:
@@ -328,11 +337,11 @@ class _SinkSMTP(SMTP):
         return True  # pragma: no cover
 
     async def smtp_EHLO(self, hostname: str) -> None:
-        self.sink._command(self.number, "EHLO")
+        self.sink._command(self.number, "EHLO", hostname)
         await super().smtp_EHLO(hostname)
 
     async def smtp_HELO(self, hostname: str) -> None:
-        self.sink._command(self.number, "HELO")
+        self.sink._command(self.number, "HELO", hostname)
         await super().smtp_HELO(hostname)
 
     async def smtp_STARTTLS(self, arg: str) -> None:
