@@ -67,16 +67,42 @@ class SfaSettings(_Section):
     partial_visibility: Literal["fail", "allow"] = "fail"
     # kind = "salesforce": a Lead that opted out blocks the contacts with its address.
     lead_opt_outs: bool = True
+    # kind = "csv": the safety data an admin accepts the export lacks (by default each gap stops the run).
+    allow_missing: list[str] = []
+    # kind = "csv": header label -> API name, over csv_format's tables (a report export writes labels).
+    columns: dict[str, str] = {}
 
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
-        import codecs
+        from repsend.sfa.csv_format import export_codec
 
         try:
-            codecs.lookup(value)
+            export_codec(value)
         except LookupError:
             raise ValueError(f"unknown encoding {value!r}; use for example 'utf-8' or 'cp932'") from None
+        return value
+
+    @field_validator("allow_missing")
+    @classmethod
+    def _known_gaps(cls, value: list[str]) -> list[str]:
+        import difflib
+
+        from repsend.sfa.csv_format import SAFETY_GAPS
+
+        for name in value:
+            if name not in SAFETY_GAPS:
+                nearest = difflib.get_close_matches(name, list(SAFETY_GAPS), n=1, cutoff=0.6)
+                hint = f" (did you mean `{nearest[0]}`?)" if nearest else ""
+                raise ValueError(f"{name!r} is not a gap repsend knows{hint}; known: {', '.join(SAFETY_GAPS)}")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _api_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, name in value.items():
+            if not label.strip() or not name.strip():
+                raise ValueError(f"{label!r} = {name!r}: a header label and an API name, neither empty")
         return value
 
 
