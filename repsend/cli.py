@@ -121,9 +121,10 @@ AsOfOption = Annotated[
 # Written out, not read from models.Reason, so that --help imports nothing heavy; tests/test_cli.py holds it
 # to Reason (its order and its sends).
 REASONS = """\
-Reasons, the first that applies: no_email, invalid_email, opted_out, bounced, suppressed, already_sent,
-previously_failed, active_deal, recent_activity, cooldown, duplicate_email, no_owner, inactive_owner, sender_domain,
-missing_field, invalid_header, rep_cap; a send is dormant or fallback_sender (README: Reason codes)."""
+Reasons, the first that applies: no_email, invalid_email, unsendable_address, opted_out, bounced, suppressed,
+already_sent, previously_failed, active_deal, recent_activity, cooldown, duplicate_email, no_owner,
+inactive_owner, sender_domain, missing_field, invalid_header, rep_cap; a send is dormant or fallback_sender
+(README: Reason codes)."""
 
 
 @app.command(epilog=REASONS + "\n\n" + EXIT_CODES)

@@ -338,6 +338,9 @@ def _smtp_fix(message: str) -> str:
         return "check SMTP_USERNAME / [smtp] username and SMTP_PASSWORD"
     if "starttls" in lowered:
         return "check [smtp] port and security (587 starttls, 465 ssl)"
+    if "smtputf8" in lowered:
+        return ("use a server that offers SMTPUTF8, or set [smtp] smtputf8 = false (UTF-8 addresses are then "
+                "skipped as unsendable_address)")
     return "check [smtp] host and port (or SMTP_HOST, SMTP_PORT), and that the server is reachable from here"
 
 

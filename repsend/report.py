@@ -202,8 +202,9 @@ class Table:
     those columns keep their fitted cells by value, for this table only, up to ``CACHE_SIZE`` each (then
     the column starts over). Companies and addresses are nearly all distinct: they are fitted every time."""
 
-    COLUMNS = (("contact", 16), ("company", 20), ("address", 36), ("from", 18), ("action", 6), ("reason", 16),
-               ("detail", 24))
+    # The reason column holds the longest reason code whole (unsendable_address: 18).
+    COLUMNS = (("contact", 16), ("company", 20), ("address", 36), ("from", 18), ("action", 6),
+               ("reason", max(len(reason.value) for reason in Reason)), ("detail", 24))
     CACHE_SIZE = 4096
 
     def __init__(self, out: TextIO, outcome_column: bool = False, terminal_width: int | None = None) -> None:
@@ -266,7 +267,7 @@ class Table:
             out.write("no contacts to consider\n")
         out.write(f"\n{summary.considered} considered: {summary.send} to send, {sum(summary.skip.values())} skipped\n")
         for reason, count in sorted(summary.skip.items(), key=lambda kv: (-kv[1], kv[0])):
-            out.write(f"  {reason:<16} {count:>7}\n")
+            out.write(f"  {reason:<18} {count:>7}\n")
         if dry_run:
             out.write("dry run: nothing was sent and nothing was written\n")
 

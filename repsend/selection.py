@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from repsend.audience import Audience, History, Rules
+from repsend.audience import Audience, History, Rules, address_problem
 from repsend.compose import Composer, Templates
 from repsend.errors import ConfigError, InputError
 from repsend.models import Company, Decision, Reason, Rep, id15, normalize_email
@@ -210,11 +210,21 @@ def rules_of(settings: Settings, options: RunOptions, fallback: Rep | None) -> R
         retry_failed=settings.campaign.retry_failed,
         languages={key.strip().casefold(): lang for key, lang in settings.template.languages.items()},
         default_language=settings.template.default_language,
+        smtputf8=settings.smtp.smtputf8,
     )
+
+
+def check_envelope_from(settings: Settings) -> None:
+    """The bounce address goes into every envelope: one that cannot go out stops the run before it starts."""
+    envelope_from = settings.mail.envelope_from.strip()
+    problem = address_problem(envelope_from, settings.smtp.smtputf8) if envelope_from else ""
+    if problem:
+        raise ConfigError(f"{settings.config_path}: [mail] envelope_from: {envelope_from}: {problem}")
 
 
 def audience_of(settings: Settings, source: Source, options: RunOptions, history: History | None = None) -> Audience:
     """The run's setup: templates, reps, deals and the addresses blocked on any record, read and checked."""
+    check_envelope_from(settings)
     templates = load_templates(settings, options.template)
     if settings.mail.unsubscribe_url:
         secret_of(settings.env)  # every mail's link is signed: without the secret, stop before any decision

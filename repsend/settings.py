@@ -11,6 +11,7 @@ Which config: ``--config``, else ``REPSEND_CONFIG``, else ``./repsend.toml``, el
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -26,6 +27,17 @@ from repsend.errors import ConfigError
 LOCAL_CONFIG = "repsend.toml"
 
 Days = Annotated[int, Field(ge=0)]
+
+# C0, DEL and C1: what no value that goes into a mail header (or an SMTP command) may hold.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _header_value(value: str) -> str:
+    """A config value that goes into every mail's headers or envelope: a CR or LF there would stop the
+    real run at its first mail (or break the header), and the dry run would not have said so."""
+    if _CONTROL.search(value) is not None:
+        raise ValueError("holds a control character (CR, LF, TAB, ...); it goes into every mail's headers")
+    return value
 
 
 class _Section(BaseModel):
@@ -125,6 +137,15 @@ class CompanySettings(_Section):
     opt_out: Annotated[str, Field(min_length=1)]
     domain: Annotated[str, Field(min_length=1)]
 
+    @field_validator("domain")
+    @classmethod
+    def _message_id_domain(cls, value: str) -> str:
+        from repsend.models import wire_domain
+
+        if " " in _header_value(value):
+            raise ValueError("a domain has no spaces")
+        return wire_domain(value)  # in Message-IDs: an internationalized domain as IDNA A-labels
+
 
 class MailSettings(_Section):
     transport: Literal["smtp", "outbox"] = "smtp"
@@ -134,6 +155,11 @@ class MailSettings(_Section):
     sender_domains: list[str] = []
     max_consecutive_failures: Annotated[int, Field(ge=1)] = 5
 
+    @field_validator("envelope_from", "unsubscribe_url")
+    @classmethod
+    def _in_every_mail(cls, value: str) -> str:
+        return _header_value(value)
+
 
 class SmtpSettings(_Section):
     host: str = ""
@@ -142,6 +168,9 @@ class SmtpSettings(_Section):
     username: str = ""
     timeout: Annotated[float, Field(gt=0)] = 30.0
     ca_file: ConfigPath | None = None
+    # UTF-8 local parts (山田@example.jp) are mailed with SMTPUTF8, and the server must offer it (else exit 3
+    # before any mail); false: they are skipped as unsendable_address, in the dry run and the real run alike.
+    smtputf8: bool = False
     # The name repsend gives in EHLO; empty: this machine's fully qualified name (transport.helo_name).
     helo_name: str = ""
 

@@ -39,6 +39,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from repsend.clock import Clock, SystemClock
 from repsend.compose import POLICY, RepeatedHeaderPolicy
 from repsend.errors import ConfigError, MailError
+from repsend.models import wire_address
 
 if TYPE_CHECKING:
     from repsend.settings import Settings
@@ -58,7 +59,9 @@ def wire_policy(msg: EmailMessage, seven_bit: bool = False) -> EmailPolicy:
     remembers the headers that repeat), else ``WIRE_8BIT``; 7-bit for a server without 8BITMIME."""
     policy = msg.policy
     if not isinstance(policy, RepeatedHeaderPolicy) or policy.linesep != "\r\n":
-        return WIRE_7BIT if seven_bit else WIRE_8BIT
+        wire = WIRE_7BIT if seven_bit else WIRE_8BIT
+        # A message for SMTPUTF8 (a UTF-8 local part) stays one: encoded words cannot carry an address.
+        return wire.clone(utf8=True) if getattr(policy, "utf8", False) else wire
     return policy.clone(cte_type="7bit") if seven_bit else policy
 
 # Waits between tries, all through the injected clock: connecting (2 s, 4 s), a 4xx answer (5 s, 10 s, ...).
@@ -169,6 +172,7 @@ class SmtpTransport:
         clock: Clock,
         retries: int = 3,
         local_hostname: str | None = None,
+        smtputf8: bool = False,
     ) -> None:
         if security not in SECURITIES:
             raise ConfigError(f"SMTP security must be one of {', '.join(SECURITIES)}, got {security!r}")
@@ -182,6 +186,8 @@ class SmtpTransport:
         self.clock = clock
         self.retries = max(1, retries)
         self.local_hostname = local_hostname
+        # [smtp] smtputf8: the run composed mails for SMTPUTF8, so a server without it is refused at connect.
+        self.smtputf8 = smtputf8
         self.connections = 0  # how many connections were opened, for the run summary and tests
         self.notes: list[str] = []  # said once on stderr by the command (e.g. a machine with no proper name)
         self._smtp: smtplib.SMTP | None = None
@@ -256,6 +262,7 @@ class SmtpTransport:
             ca_file=ca_file,
             clock=clock,
             local_hostname=local_hostname,
+            smtputf8=smtp.smtputf8,
         )
         if note:
             transport.notes.append(note)
@@ -319,6 +326,13 @@ class SmtpTransport:
                     )
                 smtp.starttls(context=self._context)
                 smtp.ehlo_or_helo_if_needed()
+            if self.smtputf8 and not smtp.has_extn("smtputf8"):
+                # The dry run decided with SMTPUTF8 (UTF-8 local parts are sends): without it the run would
+                # not be the one the dry run showed. Nothing is sent; a person chooses.
+                raise _Fatal(
+                    f"{where}: the server does not offer SMTPUTF8, which [smtp] smtputf8 = true needs;"
+                    " nothing sent (set smtputf8 = false to skip UTF-8 addresses as unsendable_address)"
+                )
             if self.username:
                 self._login(smtp)
             return smtp
@@ -416,7 +430,13 @@ class SmtpTransport:
     # -- sending ----------------------------------------------------------------------------------
 
     def send(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered:
-        """Send one message to one recipient; 4xx and drops before the data are retried with backoff."""
+        """Send one message to one recipient; 4xx and drops before the data are retried with backoff.
+
+        The envelope's domains go out as IDNA A-labels, like the headers' (``compose.to_message``)."""
+        try:
+            envelope_from, recipient = wire_address(envelope_from), wire_address(recipient)
+        except ValueError as exc:
+            raise RecipientRefused(553, f"not sent: {exc}") from None
         # The first try runs outside tenacity, whose bookkeeping costs about a tenth of a transaction
         # with a local server; after a TemporaryFailure the same Retrying as ever takes over, its first
         # attempt being that failure (so the waits, the attempts and the error raised stay the same).
@@ -456,7 +476,8 @@ class SmtpTransport:
                 options.append("BODY=8BITMIME")
             else:
                 content = msg.as_bytes(policy=wire_policy(msg, seven_bit=True))
-        if not (envelope_from + recipient).isascii():
+        # A UTF-8 local part, in the envelope or in a header (a message made for SMTPUTF8): RFC 6531.
+        if not (envelope_from + recipient).isascii() or getattr(msg.policy, "utf8", False):
             if not smtp.has_extn("smtputf8"):
                 raise RecipientRefused(
                     553, f"not sent: {recipient} or {envelope_from} needs SMTPUTF8, which {self.where} does not offer"

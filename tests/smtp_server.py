@@ -93,6 +93,7 @@ class SmtpSink:
         eight_bit_mime: bool = True,
         hostname: str = "mx.sink.test",
         pipelining: bool = False,
+        smtputf8: bool = False,
     ) -> None:
         self.tls = tls
         # Offer PIPELINING (RFC 2920): aiosmtpd reads pipelined commands one line at a time anyway.
@@ -123,6 +124,8 @@ class SmtpSink:
             "ready_timeout": 5.0,
             # Without 8BITMIME aiosmtpd needs decode_data=True (then it also refuses BODY=8BITMIME).
             "decode_data": not eight_bit_mime,
+            # Offer SMTPUTF8 (RFC 6531): UTF-8 in MAIL, RCPT and the headers.
+            "enable_SMTPUTF8": smtputf8,
         }
         if tls == "starttls":
             kwargs.update(tls_context=server_ctx, require_starttls=require_starttls)

@@ -139,6 +139,22 @@ def test_a_rep_outside_the_sender_domains_who_would_send_fails_by_name(tmp_path:
     ]
 
 
+@pytest.mark.parametrize("offered", [False, True])
+def test_smtputf8_on_needs_a_server_that_offers_it(tmp_path: Path, org: Path, make_smtp_sink, offered: bool) -> None:
+    """The run would stop at its connection (exit 3) where the server does not offer it: doctor says so first."""
+    sink = make_smtp_sink(smtputf8=offered)
+    result = doctor(working(tmp_path, org, smtp={"smtputf8": True}), sink.env())
+
+    smtp = [line for line in result.output.splitlines() if line.split()[1:2] == ["smtp"]]
+    if offered:
+        assert result.exit_code == 0 and "offers 8BITMIME, SMTPUTF8" in smtp[0], result.output  # a warn: no TLS
+    else:
+        assert result.exit_code == 1 and smtp[0].startswith("fail "), result.output
+        assert "does not offer SMTPUTF8, which [smtp] smtputf8 = true needs" in result.output
+        assert "fix: use a server that offers SMTPUTF8, or set [smtp] smtputf8 = false" in result.output
+    assert sink.messages == []
+
+
 def test_an_empty_envelope_from_warns_that_bounces_reach_the_reps(tmp_path: Path, org: Path, smtp_sink) -> None:
     result = doctor(working(tmp_path, org, mail={"envelope_from": ""}), smtp_sink.env())
 
