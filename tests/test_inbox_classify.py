@@ -160,12 +160,27 @@ def test_ip_address_is_not_a_status_code() -> None:
     assert (returned.kind, returned.addresses, returned.status) == ("bounce", ("ono@example.jp",), None)
 
 
+def test_plain_text_report_names_only_the_addresses_with_a_code() -> None:
+    msg = message("Delivery has failed to these recipients or groups:\n\nyamada@contoso.co.jp\n"
+                  "Remote Server returned '550 5.1.1 RESOLVER.ADR.RecipientNotFound; not found'\n\n"
+                  "For help, contact helpdesk@contoso.co.jp.\n",
+                  From="MicrosoftExchange329e71ec@contoso.co.jp", Subject="Undeliverable: hello",
+                  X_MS_Exchange_Message_Is_Ndr="")
+    returned = classify(msg)
+    assert (returned.kind, returned.addresses, returned.status) == ("bounce", ("yamada@contoso.co.jp",), "5.1.1")
+    assert returned.recipients[0].from_text
+    standard = classify(parse((CORPUS / "postfix-user-unknown.eml").read_bytes()))
+    assert not standard.recipients[0].from_text
+
+
 def test_key_without_message_id_is_a_digest_of_the_bytes() -> None:
     raw = b"From: a@example.jp\r\nSubject: hi\r\n\r\nhello\r\n"
     key = classify(parse(raw), raw=raw).key
     assert key.startswith("sha256:") and len(key) == 7 + 64
     assert classify(parse(raw), raw=raw).key == key
     assert classify(parse(raw + b"!"), raw=raw + b"!").key != key
+    lf = raw.replace(b"\r\n", b"\n")  # the same message from a Maildir file rather than over IMAP
+    assert classify(parse(lf), raw=lf).key == key
 
 
 def test_new_text_drops_inline_quotes_and_keeps_the_answers() -> None:

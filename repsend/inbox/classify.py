@@ -58,6 +58,9 @@ class Recipient:
     diagnostic: str | None = None  # the remote server's words, "smtp; 550 5.1.1 <x@y>: user unknown"
     final_address: str | None = None  # Final-Recipient, when it differs from the address sent to
     remote_mta: str | None = None
+    # Read from a plain-text report rather than RFC 3464 fields: trust it only for an address the send
+    # log shows was mailed (a report's text can name other addresses, its help desk's for one).
+    from_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,8 @@ def message_key(msg: Message, raw: bytes | None = None) -> str:
             raw = msg.as_bytes(policy=policy.compat32)
         except Exception:  # a broken message: its text still has a digest
             raw = str(msg).encode("utf-8", "surrogateescape")
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    # Line ends normalized: the same message read from a Maildir (LF) and over IMAP (CRLF) is one message.
+    return "sha256:" + hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest()
 
 
 # -- common fields -------------------------------------------------------------------------------
@@ -498,7 +502,7 @@ _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~\-\u0080-\uffff]+@[\w\-\u0080-\ufff
 
 
 def _looks_like_bounce(msg: EmailMessage) -> bool:
-    if msg.get("X-Failed-Recipients"):
+    if msg.get("X-Failed-Recipients") or msg.get("X-MS-Exchange-Message-Is-Ndr") is not None:
         return True
     sender = parseaddr(_header(msg, "From"))
     local = sender[1].split("@")[0] if sender[1] else ""
@@ -522,15 +526,20 @@ def _plain_bounce(msg: EmailMessage, key: str, common: dict,
     failed = [normalize(a) for _, a in getaddresses(_headers(msg, "X-Failed-Recipients")) if a]
     found = [a for a in _addresses_in(report_text) if a not in exclude and not _DAEMON.match(a.split("@")[0])]
     candidates = list(dict.fromkeys(failed or found))
+    near = {address: _status_near(report_text, address, candidates) for address in candidates}
+    if not failed and any(status for status, _ in near.values()):
+        # Where some addresses come with a code, the others are the report's own (a help desk, a sender).
+        candidates = [address for address in candidates if near[address][0]]
     recipients = []
     for address in candidates:
-        status, diagnostic = _status_near(report_text, address, candidates)
+        status, diagnostic = near[address]
         kind = _kind(status, None)
         if kind is None:  # a failure notice that gives no code: it says the mail could not be delivered
             status, kind = None, "bounce"
             if re.search(r"(?i)temporar|delayed|will (be )?retr|still trying|遅延|再送を試み", report_text):
                 kind = "delayed"
-        recipients.append(Recipient(address=address, kind=kind, status=status, action=None, diagnostic=diagnostic))
+        recipients.append(Recipient(address=address, kind=kind, status=status, action=None, diagnostic=diagnostic,
+                                    from_text=True))
     mid = _original_message_id(msg, texts)
     envelope_id = (dsn_fields or {}).get("original-envelope-id") or None
     if not recipients:
