@@ -186,3 +186,16 @@ def test_key_without_message_id_is_a_digest_of_the_bytes() -> None:
 def test_new_text_drops_inline_quotes_and_keeps_the_answers() -> None:
     body = "> Shall we meet?\nYes, Tuesday.\n> Any topic?\nThe budget.\n"
     assert new_text(body) == "Yes, Tuesday.\nThe budget."
+
+
+def test_cut_anywhere_a_message_is_sorted_or_named_never_a_crash() -> None:
+    """A mailbox holds what it holds: every corpus file cut at many places, each with a header cut mid-address
+    among them, is either sorted or reported as a problem."""
+    from repsend.inbox import incoming
+
+    for path in sorted(CORPUS.glob("*.eml")):
+        raw = path.read_bytes()
+        for cut in range(0, len(raw), 101):
+            item = incoming(path.name, raw[:cut] + b"\xff\x1b$B")
+            if item.message is not None and item.problem is None:
+                assert classify(item.message, opt_out_addresses=OPT_OUT, raw=item.raw).kind

@@ -155,7 +155,7 @@ def problem_of(msg: Message) -> Malformed | None:
     """
     if not msg.keys():
         return Malformed("no header")
-    if not any(msg.get(h) for h in ("From", "Sender", "Return-Path", "Message-ID", "Date")):
+    if not any(_get(msg, h) for h in ("From", "Sender", "Return-Path", "Message-ID", "Date")):
         return Malformed("no From, Sender, Return-Path, Message-ID or Date header")
     for part in _walk(msg):
         for defect in part.defects:
@@ -176,7 +176,7 @@ _DEFECT_TEXT = {
 
 def message_key(msg: Message, raw: bytes | None = None) -> str:
     """The Message-ID when there is one (as ``<id>``), else a SHA-256 digest of the raw message."""
-    mid = _message_id(msg.get("Message-ID"))
+    mid = _message_id(_get(msg, "Message-ID"))
     if mid:
         return mid
     if raw is None:
@@ -217,20 +217,27 @@ def _from_list(common: dict) -> tuple[str, ...]:
     return (common["from_address"],) if common["from_address"] else ()
 
 
-def _header(msg: Message, name: str) -> str:
-    """A header's decoded text, or "" (a header the parser could not read is returned as it stands)."""
+def _get(msg: Message, name: str) -> str | None:
+    """A header's text, or None. A value the default policy cannot parse (a truncated address raises
+    inside the header registry) comes back as its raw text: a broken header must not stop the sorting."""
     try:
         value = msg.get(name)
-    except Exception:  # pragma: no cover - the default policy keeps unparsable values as text
-        return ""
-    return " ".join(str(value).split()) if value is not None else ""
+        return None if value is None else str(value)
+    except Exception:
+        return next((str(v) for k, v in msg.raw_items() if k.lower() == name.lower()), None)
+
+
+def _header(msg: Message, name: str) -> str:
+    """A header's decoded text on one line, or ""."""
+    value = _get(msg, name)
+    return " ".join(value.split()) if value is not None else ""
 
 
 def _headers(msg: Message, name: str) -> list[str]:
     try:
         return [str(v) for v in (msg.get_all(name) or [])]
-    except Exception:  # pragma: no cover
-        return []
+    except Exception:  # as in _get: the raw text of each
+        return [str(v) for k, v in msg.raw_items() if k.lower() == name.lower()]
 
 
 _MSGID = re.compile(r"<[^<>\s]+>")
@@ -248,10 +255,10 @@ def _message_id(value: object) -> str | None:
 
 def _replied_to(msg: Message) -> str | None:
     """The mail this one answers: In-Reply-To, else the last of References."""
-    mid = _message_id(msg.get("In-Reply-To"))
+    mid = _message_id(_get(msg, "In-Reply-To"))
     if mid:
         return mid
-    refs = _MSGID.findall(str(msg.get("References") or ""))
+    refs = _MSGID.findall(_get(msg, "References") or "")
     return refs[-1] if refs else None
 
 
@@ -330,7 +337,7 @@ def _original_message_id(msg: Message, texts: Iterable[str] = ()) -> str | None:
     """Our mail's Message-ID in the report: in the returned copy, else a "Message-ID:" line of its text."""
     original = _original_headers(msg)
     if original is not None:
-        mid = _message_id(original.get("Message-ID"))
+        mid = _message_id(_get(original, "Message-ID"))
         if mid:
             return mid
     for text in texts:
@@ -390,7 +397,7 @@ def _status_blocks(part: Message) -> list[dict[str, str]]:
         data = payload.encode("utf-8", "surrogateescape")
     else:
         return []
-    cte = str(part.get("Content-Transfer-Encoding") or "").strip().lower()
+    cte = (_get(part, "Content-Transfer-Encoding") or "").strip().lower()
     try:
         if cte == "base64":
             data = base64.b64decode(data)
@@ -502,12 +509,12 @@ _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~\-\u0080-\uffff]+@[\w\-\u0080-\ufff
 
 
 def _looks_like_bounce(msg: EmailMessage) -> bool:
-    if msg.get("X-Failed-Recipients") or msg.get("X-MS-Exchange-Message-Is-Ndr") is not None:
+    if _get(msg, "X-Failed-Recipients") or _get(msg, "X-MS-Exchange-Message-Is-Ndr") is not None:
         return True
     sender = parseaddr(_header(msg, "From"))
     local = sender[1].split("@")[0] if sender[1] else ""
     from_daemon = bool(_DAEMON.match(local)) or bool(re.search(r"(?i)mail delivery (sub)?system|mailer", sender[0]))
-    null_path = _header(msg, "Return-Path").replace(" ", "") in ("<>", "")  and msg.get("Return-Path") is not None
+    null_path = _header(msg, "Return-Path").replace(" ", "") in ("<>", "")  and _get(msg, "Return-Path") is not None
     if not (from_daemon or null_path):
         return False
     if _BOUNCE_SUBJECT.search(_header(msg, "Subject")):
@@ -601,7 +608,7 @@ def _complaint(msg: EmailMessage, key: str, common: dict) -> Returned | None:
         addresses = [normalize(a) for _, a in getaddresses(_headers(original, "To")) if a]
     # Providers redact the complainant (RFC 6590): "xxxxxxxx@example.com" names nobody we can match.
     addresses = [a for a in addresses if "@" in a and not re.fullmatch(r"x+", a.split("@")[0])]
-    mid = _message_id(original.get("Message-ID")) if original is not None else None
+    mid = _message_id(_get(original, "Message-ID")) if original is not None else None
     fields_common = dict(common, original_message_id=mid or common["original_message_id"])
     if feedback_type not in _COMPLAINT_TYPES:
         # auth-failure (DMARC/DKIM reports), not-spam: about the mail system, not the recipient's wish.
@@ -625,7 +632,7 @@ def auto_reply_reason(msg: Message) -> str | None:
     if auto and auto.split(";")[0].strip() != "no":
         return f"Auto-Submitted: {auto.split(';')[0].strip()}"
     for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Auto-Reply"):
-        if msg.get(name) is not None:
+        if _get(msg, name) is not None:
             return f"{name} header"
     precedence = _header(msg, "Precedence").lower()
     if precedence == "auto_reply":
