@@ -111,6 +111,18 @@ def test_imap_mark_seen_marks_what_was_handled(imap_server) -> None:  # noqa: AN
     assert imap_server.flags() == {uid: {r"\Seen"} for uid in uids}
 
 
+def test_imap_reads_only_what_is_new_while_uidvalidity_holds(imap_server) -> None:  # noqa: ANN001
+    first = imap_server.append(GMAIL)
+    mailbox = box(imap_server)
+    assert [i.uid for i in mailbox.messages()] == [first]
+    validity = mailbox.uidvalidity
+    assert list(box(imap_server).messages(after_uid=first, uidvalidity=validity)) == []
+    second = imap_server.append(EXIM)
+    assert [i.uid for i in box(imap_server).messages(after_uid=first, uidvalidity=validity)] == [second]
+    # Renumbered (another UIDVALIDITY): everything again.
+    assert [i.uid for i in box(imap_server).messages(after_uid=second, uidvalidity=validity + 1)] == [first, second]
+
+
 def test_imap_folder_with_a_japanese_name(imap_server) -> None:  # noqa: ANN001
     imap_server.create("&kAFP4W4IMH8-")  # 送信済み in IMAP's modified UTF-7
     imap_server.append(EXIM, folder="&kAFP4W4IMH8-")

@@ -200,13 +200,17 @@ class ImapMailbox:
     def where(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def messages(self) -> Iterator[Incoming]:
-        """Every message of the folder, oldest UID first."""
+    def messages(self, after_uid: int = 0, uidvalidity: int | None = None) -> Iterator[Incoming]:
+        """Every message of the folder, oldest UID first; with ``after_uid`` only the newer ones, when
+        ``uidvalidity`` is the folder's still (else the UIDs were renumbered and all are read again).
+        After the run, ``self.uidvalidity`` and the last item's ``uid`` are what to remember."""
         conn = self._connect()
         try:
             self._login(conn)
             self._open_folder(conn)
-            uids = self._uids(conn)
+            if uidvalidity is not None and uidvalidity != self.uidvalidity:
+                after_uid = 0
+            uids = [uid for uid in self._uids(conn, after_uid) if uid > after_uid]
             for start in range(0, len(uids), FETCH_BATCH):
                 batch = uids[start: start + FETCH_BATCH]
                 for uid, raw in self._fetch(conn, batch):
@@ -280,8 +284,10 @@ class ImapMailbox:
         if validity and validity[0]:
             self.uidvalidity = int(validity[0])
 
-    def _uids(self, conn: imaplib.IMAP4) -> list[int]:
-        data = self._command(conn, "list the messages", conn.uid, "SEARCH", "ALL")
+    def _uids(self, conn: imaplib.IMAP4, after_uid: int) -> list[int]:
+        # "UID n:*" also matches the last message when its UID is below n (RFC 3501 6.4.8): filtered above.
+        query = ("UID", f"{after_uid + 1}:*") if after_uid else ("ALL",)
+        data = self._command(conn, "list the messages", conn.uid, "SEARCH", *query)
         return sorted(int(n) for n in b" ".join(d for d in data if isinstance(d, bytes)).split())
 
     def _fetch(self, conn: imaplib.IMAP4, uids: list[int]) -> Iterator[tuple[int, bytes]]:
