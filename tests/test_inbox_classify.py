@@ -152,6 +152,15 @@ def test_small_cases(headers: dict[str, str], body: str, kind: str) -> None:
     assert classify(message(body, **headers), opt_out_addresses=OPT_OUT).kind == kind
 
 
+def test_a_rep_forwarding_to_the_opt_out_address_does_not_opt_the_rep_out() -> None:
+    msg = message("Please remove this customer.\n\n---------- Forwarded message ---------\nFrom: ueda@example.jp\n"
+                  "配信停止", From="Sato Hiroshi <sato@acme.example>", To="optout@acme.example", Subject="Fwd: 停止")
+    returned = classify(msg, opt_out_addresses=OPT_OUT, own_domains=["acme.example"])
+    assert (returned.kind, returned.addresses) == ("other", ())
+    assert "our own acme.example" in returned.reason
+    assert classify(msg, opt_out_addresses=OPT_OUT).kind == "opt_out"  # without own_domains it cannot tell
+
+
 def test_ip_address_is_not_a_status_code() -> None:
     msg = message("Your message could not be delivered to ono@example.jp: host 10.2.4.5 refused the connection\n"
                   "after 5 days; the mail has been returned.", From="MAILER-DAEMON@mx.example.jp",

@@ -117,9 +117,12 @@ def normalize(address: str) -> str:
 # -- the entry points ----------------------------------------------------------------------------
 
 
-def classify(msg: EmailMessage, opt_out_addresses: Iterable[str] = (), raw: bytes | None = None) -> Returned:
+def classify(msg: EmailMessage, opt_out_addresses: Iterable[str] = (), raw: bytes | None = None,
+             own_domains: Iterable[str] = ()) -> Returned:
     """Sort one message. ``opt_out_addresses``: mail sent to one of them is an opt-out of its sender.
-    ``raw``: the bytes as read, for the digest when the message has no Message-ID."""
+    ``raw``: the bytes as read, for the digest when the message has no Message-ID. ``own_domains``: the
+    company's own (``[company] domain``, ``[mail] sender_domains``): a message from one of them is never
+    an opt-out of its sender, it is a rep forwarding a customer's mail (``other``, for a person to read)."""
     key = message_key(msg, raw)
     common = _common(msg)
     report_type = (msg.get_param("report-type", header="content-type") or "") if msg.is_multipart() else ""
@@ -143,6 +146,10 @@ def classify(msg: EmailMessage, opt_out_addresses: Iterable[str] = (), raw: byte
         return Returned(kind="auto_reply", key=key, reason=auto, addresses=_from_list(common), **common)
     opt_out = opt_out_reason(msg, opt_out_addresses)
     if opt_out:
+        sender_domain = (common["from_address"] or "").rpartition("@")[2]
+        if sender_domain and sender_domain in {d.strip().lower().lstrip("@") for d in own_domains}:
+            return Returned(kind="other", key=key, reason=f"{opt_out}, but from our own {sender_domain}: "
+                            "a forward? the customer's address is inside", **common)
         return Returned(kind="opt_out", key=key, reason=opt_out, addresses=_from_list(common), **common)
     return Returned(kind="other", key=key, reason="not a report, an auto-reply or an opt-out", **common)
 
