@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.smtp_server", "tests.pg"]
+pytest_plugins = ["tests.smtp_server", "tests.pg", "tests.imap_server"]
 
 ISOLATED = (
     "REPSEND_CONFIG", "REPSEND_DATABASE_URL", "SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN", "SF_DOMAIN",
