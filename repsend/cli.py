@@ -680,6 +680,89 @@ def init(
     typer.echo(starter.next_steps(folder, sfa, demo))  # type: ignore[arg-type]
 
 
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def inbox(
+    source: Annotated[str, typer.Argument(metavar="PATH|imap",
+                                          help="An mbox file, a Maildir, a folder of .eml files, or imap ([inbox]).")],
+    mark_seen: Annotated[
+        bool, typer.Option("--mark-seen", help="IMAP: mark each message read once it is recorded.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Sort and print; record nothing.")] = False,
+    json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines: one per message, then a summary.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Read what came back to the bounce and opt-out addresses: suppress hard bounces, complaints and
+    opt-outs in the send log; record the rest. Each message is handled once.
+
+    Example: repsend inbox imap   (or: repsend inbox bounces.mbox --dry-run)
+    """
+    import json
+    from datetime import UTC, datetime
+
+    from repsend.inbox import ImapMailbox, classify, read_path
+    from repsend.returns import Tally, apply, suppressions_of
+    from repsend.sendlog import SendLog
+    from repsend.settings import load_settings
+
+    settings = load_settings(config)
+    if source == "imap":
+        box = settings.inbox
+        if not box.host or not box.user:
+            raise UsageError(f"{settings.config_path}: [inbox] host and user are needed to read imap")
+        password = settings.env.get("REPSEND_IMAP_PASSWORD", "")
+        if not password:
+            raise UsageError("REPSEND_IMAP_PASSWORD is not set: set it in the environment or .env")
+        mailbox = ImapMailbox(box.host, box.user, password, port=box.port or None, folder=box.folder,
+                              security=box.security, ca_file=settings.resolve(box.ca_file) if box.ca_file else None,
+                              mark_seen=(mark_seen or box.mark_seen) and not dry_run)
+        items = mailbox.messages()
+    else:
+        items = read_path(Path(source))
+    log = SendLog.open_readonly(settings.database_url) if dry_run else SendLog.open(settings.database_url)
+    company, mail = settings.company, settings.mail
+    tally = Tally()
+    now = datetime.now(UTC)
+    try:
+        for item in items:
+            if item.problem or item.message is None:
+                tally.malformed += 1
+                typer.echo(f"repsend: note: {item.where}: {item.problem or 'not a message'}; skipped", err=True)
+                continue
+            returned = classify(item.message, opt_out_addresses=[company.opt_out], raw=item.raw,
+                                own_domains=[company.domain, *mail.sender_domains])
+            if log is not None and log.inbox_seen([returned.key]):
+                tally.already += 1
+                continue
+            if dry_run:
+                tally.kinds[returned.kind] += 1
+                changes = suppressions_of(returned, log)
+            else:
+                changes = apply(returned, item.where, log, now, tally)  # type: ignore[arg-type]
+            if json_lines:
+                typer.echo(json.dumps({"type": "message", "where": item.where, "kind": returned.kind,
+                                       "key": returned.key, "addresses": list(returned.addresses),
+                                       "reason": returned.reason,
+                                       "suppressed": [{"address": c.address, "kind": c.kind} for c in changes]},
+                                      ensure_ascii=False))
+            else:
+                done = "; ".join(f"{'would suppress' if dry_run else 'suppressed'} {c.address} ({c.kind})"
+                                 for c in changes)
+                typer.echo(f"{returned.kind:<10} {item.where}  {returned.reason}" + (f"  -> {done}" if done else ""))
+    finally:
+        if log is not None:
+            log.close()
+    summary = {"type": "summary", "dry_run": dry_run, "kinds": dict(sorted(tally.kinds.items())),
+               "suppressed": dict(sorted(tally.suppressed.items())), "already_read": tally.already,
+               "malformed": tally.malformed, "unmatched": tally.unmatched}
+    if json_lines:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        found = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.kinds.items())) or "nothing new"
+        made = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.suppressed.items())) or "none"
+        typer.echo(f"{found}; suppressed: {made}; {tally.already} read before, {tally.malformed} malformed")
+
+
 def main() -> None:
     try:
         app()

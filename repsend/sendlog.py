@@ -915,6 +915,27 @@ class SendLog:
                 seen.update(conn.execute(select(_inbox.c.key).where(_inbox.c.key.in_(chunk))).scalars())
         return seen
 
+    def attempt_of(self, message_id: str) -> tuple[str, str] | None:
+        """(campaign, address) of the attempt that sent this Message-ID, as a report returns it; None if none."""
+        wanted = message_id.strip()
+        if not wanted:
+            return None
+        if not wanted.startswith("<"):
+            wanted = f"<{wanted}>"
+        a = _attempt.c
+        with self._read("look up a Message-ID in") as conn:
+            row = conn.execute(select(a.campaign, a.address).where(a.message_id == wanted)
+                               .order_by(a.id.desc()).limit(1)).first()
+        return (row[0], row[1]) if row is not None else None
+
+    def mailed(self, address: str) -> str | None:
+        """The campaign of the latest attempt to this address, or None if repsend never tried it."""
+        a = _attempt.c
+        with self._read("look up an address in") as conn:
+            row = conn.execute(select(a.campaign).where(a.address == normalize_email(address))
+                               .order_by(a.id.desc()).limit(1)).first()
+        return row[0] if row is not None else None
+
     def remember_inbox(self, key: str, kind: str, source: str, now: datetime, *, address: str | None = None,
                        detail: str | None = None) -> bool:
         """Record a sorted message; False when its key was recorded already (another reader got there first)."""

@@ -220,6 +220,19 @@ class LogSettings(_Section):
     database: ConfigPath = Path("repsend.db")
 
 
+class InboxSettings(_Section):
+    """The IMAP mailbox `repsend inbox imap` reads (the bounce and opt-out address's); the password comes
+    only from REPSEND_IMAP_PASSWORD."""
+
+    host: str = ""
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: 993 for ssl, 143 for starttls
+    security: Literal["ssl", "starttls"] = "ssl"
+    user: str = ""
+    folder: str = "INBOX"
+    ca_file: ConfigPath | None = None
+    mark_seen: bool = False
+
+
 class Settings(_Section):
     sfa: SfaSettings = SfaSettings()
     audience: AudienceSettings = AudienceSettings()
@@ -230,6 +243,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     rate: RateSettings = RateSettings()
     log: LogSettings = LogSettings()
+    inbox: InboxSettings = InboxSettings()
 
     # Not from the file: where it was, the environment (with .env) the run sees, and the .env files read.
     config_path: ConfigPath = Path("repsend.toml")

@@ -66,16 +66,31 @@ SMTP_PASSWORD=
 # SMTP_SECURITY=
 # SMTP_CA_FILE=
 
-# [sfa] kind = "salesforce": one of the two logins.
-# a) The API user's username, password and security token; SF_DOMAIN is login (production), test (a
-#    sandbox) or your My Domain, e.g. acme.my.
+# [sfa] kind = "salesforce": exactly one of these logins (README: Logging in to Salesforce).
+# a) For a nightly job: OAuth 2.0 client credentials of a connected app with a Run As user;
+#    SF_DOMAIN is your My Domain, e.g. acme or acme.my.salesforce.com.
+# SF_CLIENT_ID=
+# SF_CLIENT_SECRET=
+# SF_DOMAIN=acme
+# b) Or OAuth 2.0 JWT bearer: the connected app's consumer key, the API user, and the private key file
+#    (pip install 'repsend[jwt]').
+# SF_CLIENT_ID=
+# SF_USERNAME=
+# SF_PRIVATE_KEY_FILE=/etc/repsend/salesforce.key
+# SF_DOMAIN=acme
+# c) An access token from your org's own OAuth flow, and the instance it is for (it cannot renew itself).
+# SF_INSTANCE_URL=https://acme.my.salesforce.com
+# SF_ACCESS_TOKEN=
+# d) Older orgs only, retiring in Summer '27: the username, password and security token (SOAP login).
 # SF_USERNAME=
 # SF_PASSWORD=
 # SF_SECURITY_TOKEN=
 # SF_DOMAIN=login
-# b) An access token from your org's own OAuth flow, and the instance it is for.
-# SF_INSTANCE_URL=https://acme.my.salesforce.com
-# SF_ACCESS_TOKEN=
+
+# [mail] unsubscribe_url: the secret that signs each mail's one-click unsubscribe link (16+ characters).
+# REPSEND_UNSUBSCRIBE_SECRET=
+# [inbox]: the password of the bounce and opt-out mailbox that `repsend inbox imap` reads.
+# REPSEND_IMAP_PASSWORD=
 
 # Optional: the send log in PostgreSQL instead of the SQLite file [log] database.
 # REPSEND_DATABASE_URL=postgresql://user:password@host/db
