@@ -123,8 +123,8 @@ AsOfOption = Annotated[
 REASONS = """\
 Reasons, the first that applies: no_email, invalid_email, unsendable_address, opted_out, bounced, suppressed,
 already_sent, previously_failed, active_deal, recent_activity, cooldown, duplicate_email, no_owner,
-inactive_owner, sender_domain, missing_field, invalid_header, rep_cap; a send is dormant or fallback_sender
-(README: Reason codes)."""
+inactive_owner, sender_domain, missing_field, invalid_header, holdout, rep_cap; a send is dormant or
+fallback_sender (README: Reason codes)."""
 
 
 @app.command(epilog=REASONS + "\n\n" + EXIT_CODES)
