@@ -85,6 +85,9 @@ class Reporter:
     """What the CLI prints: a row per decision (with its outcome for a send), notes for a person, then the
     summary (the last thing a run writes, so that a failure to write it is the run's exit code too)."""
 
+    def variants(self, names: tuple[str, ...]) -> None:
+        """The template's variants, once the setup found them and before the first decision."""
+
     def decision(self, decision: Decision, outcome: Outcome | None) -> None: ...
 
     def progress(self, done: int, total: int, outcomes: Counter[str]) -> None: ...
@@ -255,6 +258,7 @@ def send_run(
             try:
                 # The setup (a bad template, a malformed export, an SFA that refuses) fails here, before any mail.
                 decisions = select(settings, source, options, history, result.summary)
+                reporter.variants(decisions.variants)
                 delivery.run(decisions)
             finally:
                 delivery.close()
@@ -486,7 +490,7 @@ def _send_one(decision: Decision, settings: Settings, log: SendLog, transport: T
     row = log.claim(
         run_id=run_id, campaign=options.campaign, contact_id=decision.contact.id, address=address,
         rep_id=decision.rep.id, rep_email=mail.from_.addr_spec, subject=mail.subject, message_id=message_id,
-        template=mail.template, language=mail.language, now=now,
+        template=mail.template, language=mail.language, variant=mail.variant, now=now,
     )
     if row is None:
         return Outcome(TAKEN, text="another run holds this address for the campaign")

@@ -183,6 +183,10 @@ class SendAttempt(_Base, table=True):
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_by: str | None = Field(default=None, sa_type=String)
     resolved_note: str | None = Field(default=None, sa_type=Text)
+    # The template's A/B variant the mail was written in (migration 0005); "" for a template without variants,
+    # a held-out contact, and every row from before variants.
+    # (The default as SQL text: Alembic reads a plain "" back from SQLite as a change, every time.)
+    variant: str = Field(default="", sa_type=String, sa_column_kwargs={"server_default": text("''")})
 
 
 @dataclass(slots=True)
@@ -211,6 +215,7 @@ class Attempt:
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     resolved_note: str | None = None
+    variant: str = ""  # "" also in a log read as it is before migration 0005
 
 
 def _count() -> Any:
@@ -300,8 +305,10 @@ _FINISH = update(_attempt).where(_attempt.c.id == bindparam("row_id"))
 # The columns migration 0003 added: a log opened read-only at an older revision lacks them (and has no
 # resolutions); a writer always has them, having migrated to head.
 _RESOLUTION_COLUMNS: Final = ("resolved_as", "resolved_at", "resolved_by", "resolved_note")
+# The column migration 0005 added: a log opened read-only before it has none (every row reads as "").
+_VARIANT_COLUMN: Final = "variant"
 _CLAIM_KEYS: Final = ("run_id", "campaign", "contact_id", "address", "rep_id", "rep_email", "subject", "message_id",
-                      "template", "language", "state", "created_at")
+                      "template", "language", "variant", "state", "created_at")
 _FINISH_KEYS: Final = ("row_id", "state", "finished_at", "smtp_code", "smtp_text")
 
 
@@ -371,7 +378,7 @@ class SendLog:
     """The send log on one long-lived connection: each write is one short transaction."""
 
     def __init__(self, engine: Engine, connection: Connection, name: str, *, readonly: bool = False,
-                 resolutions: bool = True, suppression: bool = True) -> None:
+                 resolutions: bool = True, suppression: bool = True, variant: bool = True) -> None:
         self._engine = engine
         self._conn = connection
         self.name = name  # the URL with the password hidden
@@ -385,7 +392,8 @@ class SendLog:
         # False only for a log read as it is at a revision before 0004: no suppression can be in it yet.
         self._has_suppression = suppression
         a = _attempt.c
-        self._columns = [c for c in _attempt.c if resolutions or c.name not in _RESOLUTION_COLUMNS]
+        self._columns = [c for c in _attempt.c if (resolutions or c.name not in _RESOLUTION_COLUMNS)
+                         and (variant or c.name != _VARIANT_COLUMN)]
         not_resolved_unsent = or_(a.resolved_as.is_(None), a.resolved_as != NOT_SENT) if resolutions else None
         live = and_(a.state != DEFERRED, a.state != FAILED)
         mailed = a.state.in_(MAILED_STATES)
@@ -454,7 +462,7 @@ class SendLog:
             engine.dispose()
             return None
         return cls(engine, connection, name, readonly=True, resolutions=set(_RESOLUTION_COLUMNS) <= columns,
-                   suppression=suppression)
+                   suppression=suppression, variant=_VARIANT_COLUMN in columns)
 
     def _migrate(self) -> None:
         """Upgrade to head inside one write transaction, so that a second process waits, then finds head."""
@@ -682,6 +690,7 @@ class SendLog:
         template: str,
         language: str,
         now: datetime,
+        variant: str = "",
     ) -> int | None:
         """Commit a ``sending`` row before the SMTP transaction starts; its id, or None if taken.
 
@@ -701,6 +710,7 @@ class SendLog:
             "message_id": message_id,
             "template": template,
             "language": language,
+            "variant": variant,
             "state": SENDING,
             "created_at": now,
         }
