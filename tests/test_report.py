@@ -228,18 +228,19 @@ def test_fit_of_what_the_cut_must_get_right() -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _dry_run_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch, reference: bool) -> bytes:
+def _dry_run_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch, reference: bool,
+                   *args: str) -> bytes:
     with monkeypatch.context() as patch:
         if reference:
             patch.setattr(report, "Table", ReferenceTable)
-        result = CliRunner().invoke(app, ["dormant", "--dry-run", "--as-of", as_of, "--config", str(config)])
+        result = CliRunner().invoke(app, ["dormant", "--dry-run", "--as-of", as_of, "--config", str(config), *args])
     assert result.exit_code == 0, result.output
     return result.stdout_bytes
 
 
-def _assert_same_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    ours = _dry_run_table(config, as_of, monkeypatch, reference=False)
-    theirs = _dry_run_table(config, as_of, monkeypatch, reference=True)
+def _assert_same_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
+    ours = _dry_run_table(config, as_of, monkeypatch, False, *args)
+    theirs = _dry_run_table(config, as_of, monkeypatch, True, *args)
     assert ours.splitlines() == theirs.splitlines()  # a differing line shown, should one differ
     assert ours == theirs
     return ours.decode()
@@ -248,6 +249,16 @@ def _assert_same_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch
 def test_demo_org_table_is_the_reference_table(monkeypatch: pytest.MonkeyPatch) -> None:
     text = _assert_same_table(REPO / "config" / "repsend.toml", DEMO_AS_OF, monkeypatch)
     assert "佐藤 健" in text and "…" in text and text.count("\n") > 60
+
+
+def test_a_table_with_variants_is_the_reference_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A template with variants: a variant column before the subject, each send's variant in it."""
+    text = _assert_same_table(REPO / "config" / "repsend.toml", DEMO_AS_OF, monkeypatch, "--template", "dormant_ab")
+    header, *rows = text.splitlines()
+    assert header.endswith("  variant  subject")
+    assert any("  a        ご無沙汰しております" in row for row in rows)
+    assert any("  b        その後いかがでしょうか" in row for row in rows)
+
 
 
 @pytest.mark.parametrize(("seed", "careless"), [(SEEDS[0], False), (CARELESS_SEED, True)])
