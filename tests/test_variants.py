@@ -104,6 +104,17 @@ def test_each_contact_has_one_variant_from_the_dry_run_to_the_send_log(tmp_path:
     assert {(d["reason"], d["variant"]) for d in again.values()} == {("already_sent", "")}
 
 
+def test_preview_shows_the_variant_the_dry_run_gives(tmp_path: Path) -> None:
+    config = configure(tmp_path, contacts=12)
+    planned = decisions(config, "--dry-run")
+    for contact_id, d in planned.items():
+        shown = cli("preview", contact_id, "--as-of", AS_OF, "--config", str(config))
+        assert shown.exit_code == 0, shown.output
+        head, _, rest = shown.stdout.partition("\n")
+        assert head.endswith(f": send from {d['from'].split(' <')[0]}; variant {d['variant']}"), head
+        assert f"\nSubject: {d['subject']}\n" in rest
+
+
 def test_held_out_contacts_have_no_variant_and_the_variants_split_the_mailed(tmp_path: Path) -> None:
     """The holdout's hash and the variants' are independent: whoever is held out, the mailed split evenly."""
     config = configure(tmp_path, holdout=0.5)
