@@ -218,8 +218,8 @@ class _Values:
         self.plain = all(value is None or type(value) is str for value in values.values())
         self.from_: Address | HeaderInjection | None = None
         self.texts: dict[tuple[str, str, str], str] = {}
-        # A rep's check plan by (language, variant) (see Templates.check).
-        self.plans: dict[tuple[str, str], _CheckPlan] = {}
+        # A rep's check plan by language and variant (``_key``; see Templates.check).
+        self.plans: dict[str | tuple[str, str], _CheckPlan] = {}
 
 
 class _Format:
@@ -389,6 +389,12 @@ def full_name(first: str, last: str, language: str) -> str:
     return f"{before} {after}" if before and after else before or after
 
 
+def _key(language: str, variant: str) -> str | tuple[str, str]:
+    """The key of a language's template (and a rep's check plan for it): the language, or for a variant
+    (language, variant). Never the same for two: a language is a str, a variant's key a tuple."""
+    return (language, variant) if variant else language
+
+
 # A variant's name, as its file names it (``<language>.<variant>.txt``): short, and the same on every file system.
 _VARIANT_NAME = re.compile("[a-z0-9_-]{1,20}")
 
@@ -412,11 +418,13 @@ class Templates:
         self.languages = sorted(set(languages))
         # Sorted by name, so that each contact's variant does not depend on the order a file system lists them.
         self.variants: tuple[str, ...] = self._find_variants()
-        self._main: dict[tuple[str, str], _Compiled] = {}  # by (language, variant); variant "" without variants
+        # By language, and by (language, variant) for a variant: a template without variants pays for no tuple
+        # per mail (see _key).
+        self._main: dict[str | tuple[str, str], _Compiled] = {}
         self._legal: dict[str, _Compiled] = {}
         for language in self.languages:
             for variant in self.variants or ("",):
-                self._main[language, variant] = self._load(self.file_name(language, variant), needs_subject=True)
+                self._main[_key(language, variant)] = self._load(self.file_name(language, variant), needs_subject=True)
             self._legal[language] = self._load(f"{LEGAL_DIR}/{language}.txt", needs_subject=False)
         # Per Rep (by Id) and Company (by name), checked by value: its template values (see _Values).
         self._reps: dict[str, _Values] = {}
@@ -531,10 +539,11 @@ class Templates:
         that is most contacts of a large run, whose reps are at their cap."""
         rep_values, company_values = self._rep_values(rep), self._company_values(company)
         plans = rep_values.plans
-        plan = plans.get((language, variant))
+        key = (language, variant) if variant else language  # _key, inline: every contact of a run comes here
+        plan = plans.get(key)
         if plan is None or plan.company is not company_values or plan.campaign != campaign:
-            plan = plans[language, variant] = _CheckPlan(
-                self._main[language, variant], self._legal[language], rep_values, company_values, campaign, language)
+            plan = plans[key] = _CheckPlan(
+                self._main[key], self._legal[language], rep_values, company_values, campaign, language)
         if type(contact.id) is str and plan.composes(contact):
             _check_address("To", full_name(contact.first_name.strip(), contact.last_name.strip(), language),
                            contact.email.strip())
@@ -567,7 +576,7 @@ class Templates:
         """(subject, body): the template's text (the variant's) and the legal footer under it."""
         plain = type(contact["id"]) is str and rep.plain and company.plain
         context = None  # one context for both renders when Jinja renders either, as one render call would
-        main = self._main[language, variant]
+        main = self._main[(language, variant) if variant else language]  # _key, inline
         text = main.fast(contact, rep, company, campaign, language, plain)
         first: str | None = None
         if text is None:
