@@ -964,6 +964,20 @@ class SendLog:
                                                read_at=now))
         return True
 
+    def exposures(self, campaign: str | None = None) -> list[Attempt]:
+        """What outcomes compare: each address's first ``sent`` or ``held_out`` attempt of a campaign (or of
+        every campaign), oldest first."""
+        a = _attempt.c
+        query = select(*self._columns).where(a.state.in_((SENT, HELD_OUT))).order_by(a.id)
+        if campaign is not None:
+            query = query.where(a.campaign == campaign)
+        first: dict[tuple[str, str], Attempt] = {}
+        with self._read("read the exposures of") as conn:
+            for row in conn.execute(query):
+                attempt = Attempt(**row._mapping)
+                first.setdefault((attempt.campaign, attempt.address), attempt)
+        return list(first.values())
+
     def rows(self, campaign: str | None = None) -> list[Attempt]:
         """Every attempt (of one campaign), oldest first: for reports and tests."""
         query = select(*self._columns).order_by(_attempt.c.id)
