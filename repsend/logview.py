@@ -35,8 +35,9 @@ FIELDS = (
 # A suppression kind as a count of ``stats`` (and of the log's summary), and as a person reads it.
 KIND_FIELDS = {"bounce": "bounced", "opt_out": "opted_out", "complaint": "complained"}
 KIND_WORDS = {"bounce": "bounced", "opt_out": "opted out", "complaint": "complained"}
-# The attempt states ``stats`` counts, an ``unknown`` one a person resolved as its answer (sent, not_sent).
-STATS_STATES = ("sent", "failed", "deferred", "unknown", "not_sent", "sending")
+# The attempt states ``stats`` counts, an ``unknown`` one a person resolved as its answer (sent, not_sent),
+# and the holdout group's rows (never mailed).
+STATS_STATES = ("sent", "failed", "deferred", "unknown", "not_sent", "sending", "held_out")
 # The fields of ``stats``: a group's, and a run's (``--by run``); a contract with scripts (README).
 STATS_FIELDS = ("by", "group", "attempts", *STATS_STATES, *KIND_FIELDS.values())
 RUN_FIELDS = ("run_id", "campaign", "started_at", "finished_at", "host", "exit_code", "considered", "sent", "failed",
@@ -337,7 +338,7 @@ def _shown(records: list[dict[str, Any]], fields: tuple[str, ...], rare: tuple[s
 
 
 def _stats_table(by: str, records: list[dict[str, Any]], out: TextIO) -> None:
-    shown = _shown(records, _GROUP_COUNTS, ("not_sent", "sending"))
+    shown = _shown(records, _GROUP_COUNTS, ("not_sent", "sending", "held_out"))
     total = _totals(records, _GROUP_COUNTS)
     lines = [[r["group"], *(str(r[f]) for f in shown)] for r in records]
     _grid(out, [by, *(f.replace("_", " ") for f in shown)], [*lines, ["total", *(str(total[f]) for f in shown)]], 1)

@@ -125,6 +125,13 @@ def write_log(url: str) -> Written:
                     template = "dormant" if campaign == "dormant" else rng.choice(["spring", "dormant"])
                     address = f"p{person}@example.co.jp"
                     contact_id = f"0035g{person:010d}AAA"
+                    if campaign == "spring" and person % 17 == 0:  # the holdout group: a row, never a mail
+                        assert log.hold_out(run_id=run_id, campaign=campaign, contact_id=contact_id,
+                                            address=address, rep_id=rep_id, rep_email=rep_email, template=template,
+                                            language="ja", now=at)
+                        rows.append(Row(0, run_id, campaign, address, contact_id, rep_email, template, at, "held_out"))
+                        done[campaign].add(person)
+                        continue
                     row_id = log.claim(run_id=run_id, campaign=campaign, contact_id=contact_id, address=address,
                                        rep_id=rep_id, rep_email=rep_email, subject=f"ご無沙汰しております {person}",
                                        message_id=f"<{campaign}.{person}.{n}@acme.example>", template=template,
@@ -229,7 +236,7 @@ def expected(written: Written, by: str, keep: Any = lambda row: True) -> dict[st
         mail = None if sup.removed else owner(sup, written.rows)
         if mail is not None and keep(mail):
             groups[key(mail, by)][KIND_FIELD[sup.kind]] += 1
-    states = ("sent", "failed", "deferred", "unknown", "not_sent", "sending")
+    states = ("sent", "failed", "deferred", "unknown", "not_sent", "sending", "held_out")
     return {g: {"attempts": sum(c[s] for s in states), **{f: c[f] for f in (*states, *KIND_FIELD.values())}}
             for g, c in groups.items()}
 
@@ -308,7 +315,10 @@ def test_stats_counts_equal_the_rows(written: tuple[Path, Written], db: dict[str
     header = table[0].split()
     assert header[:2] == ["rep", "attempts"] and "bounced" in header and table[-1].startswith("total")
     numbers = {line.split()[0]: line.split()[1:] for line in table[1:]}
-    names = [h for h in table[0].replace("opted out", "opted_out").replace("not sent", "not_sent").split()][1:]
+    names = table[0]
+    for two_words in ("opted out", "not sent", "held out"):
+        names = names.replace(two_words, two_words.replace(" ", "_"))
+    names = names.split()[1:]
     rep_stats = counted(json_lines(config, db, "stats", "--by", "rep"))
     for rep, values in rep_stats.items():
         assert dict(zip(names, map(int, numbers[rep]), strict=True)) == {n: values[n] for n in names}
@@ -431,7 +441,7 @@ def test_stats_refuses_wrong_options_and_reads_no_log_that_is_not_there(tmp_path
     assert cli("stats", "--by", "run", "--config", str(config), env={}).stdout == "no runs match\n"
     assert json_lines(config, {}, "stats", "--by", "day") == [
         {"type": "summary", "by": "day", "groups": 0, "attempts": 0, "sent": 0, "failed": 0, "deferred": 0,
-         "unknown": 0, "not_sent": 0, "sending": 0, "bounced": 0, "opted_out": 0, "complained": 0}]
+         "unknown": 0, "not_sent": 0, "sending": 0, "held_out": 0, "bounced": 0, "opted_out": 0, "complained": 0}]
 
 
 def test_stats_reads_a_log_from_before_resolutions_and_suppressions(tmp_path: Path, db: dict[str, str]) -> None:
@@ -440,8 +450,8 @@ def test_stats_reads_a_log_from_before_resolutions_and_suppressions(tmp_path: Pa
     config = write_config(tmp_path, write_export(tmp_path / "export", [contact(1)]))
     _log_at_0002(db_url(tmp_path, db))
     assert counted(json_lines(config, db, "stats", "--by", "campaign")) == {"dormant": {
-        "attempts": 4, "sent": 1, "failed": 1, "deferred": 1, "unknown": 1, "not_sent": 0, "sending": 0, "bounced": 0,
-        "opted_out": 0, "complained": 0}}
+        "attempts": 4, "sent": 1, "failed": 1, "deferred": 1, "unknown": 1, "not_sent": 0, "sending": 0, "held_out": 0,
+        "bounced": 0, "opted_out": 0, "complained": 0}}
     assert counted(json_lines(config, db, "stats", "--by", "day")) == {"2026-11-02": counted(
         json_lines(config, db, "stats", "--by", "campaign"))["dormant"]}
     assert [line["suppressed_as"] for line in json_lines(config, db, "log")[:-1]] == [None] * 4
@@ -490,9 +500,9 @@ def test_the_log_shows_what_came_after_each_mail_and_one_persons_attempts(
     assert json_lines(config, db, "log")[-1]["suppressions"] == {"bounce": 1, "opt_out": 1}
     assert counted(json_lines(config, db, "stats", "--by", "rep")) == {
         "k.sato@acme.example": {"attempts": 3, "sent": 2, "failed": 1, "deferred": 0, "unknown": 0, "not_sent": 0,
-                                "sending": 0, "bounced": 1, "opted_out": 1, "complained": 0},
+                                "sending": 0, "held_out": 0, "bounced": 1, "opted_out": 1, "complained": 0},
         "e.carter@acme.example": {"attempts": 1, "sent": 1, "failed": 0, "deferred": 0, "unknown": 0, "not_sent": 0,
-                                  "sending": 0, "bounced": 0, "opted_out": 0, "complained": 0}}
+                                  "sending": 0, "held_out": 0, "bounced": 0, "opted_out": 0, "complained": 0}}
 
     # One person: by address (any case), by Contact Id in 15 or 18 characters.
     c2_id = contact(2)["Id"]
