@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -93,7 +93,7 @@ ConfigOption = Annotated[
 ]
 
 
-def _parse_day(value: str | None, timezone: str) -> date:
+def _parse_day(value: str | None, timezone: str, option: str = "--as-of") -> date:
     """--as-of, or today where the reps are (the rate time zone), not where the server is."""
     if value is None:
         from datetime import datetime
@@ -104,7 +104,7 @@ def _parse_day(value: str | None, timezone: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-23",
-                                 param_hint="--as-of") from None
+                                 param_hint=option) from None
 
 
 AsOfOption = Annotated[
@@ -365,18 +365,38 @@ def preview(
     typer.echo(text, nl=False)
 
 
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", metavar="YYYY-MM-DD",
+                 help="Only attempts on or after this day ([rate] timezone).", show_default=False),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option("--until", metavar="YYYY-MM-DD",
+                 help="Only attempts on or before this day, the whole day ([rate] timezone).", show_default=False),
+]
+ExcelOption = Annotated[
+    bool,
+    typer.Option("--excel", help="For Excel: --format csv (UTF-8 with a BOM, CRLF line ends), in any console."),
+]
+
+
 @app.command(name="log", epilog=EXIT_CODES)
 @_errors_to_exit_codes
 def log_command(
     campaign: Annotated[str | None, typer.Option("--campaign", metavar="NAME", help="Only this campaign.")] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", metavar="YYYY-MM-DD", help="Only attempts on or after this day.")
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     state: Annotated[
         str | None,
         typer.Option("--state", metavar="STATE", help="Only sent, failed, deferred, unknown or sending."),
     ] = None,
     rep: Annotated[str | None, typer.Option("--rep", metavar="REP", help="Only this rep (address or User Id).")] = None,
+    contact: Annotated[
+        str | None,
+        typer.Option("--contact", metavar="EMAIL|ID",
+                     help="Only this person: an address (any case) or a Contact Id (15 or 18 characters)."),
+    ] = None,
     form: Annotated[
         str | None,
         typer.Option("--format", metavar="table|csv|json",
@@ -385,16 +405,18 @@ def log_command(
     json_lines: Annotated[
         bool, typer.Option("--json", help="The same as --format json: one attempt per line, then a summary.")
     ] = False,
+    excel: ExcelOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Who was mailed, by whom, when, what the server said, and what each address's state is now; newest
-    first, with the addresses counted by their state now per campaign and per rep. Reads, never writes.
+    """Who was mailed, by whom, when, what the server said, what each address's state is now, and the
+    bounces, opt-outs and complaints that came after each mail; newest first, with the addresses counted by
+    their state now per campaign and per rep. Reads, never writes.
 
-    Example: repsend log --since 2026-11-01 --state failed
+    Example: repsend log --since 2026-11-01 --until 2026-11-30 --state failed
     """
     from zoneinfo import ZoneInfo
 
-    from repsend.logview import FORMATS, day_start, print_log
+    from repsend.logview import FORMATS, day_end, day_start, print_log, utf8_out
     from repsend.sendlog import STATES, SendLog, safe_name
     from repsend.settings import load_settings
 
@@ -404,21 +426,113 @@ def log_command(
         raise typer.BadParameter(f"{form!r}: use {', '.join(FORMATS)}", param_hint="--format")
     if json_lines and form not in (None, "json"):
         raise typer.BadParameter(f"--json is --format json, not {form}", param_hint="--json")
-    form = "json" if json_lines else form or "table"
-    day = _parse_day(since, "UTC") if since else None
+    if excel and (json_lines or form not in (None, "csv")):
+        raise typer.BadParameter(f"--excel is --format csv, not {'json' if json_lines else form}",
+                                 param_hint="--excel")
+    form = "json" if json_lines else "csv" if excel else form or "table"
+    if contact is not None:
+        contact = _contact_key(contact)
+    first, last = _day_range(since, until)
     settings = load_settings(config)
     log = SendLog.open_readonly(settings.database_url)
     if log is None:
         typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing was sent", err=True)
         return
     zone = ZoneInfo(settings.rate.timezone)
-    filters = (campaign, day_start(day, zone) if day else None, state, rep)
+    filters = (campaign, day_start(first, zone) if first else None, state, rep)
+    window = {"until": day_end(last, zone) if last else None, "contact": contact}
     try:
-        rows = log.attempts(*filters)
-        states_now = log.states_now(*filters) if rows else {}
+        rows = log.attempts(*filters, **window)
+        states_now = log.states_now(*filters, **window) if rows else {}
+        suppressions = log.suppressions_by_attempt() if rows else {}
     finally:
         log.close()
-    print_log(rows, states_now, sys.stdout, form, zone)
+    with utf8_out(sys.stdout) if form == "csv" else _as_is(sys.stdout) as out:
+        print_log(rows, states_now, out, form, zone, suppressions)
+
+
+@contextmanager
+def _as_is(stream: Any) -> Any:
+    yield stream
+
+
+def _day_range(since: str | None, until: str | None) -> tuple[date | None, date | None]:
+    """--since and --until as days, the first not after the second (a usage error before the config is read)."""
+    first = _parse_day(since, "UTC", "--since") if since else None
+    last = _parse_day(until, "UTC", "--until") if until else None
+    if first and last and last < first:
+        raise typer.BadParameter(f"{until} is before --since {since}: nothing could match", param_hint="--until")
+    return first, last
+
+
+def _contact_key(value: str) -> str:
+    """--contact: an address (compared trimmed, any case) or a Salesforce Contact Id of 15 or 18 letters and digits."""
+    import re
+
+    value = value.strip()
+    if "@" in value or re.fullmatch(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?", value):
+        return value
+    raise typer.BadParameter(f"{value!r}: give an address or a Contact Id (15 or 18 letters and digits)",
+                             param_hint="--contact")
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def stats(
+    by: Annotated[
+        str,
+        typer.Option("--by", metavar="rep|campaign|day|template|run",
+                     help="One line per rep (default), campaign, day ([rate] timezone), template, or run "
+                          "(each run's own counts: considered, sent, ..., skipped)."),
+    ] = "rep",
+    campaign: Annotated[str | None, typer.Option("--campaign", metavar="NAME", help="Only this campaign.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    form: Annotated[
+        str | None,
+        typer.Option("--format", metavar="table|csv|json",
+                     help="table (default), csv (a line per group, for a spreadsheet) or json (JSON Lines)."),
+    ] = None,
+    excel: ExcelOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """What the mails did, counted per rep, campaign, day, template or run: attempts sent, failed, deferred,
+    unknown, and the addresses that bounced, opted out or complained after them. Counted in the send log's
+    database; reads, never writes.
+
+    Example: repsend stats --by day --since 2026-11-01 --until 2026-11-30
+    """
+    from zoneinfo import ZoneInfo
+
+    from repsend.logview import FORMATS, day_end, day_start, print_stats, run_records, stats_records, utf8_out
+    from repsend.sendlog import STATS_BY, SendLog, safe_name
+    from repsend.settings import load_settings
+
+    if by not in STATS_BY:
+        raise typer.BadParameter(f"{by!r}: use {', '.join(STATS_BY)}", param_hint="--by")
+    if form is not None and form not in FORMATS:
+        raise typer.BadParameter(f"{form!r}: use {', '.join(FORMATS)}", param_hint="--format")
+    if excel and form not in (None, "csv"):
+        raise typer.BadParameter(f"--excel is --format csv, not {form}", param_hint="--excel")
+    form = "csv" if excel else form or "table"
+    first, last = _day_range(since, until)
+    settings = load_settings(config)
+    log = SendLog.open_readonly(settings.database_url)
+    if log is None:
+        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing was sent", err=True)
+        return
+    zone = ZoneInfo(settings.rate.timezone)
+    window = {"campaign": campaign, "since": day_start(first, zone) if first else None,
+              "until": day_end(last, zone) if last else None}
+    try:
+        if by == "run":
+            records = run_records(log.run_stats(**window))
+        else:
+            records = stats_records(by, log.stats(by, zone, **window))
+    finally:
+        log.close()
+    with utf8_out(sys.stdout) if form == "csv" else _as_is(sys.stdout) as out:
+        print_stats(by, records, out, form, zone)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -762,6 +876,100 @@ def inbox(
         found = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.kinds.items())) or "nothing new"
         made = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.suppressed.items())) or "none"
         typer.echo(f"{found}; suppressed: {made}; {tally.already} read before, {tally.malformed} malformed")
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def outcomes(
+    campaign: Annotated[str | None, typer.Option("--campaign", metavar="NAME", help="Only this campaign.")] = None,
+    by: Annotated[str, typer.Option("--by", metavar="rep|template|variant|campaign|language",
+                                    help="Group by this.")] = "campaign",
+    window: Annotated[int, typer.Option("--window", metavar="DAYS", min=1,
+                                        help="Count what happens within DAYS of the mail.")] = 60,
+    form: Annotated[str, typer.Option("--format", metavar="table|csv|json", help="How to print it.")] = "table",
+    excel: Annotated[bool, typer.Option("--excel", help="CSV with the BOM and CRLF Japanese Excel needs.")] = False,
+    replies: Annotated[
+        str | None, typer.Option("--replies", metavar="PATH|imap",
+                                 help="Count replies from this mailbox (an mbox, Maildir, .eml folder, or imap).")
+    ] = None,
+    deals: Annotated[bool, typer.Option("--deals/--no-deals", help="Read deals opened after the mail from the SFA.")
+                     ] = True,
+    chart_file: Annotated[
+        Path | None, typer.Option("--chart", metavar="FILE.svg|FILE.png", help="Also draw the rates with intervals.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Did the notes work: replies, deals opened, opt-outs and bounces of the mailed contacts against the
+    holdout group, with 95% intervals. Reads, never writes.
+
+    Example: repsend outcomes --by rep --window 60 --replies imap
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from repsend.outcome_report import FORMATS, chart, write
+    from repsend.outcome_sources import (
+        deal_outcomes,
+        earliest,
+        exposures_of,
+        reply_outcomes,
+        suppression_outcomes,
+    )
+    from repsend.outcomes import GROUPINGS
+    from repsend.outcomes import outcomes as count
+    from repsend.sendlog import SendLog, safe_name
+    from repsend.settings import load_settings
+
+    if by not in GROUPINGS:
+        raise typer.BadParameter(f"{by!r}: use one of {', '.join(GROUPINGS)}", param_hint="--by")
+    if excel:
+        form = "csv"
+    if form not in FORMATS:
+        raise typer.BadParameter(f"{form!r}: use {', '.join(FORMATS)}", param_hint="--format")
+    settings = load_settings(config)
+    log = SendLog.open_readonly(settings.database_url)
+    if log is None:
+        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing mailed", err=True)
+        return
+    try:
+        attempts = log.exposures(campaign)
+        events = list(suppression_outcomes(log.suppressions(), attempts))
+    finally:
+        log.close()
+    if replies is not None:
+        events += reply_outcomes(_mailbox(settings, replies), attempts, settings.company.opt_out)
+    since = earliest(attempts)
+    if deals and since is not None:
+        from repsend.sfa import open_source
+
+        source = open_source(settings)
+        try:
+            exposed = [e.contact_id for e in exposures_of(attempts)]
+            accounts = (source.account_ids([a.contact_id for a in attempts])
+                        if settings.audience.active_deal_scope == "account" else {})
+            events += deal_outcomes(source.opened_deals(since), accounts, settings.audience.active_deal_scope,
+                                    exposed)
+        finally:
+            source.close()
+    groups = count(exposures_of(attempts), events, by=by, window=timedelta(days=window), now=datetime.now(UTC))
+    write(groups, by, window, sys.stdout, form, excel)
+    if chart_file is not None:
+        chart(groups, chart_file, settings.template.default_language, by)
+        typer.echo(f"repsend: chart written to {chart_file}", err=True)
+
+
+def _mailbox(settings: Any, where: str) -> Any:
+    """The messages of a path, or of the [inbox] IMAP mailbox read only."""
+    from repsend.inbox import ImapMailbox, read_path
+
+    if where != "imap":
+        return read_path(Path(where))
+    box = settings.inbox
+    password = settings.env.get("REPSEND_IMAP_PASSWORD", "")
+    if not box.host or not box.user or not password:
+        raise UsageError(f"{settings.config_path}: [inbox] host and user, and REPSEND_IMAP_PASSWORD, are needed "
+                         "to read replies over imap")
+    return ImapMailbox(box.host, box.user, password, port=box.port or None, folder=box.folder,
+                       security=box.security, ca_file=settings.resolve(box.ca_file) if box.ca_file else None).messages()
 
 
 def main() -> None:

@@ -1,22 +1,27 @@
-"""`repsend log`: the send log as a sales manager reads it, as CSV for a spreadsheet, or as JSON Lines for a
-script. Read-only.
+"""`repsend log` and `repsend stats`: the send log as a sales manager reads it, as CSV for a spreadsheet
+(Excel), or as JSON Lines for a script. Read-only.
 
 Each attempt is shown with the state of its address now (``sendlog.state_now``: a ``deferred`` attempt
 that a later run sent reads as ``sent``), and the counts per campaign and per rep are of addresses by
-that state, not of attempts: a person retried three times is one person.
+that state, not of attempts: a person retried three times is one person. A bounce, opt-out or complaint
+is shown with the attempt it belongs to (``SendLog.suppressions_by_attempt``); ``stats`` counts them by
+the same rule, in the database.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
-from datetime import date, datetime, time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
-    from repsend.sendlog import AddressNow, Attempt
+    from repsend.sendlog import AddressNow, Attempt, Run, Suppression
 
 FORMATS = ("table", "csv", "json")
 COLUMNS = (("when", 16), ("campaign", 12), ("from", 26), ("to", 30), ("state", 8), ("now", 8), ("code", 4))
@@ -24,8 +29,19 @@ COLUMNS = (("when", 16), ("campaign", 12), ("from", 26), ("to", 30), ("state", 8
 FIELDS = (
     "id", "run_id", "campaign", "contact_id", "address", "rep_id", "rep_email", "subject", "message_id",
     "template", "language", "variant", "state", "smtp_code", "smtp_text", "created_at", "finished_at", "resolved_as",
-    "resolved_at", "resolved_by", "resolved_note", "state_now",
+    "resolved_at", "resolved_by", "resolved_note", "state_now", "suppressed_as", "suppressed_at",
+    "suppressed_source", "suppressed_reason",
 )
+# A suppression kind as a count of ``stats`` (and of the log's summary), and as a person reads it.
+KIND_FIELDS = {"bounce": "bounced", "opt_out": "opted_out", "complaint": "complained"}
+KIND_WORDS = {"bounce": "bounced", "opt_out": "opted out", "complaint": "complained"}
+# The attempt states ``stats`` counts, an ``unknown`` one a person resolved as its answer (sent, not_sent),
+# and the holdout group's rows (never mailed).
+STATS_STATES = ("sent", "failed", "deferred", "unknown", "not_sent", "sending", "held_out")
+# The fields of ``stats``: a group's, and a run's (``--by run``); a contract with scripts (README).
+STATS_FIELDS = ("by", "group", "attempts", *STATS_STATES, *KIND_FIELDS.values())
+RUN_FIELDS = ("run_id", "campaign", "started_at", "finished_at", "host", "exit_code", "considered", "sent", "failed",
+              "deferred", "unknown", "skipped", *KIND_FIELDS.values())
 
 
 def day_start(day: date, zone: ZoneInfo) -> datetime:
@@ -33,13 +49,38 @@ def day_start(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=zone)
 
 
+def day_end(day: date, zone: ZoneInfo) -> datetime:
+    """The first moment after ``day`` where the reps are: ``--until`` takes the whole day."""
+    return day_start(day + timedelta(days=1), zone)
+
+
+@contextmanager
+def utf8_out(stream: TextIO) -> Iterator[TextIO]:
+    """``stream``'s bytes written as UTF-8, line ends untouched: a CSV for Excel is the same file whatever the
+    console's encoding (CP932 on a Japanese Windows) and newline translation (LF to CRLF, which would make
+    the CSV's CRLF CRCRLF). A stream without bytes under it (a test's StringIO) is used as it is."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        yield stream
+        return
+    stream.flush()
+    out = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
+    try:
+        yield out
+    finally:
+        out.flush()
+        out.detach()  # leaves ``buffer`` open for the stream it belongs to
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def record(row: Attempt, now: AddressNow | None) -> dict[str, Any]:
-    """One attempt as JSON: every column of ``send_attempt``, and ``state_now``, the state of its address
-    in its campaign now. Its keys are a contract with scripts (README, "The send log")."""
+def record(row: Attempt, now: AddressNow | None, suppressions: list[Suppression] | None = None) -> dict[str, Any]:
+    """One attempt as JSON: every column of ``send_attempt``, ``state_now``, the state of its address in its
+    campaign now, and the first suppression that belongs to it (``suppressed_*``, null when none). Its keys
+    are a contract with scripts (README, "The send log")."""
+    first = suppressions[0] if suppressions else None
     return {
         "type": "attempt",
         "id": row.id,
@@ -64,6 +105,10 @@ def record(row: Attempt, now: AddressNow | None) -> dict[str, Any]:
         "resolved_by": row.resolved_by,
         "resolved_note": row.resolved_note,
         "state_now": now.state if now else row.state,
+        "suppressed_as": first.kind if first else None,
+        "suppressed_at": first.created_at.isoformat() if first else None,
+        "suppressed_source": first.source if first else None,
+        "suppressed_reason": (first.reason or None) if first else None,
     }
 
 
@@ -93,35 +138,54 @@ class Counts:
         }
 
 
+Suppressions = dict[int, list["Suppression"]]
+
+
 def print_log(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO, form: str,
-              zone: ZoneInfo) -> None:
-    """``rows`` newest first; ``states_now`` for their (campaign, address) pairs (``SendLog.states_now``)."""
+              zone: ZoneInfo, suppressions: Suppressions | None = None) -> None:
+    """``rows`` newest first; ``states_now`` for their (campaign, address) pairs (``SendLog.states_now``);
+    ``suppressions`` by the id of the attempt they belong to (``SendLog.suppressions_by_attempt``)."""
+    suppressions = suppressions or {}
     if form == "json":
-        _json(rows, states_now, out)
+        _json(rows, states_now, out, suppressions)
     elif form == "csv":
-        _csv(rows, states_now, out)
+        _csv(rows, states_now, out, suppressions)
     else:
-        _table(rows, states_now, out, zone)
+        _table(rows, states_now, out, zone, suppressions)
 
 
-def _json(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO) -> None:
+def _kinds(rows: list[Attempt], suppressions: Suppressions) -> dict[str, int]:
+    """The suppressions of these attempts by kind, in ``KIND_FIELDS``' order, the kinds with none left out."""
+    kinds = Counter(s.kind for r in rows for s in suppressions.get(r.id, ()))
+    return {kind: kinds[kind] for kind in KIND_FIELDS if kinds[kind]}
+
+
+def _json(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO,
+          suppressions: Suppressions) -> None:
     for row in rows:
-        out.write(json.dumps(record(row, states_now.get((row.campaign, row.address))), ensure_ascii=False) + "\n")
+        line = record(row, states_now.get((row.campaign, row.address)), suppressions.get(row.id))
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
     states = Counter(r.state for r in rows)
     summary = {"type": "summary", "attempts": len(rows), "states": dict(sorted(states.items())),
-               **Counts(states_now).json()}
+               **Counts(states_now).json(), "suppressions": _kinds(rows, suppressions)}
     out.write(json.dumps(summary, ensure_ascii=False) + "\n")
 
 
-def _csv(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO) -> None:
-    """A header and one line per attempt, the JSON fields; a BOM first, so that Excel reads it as UTF-8 (it
-    takes a file without one for the system's code page: CP932 on a Japanese Windows)."""
+def write_csv(out: TextIO, fields: tuple[str, ...], records: list[dict[str, Any]]) -> None:
+    """A header and one line per record (null as empty), CRLF line ends, a BOM first: Excel reads a file
+    without one in the system's code page (CP932 on a Japanese Windows) and garbles every Japanese name."""
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(FIELDS)
-    for row in rows:
-        values = record(row, states_now.get((row.campaign, row.address)))
-        writer.writerow(["" if values[name] is None else values[name] for name in FIELDS])
+    writer.writerow(fields)
+    for values in records:
+        writer.writerow(["" if values[name] is None else values[name] for name in fields])
+
+
+def _csv(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO,
+         suppressions: Suppressions) -> None:
+    """A header and one line per attempt, the JSON fields."""
+    write_csv(out, FIELDS, [record(row, states_now.get((row.campaign, row.address)), suppressions.get(row.id))
+                            for row in rows])
 
 
 def _cell(text: str, columns: int) -> str:
@@ -148,8 +212,17 @@ def detail(row: Attempt, zone: ZoneInfo) -> str:
     return " ".join(text.split())  # one line, whatever a server or a person wrote
 
 
+def suppression_line(suppression: Suppression, zone: ZoneInfo) -> str:
+    """What came after an attempt, under it: "then bounced 2026-11-24 10:12: 5.1.1 User unknown (inbox: ...)"."""
+    when = suppression.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    words = f"then {KIND_WORDS.get(suppression.kind, suppression.kind)} {when}"
+    if suppression.reason:
+        words += f": {suppression.reason}"
+    return " ".join(f"{words} ({suppression.source})".split())
+
+
 def _table(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO,
-           zone: ZoneInfo) -> None:
+           zone: ZoneInfo, suppressions: Suppressions) -> None:
     if not rows:
         out.write("no send attempts match\n")
         return
@@ -161,11 +234,15 @@ def _table(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], o
                  str(r.smtp_code or "")]
         line = "  ".join(_cell(c, w) for c, (_, w) in zip(cells, COLUMNS, strict=True))
         out.write(line + "  " + detail(r, zone) + "\n")
+        for suppression in suppressions.get(r.id, ()):  # under the attempt, from the campaign's column on
+            out.write(" " * (COLUMNS[0][1] + 2) + suppression_line(suppression, zone) + "\n")
     states = Counter(r.state for r in rows)
     counts = Counts(states_now)
     addresses = sum(counts.all.values())
+    after = _kinds(rows, suppressions)
+    then = "; then " + ", ".join(f"{n} {KIND_WORDS[kind]}" for kind, n in after.items()) if after else ""
     out.write(f"\n{len(rows)} attempts for {addresses} addresses: "
-              + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + "\n")
+              + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + then + "\n")
     _counts_table(out, counts)
 
 
@@ -183,3 +260,99 @@ def _counts_table(out: TextIO, counts: Counts) -> None:
     out.write(_cell("addresses by state now", label + 2) + "".join(f"  {s:>8}" for s in shown) + "\n")
     for name, c in lines:
         out.write("  " + _cell(name, label) + "".join(f"  {c[s]:>8}" for s in shown) + "\n")
+
+
+# -- repsend stats -------------------------------------------------------------------------------------
+
+
+def stats_records(by: str, groups: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """One record per group (``SendLog.stats``), in the group's order (days in time order, names A to Z):
+    its attempts by state and the suppressions that came after them by kind. Keys: ``STATS_FIELDS``."""
+    records = []
+    for group in sorted(groups):
+        counts = groups[group]
+        record_ = {"type": "group", "by": by, "group": group, "attempts": sum(counts.get(s, 0) for s in STATS_STATES)}
+        record_.update({state: counts.get(state, 0) for state in STATS_STATES})
+        record_.update({field: counts.get(kind, 0) for kind, field in KIND_FIELDS.items()})
+        records.append(record_)
+    return records
+
+
+def run_records(runs: list[tuple[Run, dict[str, int]]]) -> list[dict[str, Any]]:
+    """One record per run (``SendLog.run_stats``): its own counts and the suppressions after its mails."""
+    from repsend.sendlog import RUN_COUNTS
+
+    records = []
+    for run, kinds in runs:
+        record_: dict[str, Any] = {"type": "run", "run_id": run.id, "campaign": run.campaign,
+                                   "started_at": run.started_at.isoformat(), "finished_at": _iso(run.finished_at),
+                                   "host": run.host, "exit_code": run.exit_code}
+        record_.update({name: getattr(run, name) for name in RUN_COUNTS})
+        record_.update({field: kinds.get(kind, 0) for kind, field in KIND_FIELDS.items()})
+        records.append(record_)
+    return records
+
+
+def _totals(records: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[str, int]:
+    return {name: sum(r[name] for r in records) for name in fields}
+
+
+_GROUP_COUNTS = STATS_FIELDS[2:]
+_RUN_COUNTS = RUN_FIELDS[6:]
+
+
+def print_stats(by: str, records: list[dict[str, Any]], out: TextIO, form: str, zone: ZoneInfo) -> None:
+    """``records`` from ``stats_records`` (or ``run_records`` for ``--by run``) as a table, CSV or JSON Lines."""
+    runs = by == "run"
+    fields, counts = (RUN_FIELDS, _RUN_COUNTS) if runs else (STATS_FIELDS, _GROUP_COUNTS)
+    if form == "json":
+        for record_ in records:
+            out.write(json.dumps(record_, ensure_ascii=False) + "\n")
+        summary = {"type": "summary", "by": by, ("runs" if runs else "groups"): len(records),
+                   **_totals(records, counts)}
+        out.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    elif form == "csv":
+        write_csv(out, fields, records)
+    elif not records:
+        out.write("no runs match\n" if runs else "no send attempts match\n")
+    elif runs:
+        _runs_table(records, out, zone)
+    else:
+        _stats_table(by, records, out)
+
+
+def _grid(out: TextIO, header: list[str], lines: list[list[str]], left: int) -> None:
+    """Columns as wide as their widest cell; the first ``left`` padded on the right (names), the rest on
+    the left (numbers)."""
+    from repsend.report import width
+
+    widths = [max(width(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    for line in [header, *lines]:
+        cells = [_cell(c, w) if i < left else " " * (w - width(c)) + c
+                 for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+def _shown(records: list[dict[str, Any]], fields: tuple[str, ...], rare: tuple[str, ...]) -> list[str]:
+    """The count columns of a table: all of them but the ``rare`` ones no record has."""
+    return [f for f in fields if f not in rare or any(r[f] for r in records)]
+
+
+def _stats_table(by: str, records: list[dict[str, Any]], out: TextIO) -> None:
+    shown = _shown(records, _GROUP_COUNTS, ("not_sent", "sending", "held_out"))
+    total = _totals(records, _GROUP_COUNTS)
+    lines = [[r["group"], *(str(r[f]) for f in shown)] for r in records]
+    _grid(out, [by, *(f.replace("_", " ") for f in shown)], [*lines, ["total", *(str(total[f]) for f in shown)]], 1)
+
+
+def _runs_table(records: list[dict[str, Any]], out: TextIO, zone: ZoneInfo) -> None:
+    def local(value: str | None) -> str:
+        return datetime.fromisoformat(value).astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else "-"
+
+    lines = [[r["run_id"][:8], r["campaign"], local(r["started_at"]), local(r["finished_at"]),
+              "-" if r["exit_code"] is None else str(r["exit_code"]), *(str(r[f]) for f in _RUN_COUNTS)]
+             for r in records]
+    total = _totals(records, _RUN_COUNTS)
+    lines.append([f"{len(records)} runs", "", "", "", "", *(str(total[f]) for f in _RUN_COUNTS)])
+    _grid(out, ["run", "campaign", "started", "finished", "exit", *(f.replace("_", " ") for f in _RUN_COUNTS)],
+          lines, 4)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import (
     URL,
     Connection,
+    Date,
     DateTime,
     Dialect,
     Engine,
@@ -37,6 +38,8 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
+    cast,
     create_engine,
     event,
     func,
@@ -82,6 +85,8 @@ RESOLUTIONS: Final = (SENT, NOT_SENT)
 NOW_STATES: Final = (SENT, FAILED, DEFERRED, UNKNOWN, NOT_SENT, SENDING, HELD_OUT)
 
 RUN_COUNTS: Final = ("considered", "sent", "failed", "deferred", "unknown", "skipped")
+# What ``repsend stats`` groups the attempts by (``SendLog.stats``).
+STATS_BY: Final = ("rep", "campaign", "day", "template", "run")
 # An open run that nothing was heard of for this long is gone, on whatever host it ran (close_dead_runs).
 RUN_SILENT_AFTER: Final = timedelta(hours=24)
 
@@ -806,37 +811,47 @@ class SendLog:
             held_out=held_out,
         )
 
-    def _filters(self, campaign: str | None, since: datetime | None, state: str | None, rep: str | None) -> list[Any]:
+    def _filters(self, campaign: str | None, since: datetime | None, state: str | None, rep: str | None,
+                 until: datetime | None = None, contact: str | None = None) -> list[Any]:
+        """``since`` inclusive, ``until`` exclusive; ``contact`` an address (any case) or a Contact Id (15 or 18)."""
         a = _attempt.c
         filters: list[Any] = []
         if campaign is not None:
             filters.append(a.campaign == campaign)
         if since is not None:
             filters.append(a.created_at >= since)
+        if until is not None:
+            filters.append(a.created_at < until)
         if state is not None:
             filters.append(a.state == state)
         if rep:
             wanted = rep.strip()
             filters.append((func.lower(a.rep_email) == wanted.lower()) | (func.substr(a.rep_id, 1, 15) == id15(wanted)))
+        if contact:
+            if "@" in contact:
+                filters.append(a.address == normalize_email(contact))
+            else:
+                filters.append(func.substr(a.contact_id, 1, 15) == id15(contact))
         return filters
 
     def attempts(
         self, campaign: str | None = None, since: datetime | None = None, state: str | None = None,
-        rep: str | None = None,
+        rep: str | None = None, *, until: datetime | None = None, contact: str | None = None,
     ) -> list[Attempt]:
         """Attempts newest first, filtered in the database: for ``repsend log``.
 
-        ``rep`` matches the rep's address (any case) or User Id (15 or 18 characters).
+        ``rep`` matches the rep's address (any case) or User Id (15 or 18 characters), ``contact`` the
+        attempt's address (any case) or Contact Id (15 or 18); ``since`` inclusive, ``until`` exclusive.
         """
         a = _attempt.c
-        query = select(*self._columns).where(*self._filters(campaign, since, state, rep))
+        query = select(*self._columns).where(*self._filters(campaign, since, state, rep, until, contact))
         with self._read("read the send log") as conn:
             rows = conn.execute(query.order_by(a.created_at.desc(), a.id.desc()))
             return [Attempt(**row._mapping) for row in rows]
 
     def states_now(
         self, campaign: str | None = None, since: datetime | None = None, state: str | None = None,
-        rep: str | None = None,
+        rep: str | None = None, *, until: datetime | None = None, contact: str | None = None,
     ) -> dict[tuple[str, str], "AddressNow"]:
         """(campaign, address) -> its state now, for every pair that has an attempt matching the filters,
         judged on all of the pair's attempts (a ``deferred`` one from before ``since`` that a later run
@@ -844,10 +859,11 @@ class SendLog:
         a = _attempt.c
         resolved = a.resolved_as if self._resolutions else None
         query = select(a.campaign, a.address, a.state, a.id, a.rep_email, *(() if resolved is None else (resolved,)))
-        if since is None and state is None and not rep:  # every attempt of the pairs matches: no subquery
-            query = query.where(*self._filters(campaign, None, None, None))
+        if since is None and until is None and state is None and not rep and not contact:
+            query = query.where(*self._filters(campaign, None, None, None))  # every attempt of the pairs matches
         else:
-            pairs = select(a.campaign, a.address).where(*self._filters(campaign, since, state, rep)).distinct()
+            pairs = (select(a.campaign, a.address)
+                     .where(*self._filters(campaign, since, state, rep, until, contact)).distinct())
             query = query.where(tuple_(a.campaign, a.address).in_(pairs))
         grouped: dict[tuple[str, str], list[tuple[str, str | None, int, str]]] = {}
         with self._read("read the send log") as conn:
@@ -974,6 +990,20 @@ class SendLog:
                                                read_at=now))
         return True
 
+    def exposures(self, campaign: str | None = None) -> list[Attempt]:
+        """What outcomes compare: each address's first ``sent`` or ``held_out`` attempt of a campaign (or of
+        every campaign), oldest first."""
+        a = _attempt.c
+        query = select(*self._columns).where(a.state.in_((SENT, HELD_OUT))).order_by(a.id)
+        if campaign is not None:
+            query = query.where(a.campaign == campaign)
+        first: dict[tuple[str, str], Attempt] = {}
+        with self._read("read the exposures of") as conn:
+            for row in conn.execute(query):
+                attempt = Attempt(**row._mapping)
+                first.setdefault((attempt.campaign, attempt.address), attempt)
+        return list(first.values())
+
     def rows(self, campaign: str | None = None) -> list[Attempt]:
         """Every attempt (of one campaign), oldest first: for reports and tests."""
         query = select(*self._columns).order_by(_attempt.c.id)
@@ -981,6 +1011,145 @@ class SendLog:
             query = query.where(_attempt.c.campaign == campaign)
         with self._read("read the send log") as conn:
             return [Attempt(**row._mapping) for row in conn.execute(query)]
+
+    # -- what became of the mails: repsend log, repsend stats (read-only, aggregated in the database) ---
+
+    def _effective_state(self) -> Any:
+        """``effective_state`` in SQL: an ``unknown`` attempt a person resolved counts as the answer."""
+        a = _attempt.c
+        if not self._resolutions:
+            return a.state
+        return case((and_(a.state == UNKNOWN, a.resolved_as.is_not(None)), a.resolved_as), else_=a.state)
+
+    def _owned_suppressions(self) -> Any:
+        """The suppressions in force, each with ``attempt_id``: the attempt it belongs to, the one rule that
+        ``repsend log`` shows and ``repsend stats`` counts. That is the latest attempt to its address that
+        went out or may have (sent, sending, unknown not resolved as not sent) created at or before it: in
+        its campaign when it names one that has such an attempt, else in any campaign. NULL when repsend
+        had not mailed the address before (an opt-out by phone, a list imported up front)."""
+        s = _suppression.c
+
+        def latest(same_campaign: bool) -> Any:
+            o = _attempt.alias().c  # a fresh alias per subquery: each correlates to ``suppression`` alone
+            mailed = o.state.in_(MAILED_STATES)
+            if self._resolutions:
+                mailed = and_(mailed, or_(o.resolved_as.is_(None), o.resolved_as != NOT_SENT))
+            where = [o.address == s.address, o.created_at <= s.created_at, mailed]
+            if same_campaign:
+                where.append(o.campaign == s.campaign)
+            return select(func.max(o.id)).where(*where).scalar_subquery()
+
+        owner = func.coalesce(latest(True), latest(False)).label("attempt_id")
+        return select(*_suppression.c, owner).where(s.removed_at.is_(None)).subquery("owned")
+
+    def suppressions_by_attempt(self) -> dict[int, list[Suppression]]:
+        """Attempt id -> the suppressions in force that belong to it (``_owned_suppressions``), oldest first."""
+        if not self._has_suppression:
+            return {}
+        owned = self._owned_suppressions()
+        query = select(owned).where(owned.c.attempt_id.is_not(None)).order_by(owned.c.created_at, owned.c.id)
+        found: dict[int, list[Suppression]] = {}
+        with self._read("read the suppressions of") as conn:
+            for row in conn.execute(query):
+                values = dict(row._mapping)
+                found.setdefault(int(values.pop("attempt_id")), []).append(Suppression(**values))
+        return found
+
+    def stats(self, by: str, zone: tzinfo, *, campaign: str | None = None, since: datetime | None = None,
+              until: datetime | None = None) -> dict[str, dict[str, int]]:
+        """Group -> attempts counted by state (``effective_state``) and suppressions by kind, of the attempts
+        matching the filters; ``by`` is one of ``STATS_BY``, ``day`` the calendar day in ``zone``. Two
+        GROUP BY queries: nothing is counted in Python but the rows they return."""
+        if by not in STATS_BY:
+            raise ValueError(f"not a grouping: {by!r}")
+        a = _attempt.c
+        filters = self._filters(campaign, since, None, None, until)
+        counts: dict[str, dict[str, int]] = {}
+        with self._read("count the send log") as conn:
+            key = self._group_key(conn, by, zone, filters)
+            # Grouped on a subquery's columns: PostgreSQL would not take GROUP BY timezone($2, ...) for the
+            # SELECT's timezone($1, ...) once parameters are bound by the server.
+            per_state = select(key.label("g"), self._effective_state().label("k")).where(*filters).subquery()
+            queries = [per_state]
+            if self._has_suppression:
+                owned = self._owned_suppressions()
+                queries.append(select(key.label("g"), owned.c.kind.label("k"))
+                               .select_from(owned.join(_attempt, a.id == owned.c.attempt_id)).where(*filters)
+                               .subquery())
+            for sub in queries:
+                for group, kind, n in conn.execute(select(sub.c.g, sub.c.k, func.count()).group_by(sub.c.g, sub.c.k)):
+                    counts.setdefault(str(group), {})[kind] = int(n)
+        return counts
+
+    def _group_key(self, conn: Connection, by: str, zone: tzinfo, filters: list[Any]) -> Any:
+        a = _attempt.c
+        if by != "day":
+            return {"rep": a.rep_email, "campaign": a.campaign, "template": a.template, "run": a.run_id}[by]
+        if conn.dialect.name == "postgresql":
+            name = getattr(zone, "key", None) or str(zone)
+            return cast(func.timezone(name, a.created_at), Date)
+        # SQLite keeps naive UTC and knows no time zones: shift by the zone's offset, one offset per span
+        # between its transitions (DST) within the attempts' span; a CASE of a few branches, still SQL.
+        first, last = conn.execute(select(func.min(a.created_at), func.max(a.created_at)).where(*filters)).one()
+        if first is None:
+            return func.date(a.created_at)
+        spans = utc_offsets(zone, _as_utc(first), _as_utc(last))
+        shifted = [(until, func.date(a.created_at, f"{minutes:+d} minutes")) for until, minutes in spans]
+        if len(shifted) == 1:
+            return shifted[0][1]
+        return case(*((a.created_at < until, day) for until, day in shifted[:-1]), else_=shifted[-1][1])
+
+    def run_stats(self, *, campaign: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None) -> list[tuple[Run, dict[str, int]]]:
+        """The runs started in [since, until) (of one campaign), oldest first, each with its suppressions by
+        kind (of its attempts, ``_owned_suppressions``): its own counts are the ones the run recorded."""
+        r, a = _run.c, _attempt.c
+        where: list[Any] = []
+        if campaign is not None:
+            where.append(r.campaign == campaign)
+        if since is not None:
+            where.append(r.started_at >= since)
+        if until is not None:
+            where.append(r.started_at < until)
+        per_run: dict[str, dict[str, int]] = {}
+        with self._read("read the runs of") as conn:
+            runs = [Run(**row._mapping) for row in conn.execute(select(_run).where(*where)
+                                                                 .order_by(r.started_at, r.id))]
+            if self._has_suppression and runs:
+                owned = self._owned_suppressions()
+                query = (select(a.run_id, owned.c.kind, func.count())
+                         .select_from(owned.join(_attempt, a.id == owned.c.attempt_id))
+                         .where(a.run_id.in_(select(r.id).where(*where))).group_by(a.run_id, owned.c.kind))
+                for run_id, kind, n in conn.execute(query):
+                    per_run.setdefault(run_id, {})[kind] = int(n)
+        return [(run, per_run.get(run.id, {})) for run in runs]
+
+
+def utc_offsets(zone: tzinfo, first: datetime, last: datetime) -> list[tuple[datetime, int]]:
+    """The zone's UTC offsets in minutes over [first, last], as (the end of its span, minutes): every span
+    but the last ends at a transition; the last one's end is ``last``. Found by stepping a day at a time
+    and bisecting to the second where the offset changes (transitions are whole seconds, days apart)."""
+
+    def minutes(at: datetime) -> int:
+        offset = at.astimezone(zone).utcoffset() or timedelta(0)
+        return int(offset.total_seconds() // 60)
+
+    spans: list[tuple[datetime, int]] = []
+    at, current = first, minutes(first)
+    while at < last:
+        step = min(at + timedelta(days=1), last)
+        if minutes(step) != current:
+            low, high = at, step  # the offset changes in (low, high]
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                low, high = (middle, high) if minutes(middle) == current else (low, middle)
+            change = low.replace(microsecond=0) + timedelta(seconds=1)  # the whole second after low
+            spans.append((change, current))
+            at, current = change, minutes(change)
+        else:
+            at = step
+    spans.append((last, current))
+    return spans
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,7 +189,7 @@ def test_the_log_counts_each_rep_by_state_and_shows_what_became_of_each_address(
         ("c5@example.co.jp", "deferred", "sent", 451)]
     assert deferred[-1] == {"type": "summary", "attempts": 1, "states": {"deferred": 1}, "addresses": 1,
                             "now": {"sent": 1}, "campaigns": {"dormant": {"sent": 1}},
-                            "reps": {CARTER_MAIL: {"sent": 1}}}
+                            "reps": {CARTER_MAIL: {"sent": 1}}, "suppressions": {}}
     whole = log_json(config, db)
     assert list(whole[0]) == ["type", *FIELDS]
     assert whole[-1]["reps"] == {CARTER_MAIL: {"sent": 1}, SATO_MAIL: {"sent": 2, "failed": 2}}
@@ -228,7 +228,7 @@ def test_the_log_keeps_its_options_and_refuses_wrong_ones(tmp_path: Path, smtp_s
     assert nothing.exit_code == 0 and nothing.stdout == "no send attempts match\n"
     empty = log_json(config, db, "--campaign", "spring")
     assert empty == [{"type": "summary", "attempts": 0, "states": {}, "addresses": 0, "now": {}, "campaigns": {},
-                      "reps": {}}]
+                      "reps": {}, "suppressions": {}}]
 
 
 def test_retry_failed_mails_a_refused_address_again(tmp_path: Path, make_smtp_sink: Any,

@@ -379,7 +379,7 @@ def test_the_send_log_as_a_manager_reads_it(tmp_path: Path, smtp_sink: SmtpSink)
     assert [(r["address"], r["state"], r["smtp_code"]) for r in records[:-1]] == [("c2@example.co.jp", "failed", 550)]
     assert records[-1] == {"type": "summary", "attempts": 1, "states": {"failed": 1}, "addresses": 1,
                            "now": {"failed": 1}, "campaigns": {"dormant": {"failed": 1}},
-                           "reps": {"k.sato@acme.example": {"failed": 1}}}
+                           "reps": {"k.sato@acme.example": {"failed": 1}}, "suppressions": {}}
     later = CliRunner().invoke(app, ["log", "--since", "2099-01-01", "--config", str(config)])
     assert "no send attempts match" in later.stdout
 
