@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any
 
+from repsend.assignment import variant_of
 from repsend.audience import History
 from repsend.clock import Clock
 from repsend.compose import RepeatedHeaderPolicy, run_policy, to_message
@@ -259,6 +260,7 @@ def send_run(
                 # The setup (a bad template, a malformed export, an SFA that refuses) fails here, before any mail.
                 decisions = select(settings, source, options, history, result.summary)
                 reporter.variants(decisions.variants)
+                delivery.variants = decisions.variants
                 delivery.run(decisions)
             finally:
                 delivery.close()
@@ -363,6 +365,7 @@ class _Delivery:
         self.decided = 0  # sends decided so far: the progress line's total
         self.consecutive = 0
         self.stop = stop
+        self.variants: tuple[str, ...] = ()  # the template's (selection.Decisions.variants), for the held-out rows
 
     def run(self, decisions: Iterator[Decision]) -> None:
         try:
@@ -386,12 +389,17 @@ class _Delivery:
                 self._not_sent(decision)
 
     def _hold_out(self, decision: Decision) -> None:
-        """A held-out contact's row (``held_out``), so that outcomes can compare it with the mailed ones."""
+        """A held-out contact's row (``held_out``), so that outcomes can compare it with the mailed ones: with
+        the rep who would have sent it and the variant it would have had (the one Composer gives it), so
+        that each variant's mailed contacts have their own held-out ones to be compared with."""
         rep = decision.rep
         assert rep is not None
-        self.log.hold_out(run_id=self.result.run_id, campaign=self.options.campaign, contact_id=decision.contact.id,
-                          address=decision.contact.email, rep_id=rep.id, rep_email=rep.email,
-                          template=self.options.template, language=decision.language, now=self.clock.now())
+        campaign, contact = self.options.campaign, decision.contact
+        variant = variant_of(campaign, contact.id, self.variants) if self.variants else ""
+        self.log.hold_out(run_id=self.result.run_id, campaign=campaign, contact_id=contact.id,
+                          address=contact.email, rep_id=rep.id, rep_email=rep.email,
+                          template=self.options.template, language=decision.language, variant=variant,
+                          now=self.clock.now())
 
     def _send_next(self) -> None:
         """The next mail in turn, after the pace's wait; or none, and the run stops, when it must."""

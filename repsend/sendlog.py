@@ -188,8 +188,8 @@ class SendAttempt(_Base, table=True):
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_by: str | None = Field(default=None, sa_type=String)
     resolved_note: str | None = Field(default=None, sa_type=Text)
-    # The template's A/B variant the mail was written in (migration 0005); "" for a template without variants,
-    # a held-out contact, and every row from before variants.
+    # The template's A/B variant the mail was written in, or a held-out contact would have been (migration
+    # 0005); "" for a template without variants, and every row from before variants.
     # (The default as SQL text: Alembic reads a plain "" back from SQLite as a change, every time.)
     variant: str = Field(default="", sa_type=String, sa_column_kwargs={"server_default": text("''")})
 
@@ -668,12 +668,13 @@ class SendLog:
             return len(gone)
 
     def hold_out(self, *, run_id: str, campaign: str, contact_id: str, address: str, rep_id: str, rep_email: str,
-                 template: str, language: str, now: datetime) -> bool:
-        """Record a held-out contact (the holdout group), with the rep who would have sent it; False when the
-        address already has a live row in the campaign (held out or mailed before)."""
+                 template: str, language: str, now: datetime, variant: str = "") -> bool:
+        """Record a held-out contact (the holdout group), with the rep who would have sent it and the variant
+        it would have been mailed in; False when the address already has a live row in the campaign (held out
+        or mailed before)."""
         values = {"run_id": run_id, "campaign": campaign, "contact_id": contact_id, "address": normalize_email(address),
                   "rep_id": rep_id, "rep_email": rep_email, "subject": "", "message_id": "", "template": template,
-                  "language": language, "state": HELD_OUT, "created_at": now, "finished_at": now}
+                  "language": language, "variant": variant, "state": HELD_OUT, "created_at": now, "finished_at": now}
         try:
             with self._write("record a held-out contact") as conn:
                 conn.execute(insert(_attempt), values)

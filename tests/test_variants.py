@@ -115,8 +115,10 @@ def test_preview_shows_the_variant_the_dry_run_gives(tmp_path: Path) -> None:
         assert f"\nSubject: {d['subject']}\n" in rest
 
 
-def test_held_out_contacts_have_no_variant_and_the_variants_split_the_mailed(tmp_path: Path) -> None:
-    """The holdout's hash and the variants' are independent: whoever is held out, the mailed split evenly."""
+def test_the_variants_split_the_mailed_and_the_held_out_alike(tmp_path: Path) -> None:
+    """The holdout's hash and the variants' are independent: whoever is held out, the mailed split evenly;
+    a held-out contact's decision has no variant (no mail), its send log row the one it would have had, so
+    that each variant's mailed contacts have held-out ones to be compared with."""
     config = configure(tmp_path, holdout=0.5)
     done = decisions(config)
     held = {cid for cid, d in done.items() if d["reason"] == "holdout"}
@@ -126,7 +128,9 @@ def test_held_out_contacts_have_no_variant_and_the_variants_split_the_mailed(tmp
     assert 0.3 <= mailed.count("a") / len(mailed) <= 0.7
     with SendLog.open(f"sqlite:///{tmp_path / 'repsend.db'}") as log:
         rows = log.rows(CAMPAIGN)
-    assert {r.variant for r in rows if r.state == "held_out"} == {""}
+    assert {r.contact_id: r.variant for r in rows if r.state == "held_out"} == {
+        cid: variant_of(CAMPAIGN, cid, ("a", "b")) for cid in held}
+    assert {r.variant for r in rows if r.state == "held_out"} == {"a", "b"}
     assert {r.contact_id: r.variant for r in rows if r.state == "sent"} == {
         cid: d["variant"] for cid, d in done.items() if d["reason"] == "dormant"}
 
