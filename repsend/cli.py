@@ -540,6 +540,54 @@ def unsubscribe_endpoint(
         log.close()
 
 
+DOCTOR_EXIT = "Exit codes: 0 nothing failed (warnings allowed); 1 at least one check failed."
+
+
+@app.command(epilog=DOCTOR_EXIT)
+@_errors_to_exit_codes
+def doctor(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document: every check, then the verdict.")] = False,
+    campaign: Annotated[str | None, typer.Option("--campaign", metavar="NAME", help="Campaign name.")] = None,
+    template: Annotated[str | None, typer.Option("--template", metavar="NAME", help="Template name.")] = None,
+    as_of: AsOfOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check what a nightly run needs (config, SFA, templates, mail server, send log, window); send
+    nothing, write nothing.
+
+    Example: repsend doctor --config /etc/repsend/repsend.toml
+    """
+    import json
+
+    from repsend.clock import SystemClock
+    from repsend.doctor import diagnose
+    from repsend.selection import RunOptions
+
+    if as_of is not None:
+        _parse_day(as_of, "UTC")
+
+    def options_for(settings: Any) -> RunOptions:
+        return RunOptions(as_of=_parse_day(as_of, settings.rate.timezone),
+                          campaign=campaign or settings.campaign.name,
+                          template=template or settings.campaign.template)
+
+    checks = []
+    for check in diagnose(config, SystemClock(), options_for):
+        checks.append(check)
+        if not json_out:
+            typer.echo(f"{check.status:<5} {check.area:<10} {check.text}")
+            if check.fix:
+                typer.echo(f"{'':16} fix: {check.fix}")
+    failed = sum(check.status == "fail" for check in checks)
+    warned = sum(check.status == "warn" for check in checks)
+    if json_out:
+        typer.echo(json.dumps({"checks": [c.fields() for c in checks], "ok": not failed, "failed": failed,
+                               "warned": warned}, ensure_ascii=False))
+    else:
+        typer.echo(f"{failed} failed, {warned} warning(s), {len(checks) - failed - warned} ok")
+    raise typer.Exit(1 if failed else 0)
+
+
 def main() -> None:
     try:
         app()

@@ -904,6 +904,55 @@ def _nothing_to_resolve(campaign: str, address: str, rows: list[SendAttempt]) ->
 # -- engines -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SchemaState:
+    """What ``repsend doctor`` says of the send log, learned without writing to it."""
+
+    name: str  # the URL without its password
+    exists: bool
+    writable: bool
+    writable_at: str = ""  # what was checked: the file, its folder, the table privilege
+    current: str | None = None
+    pending: tuple[str, ...] = ()  # the migrations the next run would apply, oldest first
+
+
+def schema_state(url: str) -> SchemaState:
+    """Whether the log is there, writable by this user, and at which migration; never creates or migrates."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    parsed = _parse(url)
+    name = safe_name(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    script = ScriptDirectory.from_config(alembic_config())
+    if sqlite:
+        path = Path(parsed.database or "").expanduser()
+        if not path.is_file():
+            parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), path.parent)
+            return SchemaState(name, False, os.access(parent, os.W_OK), str(parent))
+        # SQLite writes the file and, for its journal, the folder beside it.
+        writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+        where = str(path if not os.access(path, os.W_OK) else path.parent)
+    log = SendLog.open_readonly(url)
+    if log is None:
+        if sqlite:
+            return SchemaState(name, False, writable, where)
+        return SchemaState(name, False, True, "the database (the first run creates the tables)")
+    try:
+        with log._read("read the schema of") as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+            if not sqlite:
+                writable = bool(conn.execute(
+                    text("SELECT has_table_privilege(current_user, 'send_attempt', 'INSERT')")
+                ).scalar())
+                where = "INSERT on send_attempt"
+    finally:
+        log.close()
+    known = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    pending = tuple(known[known.index(current) + 1:] if current in known else known if current is None else ())
+    return SchemaState(name, True, writable, where, current, pending)
+
+
 def _process_alive(pid: int | None) -> bool:
     if not pid:
         return False

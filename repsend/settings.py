@@ -42,7 +42,8 @@ class SfaSettings(_Section):
     path: ConfigPath = Path("demo")
     encoding: str = "utf-8"
     contact_fields: list[str] = []
-    api_version: str = "59.0"
+    # kind = "salesforce": the REST API version, independent of the SOAP login's (sfa/salesforce.py pins that)
+    api_version: str = "64.0"
     bulk_threshold: Annotated[int, Field(ge=0)] = 0
     # kind = "salesforce": an API user that may not see every Contact and Opportunity stops the run ("fail"),
     # or runs on what it sees, saying so once ("allow").

@@ -352,6 +352,26 @@ class SmtpTransport:
             shown = f"{code} {text}" if code else text
             raise _Fatal(f"{where}: login refused for user {user}: {shown}")
 
+    def probe(self) -> set[str]:
+        """One connection as a run opens it (EHLO, STARTTLS with the certificate verified, AUTH), then QUIT:
+        no MAIL FROM, no retry. The extensions the server offers, lower case; MailError as a run would stop."""
+        message = ""
+        smtp: smtplib.SMTP | None = None
+        try:
+            smtp = self._open()
+        except (_CannotConnect, _Fatal) as exc:
+            message = str(exc)
+        if smtp is None:
+            raise MailError(message)
+        offered = set(smtp.esmtp_features)
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()
+        return offered
+
     def _drop(self) -> None:
         """Forget a connection that broke or that the server closes (421): the next send opens a new one."""
         smtp, self._smtp = self._smtp, None

@@ -45,7 +45,8 @@ from urllib.parse import parse_qs, urlparse
 import requests
 import responses
 
-API = "59.0"
+API = "64.0"  # repsend's default REST API version
+SOAP_API = "64.0"  # the username/password login's: the last version with SOAP login(), whatever the REST one
 INSTANCE = "acme.my.salesforce.com"
 ORG = "00D5g000004XYZ"
 SESSION = "00D5g000004XYZ!AQ0AQFAKESESSION"
@@ -114,7 +115,7 @@ def sfid(sobject: str, n: int) -> str:
     return f"{PREFIX[sobject]}5g{n:010d}AAA"
 
 
-def login_ok(instance: str = INSTANCE, version: str = API, user_id: str = API_USER_ID) -> str:
+def login_ok(instance: str = INSTANCE, version: str = SOAP_API, user_id: str = API_USER_ID) -> str:
     return (
         '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
         'envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
@@ -136,6 +137,24 @@ LOGIN_FAULT = (
     "username, password, security token; or user locked out.</sf:exceptionMessage></sf:LoginFault></detail>"
     "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
 )
+
+# The OAuth 2.0 token endpoint's refusals (400, JSON), as Salesforce words them.
+INVALID_CLIENT = (400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+INVALID_GRANT = (400, {"error": "invalid_grant", "error_description": "user hasn't approved this consumer"})
+NO_RUN_AS_USER = (400, {"error": "invalid_grant", "error_description": "no client credentials user enabled"})
+
+
+def token_ok(n: int, instance: str = INSTANCE, user_id: str = API_USER_ID) -> dict[str, str]:
+    """A token endpoint's success: a new access token each time (the n-th), the instance, the identity URL."""
+    return {
+        "access_token": f"{ORG}!AQ0AQOAuthAccessToken{n:04d}",
+        "instance_url": f"https://{instance}",
+        "id": f"https://login.salesforce.com/id/{ORG}/{user_id}",
+        "token_type": "Bearer",
+        "issued_at": str(1765000000000 + n),
+        "signature": base64.b64encode(f"signature {n}".encode()).decode(),
+    }
+
 
 SESSION_EXPIRED = (401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
 LIMIT_EXCEEDED = (403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
@@ -185,7 +204,11 @@ class FakeOrg:
         # The identity URL the REST API's root lists (None: left out, as a proxy or a changed API might).
         self.identity: str | None = None
         self.queries: list[str] = []
+        self.token_requests: list[requests.PreparedRequest] = []
         self.calls = 0
+        # The org's daily API request allowance as its limits resource reports it.
+        self.api_requests_max = 15000
+        self.api_requests_used = 0
         # (part of the URL path, answer): the next request whose path holds it gets the answer instead.
         self.failures: list[tuple[str, tuple[int, Any] | Exception]] = []
         # What each answered request was: (kind, SOQL), kind one of query, more, count, bulk-create,
@@ -288,21 +311,36 @@ class FakeOrg:
 
     # -- HTTP --------------------------------------------------------------------------------------
 
-    def install(self, rsps: responses.RequestsMock, login_domain: str | None = "login") -> None:
-        """Answer queries; and the SOAP login at ``{login_domain}.salesforce.com`` unless None."""
+    def install(
+        self, rsps: responses.RequestsMock, login_domain: str | None = "login", oauth_host: str | None = None
+    ) -> None:
+        """Answer queries; the SOAP login at ``{login_domain}.salesforce.com`` unless None; and the OAuth 2.0
+        token endpoint at ``https://{oauth_host}/services/oauth2/token`` if given (the My Domain)."""
         root = re.escape(f"https://{self.instance}/services/data/v{self.version}/")
         rsps.add_callback(responses.GET, re.compile(root + "$"), callback=self._resources)
         rsps.add_callback(responses.GET, re.compile(root + "query/.*"), callback=self._answer)
+        rsps.add_callback(responses.GET, re.compile(root + "limits/$"), callback=self._limits)
         jobs = re.compile(re.escape(f"https://{self.instance}/services/data/v{self.version}/jobs/query") + ".*")
         rsps.add_callback(responses.POST, jobs, callback=self._bulk)
         rsps.add_callback(responses.GET, jobs, callback=self._bulk)
         if login_domain is not None:
             rsps.add(
                 responses.POST,
-                f"https://{login_domain}.salesforce.com/services/Soap/u/{self.version}",
-                body=login_ok(self.instance, self.version, self.api_user_id),
+                f"https://{login_domain}.salesforce.com/services/Soap/u/{SOAP_API}",
+                body=login_ok(self.instance, SOAP_API, self.api_user_id),
                 content_type="text/xml",
             )
+        if oauth_host is not None:
+            rsps.add_callback(responses.POST, f"https://{oauth_host}/services/oauth2/token", callback=self._token)
+
+    def _token(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
+        """POST /services/oauth2/token: a refusal a test queued (``failures``, by "oauth2/token"), or a new
+        access token. The forms posted are kept (``token_requests``), for a test to check the grant."""
+        failed = self._failure(request)
+        if failed is not None:
+            return failed
+        self.token_requests.append(request)
+        return self._json(200, token_ok(len(self.token_requests), self.instance, self.api_user_id))
 
     def _resources(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
         """GET /services/data/vXX.X/: the resources of the version ("Resources by Version" in the REST API
@@ -319,6 +357,21 @@ class FakeOrg:
             body["identity"] = identity
         body.update({name: f"{base}/{name}" for name in ("composite", "sobjects", "search", "limits")})
         return self._json(200, body)
+
+    def _limits(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
+        """GET /services/data/vXX.X/limits/: each limit's Max and Remaining ("Limits" in the REST API
+        Developer Guide; two of its many entries here). Salesforce counts this call too."""
+        self.calls += 1
+        failed = self._failure(request)
+        if failed is not None:
+            return failed
+        self.api_requests_used += 1
+        self.answered.append(("limits", ""))
+        remaining = self.api_requests_max - self.api_requests_used
+        return self._json(200, {
+            "DailyApiRequests": {"Max": self.api_requests_max, "Remaining": remaining},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+        })
 
     def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
         self.calls += 1
@@ -485,7 +538,8 @@ class FakeOrg:
         if _semi_under_or(select.where):
             raise SoqlError("MALFORMED_QUERY", "Semi join sub-selects are not allowed with the 'OR' operator")
         test = self._predicate(select.sobject, select.where, soql)
-        return [row for row in self.tables[select.sobject].values() if test(row)]
+        rows = [row for row in self.tables[select.sobject].values() if test(row)]
+        return rows if select.limit is None else rows[: select.limit]
 
     def _queryable(self, sobject: str, soql: str) -> None:
         """INVALID_TYPE for an object the API user may not query, worded as Salesforce words it."""
@@ -673,6 +727,7 @@ class _Select:
     ) -> None:
         self.fields, self.sobject, self.where, self.count = fields, sobject, where, count
         self.children = children or []  # parent-to-child subqueries; their sobject is the relationship name
+        self.limit: int | None = None
 
 
 class _ChildQuery:
@@ -773,7 +828,11 @@ class _Parser:
         if self.peek("WHERE"):
             self.take("WHERE")
             where = self.disjunction()
-        return _Select(fields, sobject, where, count, children)
+        select = _Select(fields, sobject, where, count, children)
+        if self.peek("LIMIT") and not child:
+            self.take("LIMIT")
+            select.limit = int(self.take())
+        return select
 
     def disjunction(self) -> Any:
         parts = [self.conjunction()]

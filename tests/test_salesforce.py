@@ -23,6 +23,7 @@ from repsend.settings import Settings
 from repsend.sfa import open_source
 from repsend.sfa.salesforce import BULK_WAIT, CONTACT_PARTS, SalesforceSource
 from tests.sf_answers import (
+    API,
     API_USER_ID,
     API_USERNAME,
     INSTANCE,
@@ -31,6 +32,7 @@ from tests.sf_answers import (
     SERVER_DOWN,
     SESSION,
     SESSION_EXPIRED,
+    SOAP_API,
     FakeOrg,
     SoqlError,
     sfid,
@@ -129,12 +131,12 @@ def test_username_login_is_lazy_and_uses_soap_then_the_session(
 
     login, check, query = (call.request for call in rsps.calls)
     assert login.method == "POST"
-    assert login.url == "https://login.salesforce.com/services/Soap/u/59.0"
+    assert login.url == f"https://login.salesforce.com/services/Soap/u/{SOAP_API}"
     body = login.body.decode() if isinstance(login.body, bytes) else login.body
     assert f"<n1:username>{LOGIN}</n1:username>" in body
     assert f"<n1:password>{PASSWORD}{TOKEN}</n1:password>" in body
     assert "FROM+PermissionSet+WHERE" in check.url  # what the user may see, before anything is read
-    assert query.url.startswith(f"https://{INSTANCE}/services/data/v59.0/query/?q=SELECT+Id%2C+Name")
+    assert query.url.startswith(f"https://{INSTANCE}/services/data/v{API}/query/?q=SELECT+Id%2C+Name")
     assert query.headers["Authorization"] == f"Bearer {SESSION}"
     # the API user is a user too (it owns no contacts here)
     assert reps.pop(id15(API_USER_ID)) == Rep(
@@ -174,15 +176,19 @@ def test_login_domain(tmp_path: Path, rsps: responses.RequestsMock, sf_domain: s
     org.install(rsps, login_domain=login_host.removesuffix(".salesforce.com"))
     source = source_for(tmp_path, {**LOGIN_ENV, "SF_DOMAIN": sf_domain})
     assert set(source.reps()) == {id15(API_USER_ID)}
-    assert rsps.calls[0].request.url == f"https://{login_host}/services/Soap/u/59.0"
+    assert rsps.calls[0].request.url == f"https://{login_host}/services/Soap/u/{SOAP_API}"
 
 
-def test_api_version_comes_from_settings(tmp_path: Path, rsps: responses.RequestsMock) -> None:
-    org = FakeOrg(version="61.0")
+@pytest.mark.parametrize("version", ["66.0", "59.0"])
+def test_api_version_is_the_rest_ones_the_soap_login_keeps_its_own(
+    tmp_path: Path, rsps: responses.RequestsMock, version: str
+) -> None:
+    # Raising [sfa] api_version past 64.0 used to send the SOAP login to a version without login().
+    org = FakeOrg(version=version)
     org.install(rsps)
-    source_for(tmp_path, sfa={"api_version": "61.0"}).reps()
-    assert rsps.calls[0].request.url == "https://login.salesforce.com/services/Soap/u/61.0"
-    assert rsps.calls[1].request.url.startswith(f"https://{INSTANCE}/services/data/v61.0/query/")
+    source_for(tmp_path, sfa={"api_version": version}).reps()
+    assert rsps.calls[0].request.url == "https://login.salesforce.com/services/Soap/u/64.0"
+    assert rsps.calls[1].request.url.startswith(f"https://{INSTANCE}/services/data/v{version}/query/")
 
 
 def test_access_token_skips_the_login(tmp_path: Path, rsps: responses.RequestsMock) -> None:
@@ -192,17 +198,10 @@ def test_access_token_skips_the_login(tmp_path: Path, rsps: responses.RequestsMo
     source = source_for(tmp_path, TOKEN_ENV)
     assert len(source.reps()) == 2
     identity, check, users = (call.request for call in rsps.calls)
-    assert identity.url == f"https://{INSTANCE}/services/data/v59.0/"
+    assert identity.url == f"https://{INSTANCE}/services/data/v{API}/"
     assert f"AssigneeId+%3D+%27{API_USER_ID}%27" in check.url and "FROM+User" in users.url
     assert all(r.headers["Authorization"] == f"Bearer {ACCESS}" for r in (identity, check, users))
     assert source.api_calls == 3
-
-
-def test_both_logins_set_prefers_the_username_and_says_so(tmp_path: Path) -> None:
-    source = source_for(tmp_path, {**LOGIN_ENV, **TOKEN_ENV})
-    assert not source.credentials.by_token
-    assert source.notes == ["Salesforce: both SF_USERNAME and SF_ACCESS_TOKEN are set; using the username login"]
-    assert_no_secret(repr(source.credentials))
 
 
 # -- contacts --------------------------------------------------------------------------------------
@@ -490,7 +489,7 @@ def test_failed_login_names_the_user_and_the_domain(tmp_path: Path, rsps: respon
     FakeOrg().install(rsps, login_domain=None)
     rsps.add(
         responses.POST,
-        "https://login.salesforce.com/services/Soap/u/59.0",
+        f"https://login.salesforce.com/services/Soap/u/{SOAP_API}",
         body=LOGIN_FAULT,
         status=500,
         content_type="text/xml",
@@ -551,7 +550,7 @@ def test_expired_session_with_username_logs_in_again(
 def test_unreachable_login_host(tmp_path: Path, rsps: responses.RequestsMock) -> None:
     rsps.add(
         responses.POST,
-        "https://acme.my.salesforce.com/services/Soap/u/59.0",
+        f"https://acme.my.salesforce.com/services/Soap/u/{SOAP_API}",
         body=requests.ConnectionError("Max retries exceeded (Name or service not known)"),
     )
     with pytest.raises(SFAError) as caught:
@@ -614,7 +613,8 @@ def test_other_salesforce_errors_say_status_and_code(
 @pytest.mark.parametrize(
     ("env", "names"),
     [
-        ({}, ["SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN", "SF_INSTANCE_URL", "SF_ACCESS_TOKEN"]),
+        ({}, ["SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_PRIVATE_KEY_FILE", "SF_USERNAME", "SF_PASSWORD",
+              "SF_INSTANCE_URL", "SF_ACCESS_TOKEN", "Logging in to Salesforce"]),
         ({"SF_USERNAME": USERNAME}, ["SF_PASSWORD is not set"]),
         ({"SF_PASSWORD": PASSWORD, "SF_SECURITY_TOKEN": TOKEN}, ["SF_USERNAME is not set"]),
         ({"SF_INSTANCE_URL": f"https://{INSTANCE}"}, ["SF_ACCESS_TOKEN is not set"]),
@@ -633,7 +633,8 @@ def test_missing_or_wrong_credentials(tmp_path: Path, env: dict[str, str], names
 @pytest.mark.parametrize(
     ("sections", "expected"),
     [
-        ({"sfa": {"api_version": "v59.0"}}, "[sfa] api_version: expected a version like '59.0'"),
+        ({"sfa": {"api_version": "v59.0"}}, "[sfa] api_version: expected a version like '64.0'"),
+        ({"sfa": {"api_version": "30.0"}}, "[sfa] api_version: 30.0 is retired"),
         ({"sfa": {"contact_fields": ["Account Name"]}}, "[sfa] contact_fields: 'Account Name' is not"),
         ({"template": {"language_field": "Mailing Country"}}, "[template] language_field: 'Mailing Country'"),
     ],

@@ -25,9 +25,10 @@ from repsend.errors import EXIT_SERVICE, EXIT_USAGE, ConfigError, SFAError
 from repsend.models import Reason, id15
 from repsend.selection import RunOptions, Summary, select
 from repsend.sfa.base import LEAD_DETAIL
-from repsend.sfa.salesforce import LEAD_OPT_OUT_SOQL
+from repsend.sfa.salesforce import LEAD_OPT_OUT_SOQL, SOAP_RETIRING
 from tests.helpers import TEMPLATES, write_config
 from tests.sf_answers import (
+    API,
     API_USER_ID,
     API_USERNAME,
     INSTANCE,
@@ -131,7 +132,7 @@ def test_a_user_who_sees_everything_is_checked_once_and_reads_on(
     assert standard.queries[0] == check
     assert "Assignee.Username = 'integration@acme.example'" in check
     assert "SobjectType IN ('Contact', 'Opportunity', 'Lead')" in check
-    assert source.notes == []
+    assert source.notes == [SOAP_RETIRING]  # the username login says it is being retired, nothing else
 
 
 SEES_TOO_LITTLE = {
@@ -235,6 +236,7 @@ def test_partial_visibility_allow_runs_on_what_it_sees_and_says_so_once(
 
     assert [d.reason for d in decisions] == [Reason.DORMANT]
     assert source.notes == [
+        SOAP_RETIRING,
         "Salesforce: the API user integration@acme.example has neither View All Data nor View All on Opportunity "
         "and Lead: it may not see every Opportunity (nor its contact roles) and Lead, and what it cannot see stops "
         'no mail ([sfa] partial_visibility = "allow")'
@@ -248,7 +250,7 @@ def test_partial_visibility_allow_says_nothing_when_there_is_nothing_to_say(
     installed(rsps)
     source = source_for(tmp_path, sfa=ALLOW)
     source.reps()
-    assert source.notes == []
+    assert source.notes == [SOAP_RETIRING]  # the username login says it is being retired, nothing else
 
 
 # -- who the API user is ---------------------------------------------------------------------------
@@ -264,7 +266,7 @@ def test_an_access_token_user_is_found_through_the_identity_url(
     with pytest.raises(ConfigError) as caught:
         source.reps()
     identity, check = (call for call in rsps.calls)
-    assert identity.request.url == f"https://{INSTANCE}/services/data/v59.0/"
+    assert identity.request.url == f"https://{INSTANCE}/services/data/v{API}/"
     assert identity.response.json()["identity"] == f"https://{INSTANCE}/id/00D5g000004XYZ/{API_USER_ID}"
     assert f"AssigneeId = '{API_USER_ID}'" in checks(org)[0]
     assert f"{GRANT} through its profile" in str(caught.value)
@@ -301,7 +303,7 @@ def test_an_access_token_whose_user_cannot_be_named_fails_closed(
         source_for(tmp_path, TOKEN_ENV).reps()
     assert str(caught.value) == (
         f"Salesforce: cannot check what the API user of SF_ACCESS_TOKEN sees: Salesforce at {INSTANCE} did not "
-        "name it (no identity URL in /services/data/v59.0/); check SF_INSTANCE_URL; or set [sfa] "
+        f"name it (no identity URL in /services/data/v{API}/); check SF_INSTANCE_URL; or set [sfa] "
         'partial_visibility = "allow" to run on what it sees'
     )
     assert org.queries == []
@@ -364,7 +366,8 @@ def test_any_refusal_of_the_check_fails_closed_and_allow_runs_saying_why(
     org.failures.append(("FROM+PermissionSet", failure))
     source = source_for(tmp_path, sfa=ALLOW)
     assert len(source.reps()) == 1
-    (note,) = source.notes
+    (soap, note) = source.notes
+    assert soap == SOAP_RETIRING
     assert note.startswith(f"Salesforce: cannot check what the API user {LOGIN} sees: Salesforce refused")
     assert note.endswith(
         "; it may not see every Contact, Opportunity (nor its contact roles) and Lead, and what it cannot see "
@@ -535,7 +538,7 @@ def test_the_fake_answers_the_setup_objects_in_salesforces_shapes() -> None:
     )
     assert profile["IsOwnedByProfile"] is True and profile["Profile"]["Name"] == "System Administrator"
     assert profile["ObjectPerms"] is None  # no child record: null, not an empty list
-    user = {"type": "User", "url": f"/services/data/v59.0/sobjects/User/{API_USER_ID}"}
+    user = {"type": "User", "url": f"/services/data/v{API}/sobjects/User/{API_USER_ID}"}
     assert profile["Assignments"] == {
         "totalSize": 1, "done": True,
         "records": [{"attributes": profile["Assignments"]["records"][0]["attributes"],

@@ -11,6 +11,12 @@ A large org (``[sfa] bulk_threshold``) has its contacts pulled through the Bulk 
 job per part of the pull, its results read in CSV sets of up to 50,000 records, each parsed as it comes by
 the reader of a CSV export (``csv_reader``) into the Contacts a CSV export's records make (``contact_frames``).
 
+The login is the one whose SF_* variables are set (``Credentials.from_env``): OAuth 2.0 client credentials
+or JWT bearer through a connected app (both renew themselves), an access token (it cannot), or the SOAP
+username/password login, retiring, always at SOAP_LOGIN_VERSION whatever REST version ``[sfa] api_version``
+names. simple-salesforce makes each login; ``_client_class`` only pins the SOAP version and logs in again at
+most once per call refused with INVALID_SESSION_ID.
+
 simple-salesforce and requests are imported on first use only: ``--help`` and a CSV run never pay for
 them, and this module is imported only when ``[sfa] kind = "salesforce"``. So is polars, for the Bulk
 API 2.0 only.
@@ -18,8 +24,11 @@ API 2.0 only.
 
 from __future__ import annotations
 
+import base64
+import functools
 import itertools
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -123,24 +132,132 @@ _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 _API_VERSION = re.compile(r"\d+\.\d+")
 _HOST_LABELS = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 _ALLOW = '[sfa] partial_visibility = "allow"'
-_LOGIN_VARS = "SF_USERNAME, SF_PASSWORD and SF_SECURITY_TOKEN (SF_DOMAIN for a sandbox or My Domain)"
-_TOKEN_VARS = "SF_INSTANCE_URL and SF_ACCESS_TOKEN"
+
+# The SOAP login() exists in API versions 31.0 to 64.0 only (Salesforce, "Platform SOAP API login()
+# Retirement"): the username/password login always takes this one, whatever [sfa] api_version says for REST.
+SOAP_LOGIN_VERSION = "64.0"
+# The REST API version unless [sfa] api_version says otherwise (settings.py holds the same default).
+DEFAULT_API_VERSION = "64.0"
+# API versions up to 30.0 are retired: every call to them fails.
+OLDEST_API_VERSION = 31
+
+Login = Literal["client_credentials", "jwt", "token", "password"]
+# Each login: the variables it needs, those it may take besides, and its name in messages. In this order
+# in messages, the lasting ones first.
+LOGINS: dict[Login, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "client_credentials": (
+        ("SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_DOMAIN"), (), "the OAuth client credentials login"
+    ),
+    "jwt": (("SF_CLIENT_ID", "SF_USERNAME", "SF_PRIVATE_KEY_FILE", "SF_DOMAIN"), (), "the OAuth JWT bearer login"),
+    "password": (
+        ("SF_USERNAME", "SF_PASSWORD"), ("SF_SECURITY_TOKEN", "SF_DOMAIN"), "the username/password (SOAP) login"
+    ),
+    "token": (("SF_INSTANCE_URL", "SF_ACCESS_TOKEN"), (), "the access token"),
+}
+LOGIN_VARIABLES = tuple(dict.fromkeys(v for need, may, _ in LOGINS.values() for v in (*need, *may)))
+# Values kept as typed: a password or a secret may start or end with a space.
+_RAW = frozenset({"SF_PASSWORD", "SF_CLIENT_SECRET"})
+SOAP_RETIRING = (
+    "Salesforce: the username/password login uses SOAP login(), which Salesforce retires in Summer '27 (it is "
+    "off by default in orgs created from Winter '26, and gone from API 65.0 on): switch to the client "
+    "credentials or JWT bearer login (README, \"Logging in to Salesforce\")"
+)
+
+# What to check when the token endpoint refuses a login: (error, words in error_description, the logins it
+# comes from) -> advice. Words as Salesforce's OAuth 2.0 token endpoint writes them.
+_CC: tuple[Login, ...] = ("client_credentials",)
+_JWT: tuple[Login, ...] = ("jwt",)
+_APP = "the connected app (Setup > App Manager, or External Client App Manager)"
+_OAUTH_ADVICE: dict[tuple[str, str, tuple[Login, ...]], str] = {
+    ("invalid_client", "invalid client credentials", _CC): (
+        f"SF_CLIENT_SECRET is not the consumer secret of SF_CLIENT_ID; copy both again from {_APP}"
+    ),
+    ("invalid_client_id", "", (*_CC, *_JWT)): (
+        f"this org has no app whose consumer key is SF_CLIENT_ID; copy it again from {_APP}, and check that "
+        "SF_DOMAIN is the org the app is in"
+    ),
+    ("invalid_client", "client identifier invalid", (*_CC, *_JWT)): (
+        f"this org has no app whose consumer key is SF_CLIENT_ID; copy it again from {_APP}, and check that "
+        "SF_DOMAIN is the org the app is in"
+    ),
+    ("invalid_grant", "no client credentials user enabled", _CC): (
+        "the app has no Run As user: in its OAuth policies, enable the Client Credentials Flow and choose the "
+        "integration user it runs as"
+    ),
+    ("unsupported_grant_type", "", _CC): "enable the Client Credentials Flow in the app's OAuth settings",
+    ("unsupported_grant_type", "", _JWT): (
+        "enable the JWT Bearer Flow (\"Use digital signatures\", with the certificate of SF_PRIVATE_KEY_FILE) in "
+        "the app's OAuth settings"
+    ),
+    ("invalid_grant", "approve", _JWT): (
+        "SF_USERNAME is not pre-authorized for the app: set its Permitted Users to \"Admin approved users are "
+        "pre-authorized\" and add the user's profile or a permission set of it to the app's policies"
+    ),
+    ("invalid_grant", "audience", _JWT): (
+        "check SF_DOMAIN: a sandbox's My Domain has .sandbox. in it (acme--uat.sandbox.my.salesforce.com)"
+    ),
+    ("invalid_grant", "expired", _JWT): "the assertion arrived expired: check this machine's clock",
+    ("invalid_grant", "invalid assertion", _JWT): (
+        "SF_PRIVATE_KEY_FILE is not the key of the certificate uploaded to the app (\"Use digital signatures\")"
+    ),
+    ("invalid_grant", "user", _JWT): "check SF_USERNAME: the username of an active user of this org",
+    ("inactive_user", "", (*_CC, *_JWT)): "the API user is inactive or locked out: ask the admin",
+    ("inactive_org", "", (*_CC, *_JWT)): "the org is locked or closed: ask the admin",
+    ("rate_limit_exceeded", "", (*_CC, *_JWT)): "too many logins in a short time: run again later",
+}
+_OAUTH_FALLBACK: dict[Login, str] = {
+    "client_credentials": (
+        "check SF_CLIENT_ID and SF_CLIENT_SECRET (the app's consumer key and secret), SF_DOMAIN (the org's My "
+        "Domain), and that the app has the Client Credentials Flow enabled with a Run As user"
+    ),
+    "jwt": (
+        "check SF_CLIENT_ID (the app's consumer key), SF_USERNAME, SF_PRIVATE_KEY_FILE (the key of the app's "
+        "certificate), SF_DOMAIN, and that the user is pre-authorized for the app"
+    ),
+    "token": "set a fresh SF_ACCESS_TOKEN",
+    "password": "check SF_USERNAME, SF_PASSWORD, SF_SECURITY_TOKEN and SF_DOMAIN",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """How to log in: a username and password (SOAP login), or an access token for an instance."""
+    """How to log in: OAuth client credentials or JWT bearer through a connected app, an access token for
+    an instance, or a username and password (SOAP login). Which one: the fields set (``kind``)."""
 
     username: str = ""
     password: str = field(default="", repr=False)
     security_token: str = field(default="", repr=False)
-    domain: str = "login"  # login, test, or a My Domain such as acme.my
+    # login, test, or a My Domain such as acme.my (the host before .salesforce.com)
+    domain: str = "login"
     instance_url: str = ""
     access_token: str = field(default="", repr=False)
+    client_id: str = ""  # the connected app's consumer key: not a secret, but never printed either
+    client_secret: str = field(default="", repr=False)
+    private_key_file: str = ""
+    private_key: str = field(default="", repr=False)  # the PEM text of private_key_file
+
+    @property
+    def kind(self) -> Login:
+        if self.client_secret:
+            return "client_credentials"
+        if self.private_key:
+            return "jwt"
+        if self.access_token:
+            return "token"
+        return "password"
+
+    @property
+    def name(self) -> str:
+        return LOGINS[self.kind][2]
 
     @property
     def by_token(self) -> bool:
-        return bool(self.access_token)
+        return self.kind == "token"
+
+    @property
+    def renews(self) -> bool:
+        """Whether it can log in again when a session expires (all but an access token)."""
+        return self.kind != "token"
 
     @property
     def host(self) -> str:
@@ -150,57 +267,163 @@ class Credentials:
         return f"{self.domain}.salesforce.com"
 
     @property
+    def audience(self) -> str:
+        """The JWT bearer login's ``aud``: login.salesforce.com, or test.salesforce.com for a sandbox (or a
+        scratch org), whichever host the token is asked from (Salesforce takes no My Domain there)."""
+        sandbox = self.domain == "test" or self.domain.endswith((".sandbox.my", ".scratch.my"))
+        return "test" if sandbox else "login"
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         together = self.password + self.security_token  # the SOAP login sends them glued
-        return tuple(s for s in (together, self.password, self.security_token, self.access_token) if s)
+        basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()  # client credentials
+        key_lines = [line.strip() for line in self.private_key.splitlines() if len(line.strip()) >= 16]
+        found = (together, self.password, self.security_token, self.access_token, self.client_secret,
+                 basic if self.client_secret else "", self.private_key.strip(), *key_lines)  # fmt: skip
+        return tuple(s for s in found if s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> tuple[Credentials, list[str]]:
-        """The credentials in the environment (with .env), and notes; ConfigError says what is missing."""
+        """The credentials in the environment (with .env), and notes; ConfigError says what is missing.
+
+        The login is the one whose variables are set; exactly one may be: two complete sets, or a variable
+        of another login beside a complete set, stop the run (exit 2) naming them, rather than guess."""
 
         def get(name: str) -> str:
-            return (env.get(name) or "").strip()
+            value = env.get(name) or ""
+            return value if name in _RAW else value.strip()
 
-        username, password = get("SF_USERNAME"), env.get("SF_PASSWORD") or ""
-        instance_url, access_token = get("SF_INSTANCE_URL"), get("SF_ACCESS_TOKEN")
-        by_login = bool(username and password)
-        by_token = bool(instance_url and access_token)
-        notes: list[str] = []
-        if by_login:
-            if by_token:
-                # A username login can log in again when its session expires; a token cannot.
-                notes.append("Salesforce: both SF_USERNAME and SF_ACCESS_TOKEN are set; using the username login")
+        present = [name for name in LOGIN_VARIABLES if get(name)]
+        complete = [kind for kind, (need, _, _) in LOGINS.items() if all(get(v) for v in need)]
+        if len(complete) > 1:
+            sets = [f"{LOGINS[k][2]} ({_and(LOGINS[k][0])})" for k in complete]
+            both = f"both {sets[0]} and {sets[1]} are" if len(sets) == 2 else f"{_and(sets)} are all"
+            raise ConfigError(
+                f"Salesforce credentials: {both} set; unset the variables of the login not to use (SF_DOMAIN aside)"
+            )
+        if complete:
+            kind = complete[0]
+            need, may, name = LOGINS[kind]
+            # SF_DOMAIN is left over harmlessly beside an access token.
+            extra = [v for v in present if v not in need and v not in may and v != "SF_DOMAIN"]
+            if extra:
+                raise ConfigError(
+                    f"Salesforce credentials: {name} is set ({_and(need)}), and so {_is(extra)} {_and(extra)}, "
+                    f"which it does not use; unset {_and(extra)}, or complete the login {_it(extra)} belong{_s(extra)} "
+                    "to and unset the other"
+                )
+            return cls._of(kind, get), [SOAP_RETIRING] if kind == "password" else []
+        # Nothing complete: the logins most of whose variables are set (SF_DOMAIN is everyone's), and what
+        # each lacks.
+        started = {k: len([v for v in need if get(v) and v != "SF_DOMAIN"]) for k, (need, _, _) in LOGINS.items()}
+        most = max(started.values())
+        if most == 0:
+            raise ConfigError(
+                "Salesforce credentials are not set: set, in the environment or in .env, "
+                + "; or ".join(f"{_and(need)} for {name}" for need, _, name in LOGINS.values())
+                + " (see README, \"Logging in to Salesforce\")"
+            )
+        lacking = []
+        for k, count in started.items():
+            if count == most:
+                need, _, name = LOGINS[k]
+                missing = [v for v in need if not get(v)]
+                lacking.append(f"{_and(missing)} {_is(missing)} not set, for {name} ({_and(need)})")
+        raise ConfigError("Salesforce credentials: " + "; or ".join(lacking))
+
+    @classmethod
+    def _of(cls, kind: Login, get: Callable[[str], str]) -> Credentials:
+        """The credentials of one complete login, its values checked."""
+        if kind == "token":
+            return cls(instance_url=_instance_url(get("SF_INSTANCE_URL")), access_token=get("SF_ACCESS_TOKEN"))
+        if kind == "password":
             return cls(
-                username=username,
-                password=password,
+                username=get("SF_USERNAME"),
+                password=get("SF_PASSWORD"),
                 security_token=get("SF_SECURITY_TOKEN"),  # empty is fine from the org's trusted IP ranges
                 domain=_login_domain(get("SF_DOMAIN")),
-            ), notes
-        if by_token:
-            return cls(instance_url=_instance_url(instance_url), access_token=access_token), notes
-        if username or password:
-            missing = "SF_PASSWORD" if username else "SF_USERNAME"
-            raise ConfigError(f"Salesforce credentials: {missing} is not set; set {_LOGIN_VARS}")
-        if instance_url or access_token:
-            missing = "SF_ACCESS_TOKEN" if instance_url else "SF_INSTANCE_URL"
-            raise ConfigError(f"Salesforce credentials: {missing} is not set; set {_TOKEN_VARS}")
-        raise ConfigError(
-            f"Salesforce credentials are not set: set {_LOGIN_VARS}, or {_TOKEN_VARS}, "
-            "in the environment or in .env"
+            )
+        domain = _login_domain(get("SF_DOMAIN"))
+        if kind == "client_credentials":
+            if domain in ("login", "test"):
+                raise ConfigError(
+                    f"SF_DOMAIN: the client credentials login needs the org's My Domain (Setup > My Domain, such "
+                    f"as acme.my.salesforce.com), not {domain}.salesforce.com, which refuses this login"
+                )
+            return cls(client_id=get("SF_CLIENT_ID"), client_secret=get("SF_CLIENT_SECRET"), domain=domain)
+        path = get("SF_PRIVATE_KEY_FILE")
+        return cls(
+            client_id=get("SF_CLIENT_ID"),
+            username=get("SF_USERNAME"),
+            private_key_file=path,
+            private_key=_private_key(path),
+            domain=domain,
         )
 
 
+def _is(names: Sequence[str]) -> str:
+    return "is" if len(names) == 1 else "are"
+
+
+def _it(names: Sequence[str]) -> str:
+    return "it" if len(names) == 1 else "they"
+
+
+def _s(names: Sequence[str]) -> str:
+    return "s" if len(names) == 1 else ""
+
+
+def _private_key(path: str) -> str:
+    """The PEM text of SF_PRIVATE_KEY_FILE, checked now (an RSA private key without a passphrase) so that a
+    wrong file stops the run before any request; the JWT bearer login signs with it (RS256)."""
+    import importlib.util
+
+    if importlib.util.find_spec("cryptography") is None:
+        raise ConfigError(
+            "SF_PRIVATE_KEY_FILE: the JWT bearer login signs with the cryptography package, which is not "
+            "installed; install repsend with its jwt extra: pip install 'repsend[jwt]'"
+        )
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    file = Path(path).expanduser()
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"SF_PRIVATE_KEY_FILE: cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        key = load_pem_private_key(data, password=None)
+    except TypeError:  # the key is encrypted
+        raise ConfigError(
+            f"SF_PRIVATE_KEY_FILE: {file} is protected by a passphrase; repsend needs it without one (openssl "
+            "rsa -in key.pem -out server.key), readable by the nightly job's user only"
+        ) from None
+    except (ValueError, UnicodeError):
+        key = None
+    if not isinstance(key, RSAPrivateKey):
+        raise ConfigError(
+            f"SF_PRIVATE_KEY_FILE: {file} is not an RSA private key in PEM form (-----BEGIN PRIVATE KEY-----), "
+            "the key of the certificate uploaded to the connected app"
+        )
+    return data.decode("ascii", "replace")
+
+
 def _login_domain(raw: str) -> str:
-    """SF_DOMAIN as simple-salesforce wants it: "login", "test" or "acme.my", whatever form it came in."""
+    """SF_DOMAIN as simple-salesforce wants it: "login", "test" or "acme.my", whatever form it came in
+    (a bare My Domain name such as "acme" too)."""
     domain = re.sub(r"^https?://", "", raw.strip().lower()).split("/")[0]
     domain = domain.removesuffix(".salesforce.com")
     if not domain:
         return "login"
-    if domain.endswith("force.com") or not _HOST_LABELS.fullmatch(domain):
+    if domain.endswith(("force.com", "site.com")) or not _HOST_LABELS.fullmatch(domain):
         raise ConfigError(
-            f"SF_DOMAIN: {raw!r} is not a Salesforce login domain; use login, test (a sandbox) or the "
-            "My Domain before .salesforce.com, such as acme.my"
+            f"SF_DOMAIN: {raw!r} is not a Salesforce login domain; use the org's My Domain (such as "
+            "acme.my.salesforce.com, or acme), or login or test (a sandbox)"
         )
+    if "." not in domain and domain not in ("login", "test"):
+        return f"{domain}.my"
+    if domain.endswith((".sandbox", ".develop", ".scratch")):  # a My Domain's kind without its .my
+        return f"{domain}.my"
     return domain
 
 
@@ -307,9 +530,12 @@ def _counting_session(timeout: tuple[float, float]) -> requests.Session:
     import requests
 
     class CountingSession(requests.Session):
-        """Counts every HTTP request sent (login, queries, retries) and sets a default timeout."""
+        """Counts every HTTP request sent (login, queries, retries) and sets a default timeout; keeps the
+        identity URL of the last OAuth login (its answer's ``id``, which simple-salesforce drops), so that
+        the client credentials login's user costs no call of its own."""
 
         calls = 0
+        identity = ""
 
         def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
             kwargs.setdefault("timeout", timeout)
@@ -317,9 +543,79 @@ def _counting_session(timeout: tuple[float, float]) -> requests.Session:
 
         def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
             self.calls += 1
-            return super().send(request, **kwargs)
+            response = super().send(request, **kwargs)
+            if response.status_code == 200 and urlparse(request.url or "").path == "/services/oauth2/token":
+                try:
+                    answer = response.json()
+                except ValueError:
+                    answer = None
+                if isinstance(answer, Mapping) and isinstance(answer.get("id"), str):
+                    self.identity = answer["id"]
+            return response
 
     return CountingSession()
+
+
+class _RefusedAfterLogin(Exception):
+    """A call refused the session (401 INVALID_SESSION_ID) again right after a new login."""
+
+
+class _UnreadableLogin(Exception):
+    """The login answered in a shape simple-salesforce could not read (a proxy's page, a changed API)."""
+
+
+@functools.cache
+def _client_class() -> type[Salesforce]:
+    """simple-salesforce's client, its login changed in two ways: the SOAP login always at
+    SOAP_LOGIN_VERSION (the REST calls at [sfa] api_version), and at most one new login per refused call.
+
+    simple-salesforce (api.py, ``Salesforce._call_salesforce``) answers a 401 INVALID_SESSION_ID by logging in
+    again (``_refresh_session``, with the login it was made with) and repeating the call, up to four logins a
+    call. A session refused right after a fresh login will be refused again: once is enough, then stop.
+    """
+    from simple_salesforce import Salesforce, SalesforceAuthenticationFailed
+
+    class Client(Salesforce):
+        logins = 0
+        # Called after each login but the first (a session that expired mid-run).
+        on_relogin: Callable[[], None] | None = None
+        _retrying = False  # the call under way is the repeat after a new login
+
+        def _call_salesforce(self, method: str, url: str, name: str = "", retries: int = 0, **kwargs: Any) -> Any:
+            outer, self._retrying = self._retrying, retries > 0
+            try:
+                return super()._call_salesforce(method, url, name, retries=retries, **kwargs)
+            finally:
+                self._retrying = outer
+
+        def _refresh_session(self) -> None:
+            import requests
+
+            login = self._salesforce_login_partial
+            if login is None:  # an access token: simple-salesforce never asks, it cannot log in again
+                super()._refresh_session()
+                return
+            if self._retrying:
+                raise _RefusedAfterLogin()
+            try:
+                # simple-salesforce warns (on stderr, with the consumer key) of an app to approve: the
+                # refusal's message says it
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if self.auth_type == "password":  # the SOAP login; simple-salesforce would use the REST version
+                        self.session_id, self.sf_instance = login(sf_version=SOAP_LOGIN_VERSION)
+                    else:
+                        self.session_id, self.sf_instance = login()
+            except (SalesforceAuthenticationFailed, requests.RequestException):
+                raise
+            except Exception as exc:  # e.g. a 200 without instance_url: AttributeError deep in the library
+                raise _UnreadableLogin(type(exc).__name__) from None
+            self._generate_headers()
+            self.logins += 1
+            if self.logins > 1 and self.on_relogin is not None:
+                self.on_relogin()
+
+    return Client
 
 
 class SalesforceSource:
@@ -329,7 +625,7 @@ class SalesforceSource:
         self,
         credentials: Credentials,
         *,
-        api_version: str = "59.0",
+        api_version: str = DEFAULT_API_VERSION,
         contact_fields: Sequence[str] = (),
         language_field: str = "",
         scope: Scope = "account",
@@ -376,9 +672,15 @@ class SalesforceSource:
     def from_settings(cls, settings: Settings) -> SalesforceSource:
         """Check the config and the credentials now; log in only when the first query needs it."""
         config = settings.config_path
-        if not _API_VERSION.fullmatch(settings.sfa.api_version):
+        version = settings.sfa.api_version
+        if not _API_VERSION.fullmatch(version):
             raise ConfigError(
-                f"{config}: [sfa] api_version: expected a version like '59.0', got {settings.sfa.api_version!r}"
+                f"{config}: [sfa] api_version: expected a version like '{DEFAULT_API_VERSION}', got {version!r}"
+            )
+        if int(version.split(".")[0]) < OLDEST_API_VERSION:
+            raise ConfigError(
+                f"{config}: [sfa] api_version: {version} is retired (Salesforce answers nothing below "
+                f"{OLDEST_API_VERSION}.0); use {DEFAULT_API_VERSION} or later"
             )
         checks = [("[sfa] contact_fields", name) for name in settings.sfa.contact_fields]
         checks.append(("[template] language_field", settings.template.language_field))
@@ -507,6 +809,20 @@ class SalesforceSource:
                 for record in self._query(soql, "Contact"):
                     yield self._contact(record)
 
+    def check_fields(self) -> None:
+        """Every Contact field the run reads is readable by the API user: one query of one record."""
+        self.check_visibility()
+        for _ in self._query(f"SELECT {', '.join(self.select)} FROM Contact LIMIT 1", "Contact"):
+            pass
+
+    def api_limits(self) -> tuple[int, int] | None:
+        """(remaining, max) of today's API requests from the ``limits`` resource; None if it says nothing."""
+        with self._errors("limits"):
+            daily = self._client().limits().get("DailyApiRequests") or {}
+        if "Remaining" not in daily or "Max" not in daily:
+            return None
+        return int(daily["Remaining"]), int(daily["Max"])
+
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
@@ -549,7 +865,11 @@ class SalesforceSource:
 
     @property
     def _who(self) -> str:
-        return f"the API user {self.api_user}" if self.api_user else "the API user of SF_ACCESS_TOKEN"
+        if self.api_user:
+            return f"the API user {self.api_user}"
+        if self.credentials.kind == "client_credentials":
+            return "the API user (the Run As user of the app of SF_CLIENT_ID)"
+        return "the API user of SF_ACCESS_TOKEN"
 
     @property
     def api_calls(self) -> int:
@@ -614,7 +934,7 @@ class SalesforceSource:
             )
 
         with self._errors("PermissionSet", refused=refused):
-            if c.by_token:
+            if not c.username:  # an access token, or the client credentials login's Run As user
                 user_id = self.api_user = self._token_user_id()
                 assignee = f"AssigneeId = '{user_id}'"
             else:
@@ -632,16 +952,20 @@ class SalesforceSource:
         return _unseen(permission_sets, objects)
 
     def _token_user_id(self) -> str:
-        """The access token's user: the end of the identity URL that the REST API's root lists (GET
-        /services/data/vXX.X/, one call). A SOAP login's user is found by its Username instead, for free."""
+        """The session's user (of an access token, or the Run As user of a client credentials login): the end
+        of its identity URL, which the OAuth login answered, or else the REST API's root lists (GET
+        /services/data/vXX.X/, one call). A login by username is found by its Username instead, for free."""
         client = self._client()
-        resources = client.restful("")
-        identity = resources.get("identity") if isinstance(resources, Mapping) else None
+        identity = getattr(self._session, "identity", "")  # what an OAuth login answered
+        if not identity:
+            resources = client.restful("")
+            identity = resources.get("identity") if isinstance(resources, Mapping) else None
         user_id = urlparse(str(identity or "")).path.rstrip("/").rpartition("/")[2]
         if not _USER_ID.fullmatch(user_id):
             raise _Unchecked(
                 f"cannot check what {self._who} sees: Salesforce at {client.sf_instance} did not name it (no "
-                f"identity URL in /services/data/v{self.api_version}/); check SF_INSTANCE_URL"
+                f"identity URL in /services/data/v{self.api_version}/); check "
+                f"{'SF_INSTANCE_URL' if self.credentials.by_token else 'SF_DOMAIN'}"
             )
         return user_id
 
@@ -729,29 +1053,33 @@ class SalesforceSource:
         return self._scrub(f"{code}: {text}" if code else text)[:300]
 
     def _client(self) -> Salesforce:
+        """The client, logged in on first use (lazily: a run that fails before its first read logs in never)."""
         if self._sf is None:
-            from simple_salesforce import Salesforce
-
             if self._session is None:
                 self._session = _counting_session(self.timeout)
             c = self.credentials
-            if c.by_token:
-                self._sf = Salesforce(
-                    instance_url=c.instance_url,
-                    session_id=c.access_token,
-                    version=self.api_version,
-                    session=self._session,
-                )
+            how: dict[str, Any]
+            if c.kind == "client_credentials":
+                how = {"consumer_key": c.client_id, "consumer_secret": c.client_secret, "domain": c.domain}
+            elif c.kind == "jwt":
+                # aud is login or test (simple-salesforce's domain); the token is asked from the My Domain
+                # (its instance_url), unless SF_DOMAIN is login or test itself.
+                how = {"username": c.username, "consumer_key": c.client_id, "privatekey": c.private_key,
+                       "domain": c.audience, "instance_url": None if c.domain == c.audience else c.domain}  # fmt: skip
+            elif c.kind == "token":
+                how = {"instance_url": c.instance_url, "session_id": c.access_token}
             else:
-                self._sf = Salesforce(
-                    username=c.username,
-                    password=c.password,
-                    security_token=c.security_token,
-                    domain=c.domain,
-                    version=self.api_version,
-                    session=self._session,
-                )
+                how = {"username": c.username, "password": c.password, "security_token": c.security_token,
+                       "domain": c.domain}  # fmt: skip
+            client = _client_class()(**how, version=self.api_version, session=self._session)
+            client.on_relogin = self._relogged_in
+            self._sf = client
         return self._sf
+
+    def _relogged_in(self) -> None:
+        note = f"Salesforce: the session expired during the run; logged in again ({self.credentials.name})"
+        if note not in self.notes:
+            self.notes.append(note)
 
     def _query(
         self, soql: str, sobject: str, refused: Callable[[str], RepsendError] | None = None
@@ -777,12 +1105,17 @@ class SalesforceSource:
         url = getattr(exc, "url", None) or getattr(getattr(exc, "request", None), "url", None) or ""
         host = urlparse(str(url)).hostname or (self._sf.sf_instance if self._sf is not None else c.host)
         if isinstance(exc, SalesforceAuthenticationFailed):
-            why = f"{exc.code}: {exc.auth_message}" if exc.code else exc.auth_message
+            return self._login_refused(exc.code, exc.auth_message or "")
+        if isinstance(exc, _UnreadableLogin):
             return SFAError(
-                self._scrub(
-                    f"Salesforce login failed for {c.username} at {c.domain}.salesforce.com: {why} "
-                    "(check SF_USERNAME, SF_PASSWORD, SF_SECURITY_TOKEN and SF_DOMAIN)"
-                )
+                f"Salesforce at {c.host} answered the login in a shape repsend cannot read ({exc}): check "
+                f"{'SF_INSTANCE_URL' if c.by_token else 'SF_DOMAIN'} (a proxy in the way?)"
+            )
+        if isinstance(exc, _RefusedAfterLogin):
+            return SFAError(
+                f"Salesforce at {host} refused the session (INVALID_SESSION_ID) right after {c.name} logged in "
+                "again; check the connected app's session policies (timeout, IP relaxation) and the user's login "
+                "IP ranges, then run again"
             )
         if isinstance(exc, SalesforceError):
             code, message = _first_error(exc.content)
@@ -792,9 +1125,15 @@ class SalesforceSource:
         if isinstance(exc, requests.Timeout):
             return SFAError(f"Salesforce at {host} did not answer within {self.timeout[1]:g} seconds")
         if isinstance(exc, requests.ConnectionError):
+            if c.by_token:
+                check = "SF_INSTANCE_URL"
+            elif host == c.host and c.kind != "password":  # the token endpoint: the My Domain must exist
+                check = "SF_DOMAIN, the org's My Domain as Setup > My Domain shows it"
+            else:
+                check = "SF_DOMAIN"
             return SFAError(
-                f"cannot reach Salesforce at {host}: the connection failed (check the network, "
-                "HTTPS_PROXY, and SF_DOMAIN or SF_INSTANCE_URL)"
+                f"cannot reach Salesforce at {host}: the connection failed (check the network, HTTPS_PROXY, "
+                f"and {check})"
             )
         if isinstance(exc, requests.exceptions.JSONDecodeError):
             return SFAError(f"Salesforce at {host} answered with something that is not JSON (a proxy?)")
@@ -816,7 +1155,7 @@ class SalesforceSource:
         c = self.credentials
         said = self._scrub(f"{code}: {message}" if code else message)
         if status == 401:
-            if bulk and not c.by_token:  # simple-salesforce logs in again for REST calls, not for bulk2 ones
+            if bulk and c.renews:  # simple-salesforce logs in again for REST calls, not for bulk2 ones
                 return SFAError(
                     f"Salesforce at {host} refused the session during the Bulk API 2.0 pull of {sobject} ({said}); "
                     "run again"
@@ -824,10 +1163,11 @@ class SalesforceSource:
             if c.by_token:
                 return SFAError(
                     f"Salesforce at {host}: the session expired or the access token is no longer valid "
-                    f"({said}); set a fresh SF_ACCESS_TOKEN, or log in with {_LOGIN_VARS} instead"
+                    f"({said}); set a fresh SF_ACCESS_TOKEN, or use a login that renews itself: the client credentials "
+                    "or JWT bearer login (README, \"Logging in to Salesforce\")"
                 )
             return SFAError(
-                f"Salesforce at {host} refused the session even after logging in again as {c.username} ({said})"
+                f"Salesforce at {host} refused the session even after {c.name} logged in again ({said})"
             )
         if code == "REQUEST_LIMIT_EXCEEDED":
             if "concurrent" in message.lower():
@@ -852,6 +1192,33 @@ class SalesforceSource:
                 'as CSV and set [sfa] kind = "csv", or ask the admin for the "API Enabled" permission'
             )
         return SFAError(f"Salesforce at {host} answered {status} while reading {sobject}: {said}")
+
+    def _login_refused(self, code: str | int | None, message: str) -> SFAError:
+        """A login Salesforce refused, with what to check; for OAuth, by its ``error`` and ``error_description``."""
+        c = self.credentials
+        if c.kind == "password":
+            why = f"{code}: {message}" if code else message
+            return SFAError(
+                self._scrub(
+                    f"Salesforce login failed for {c.username} at {c.host}: {why} (check SF_USERNAME, SF_PASSWORD, "
+                    "SF_SECURITY_TOKEN and SF_DOMAIN; an org created from Winter '26 has the SOAP login() off: use "
+                    "the client credentials or JWT bearer login)"
+                )
+            )
+        if not isinstance(code, str):  # not an OAuth answer (not JSON): simple-salesforce passes the status
+            return SFAError(
+                f"Salesforce at {c.host} answered the login with HTTP {code}, not an OAuth answer: check SF_DOMAIN "
+                "is the org's My Domain (Setup > My Domain)"
+            )
+        said = self._scrub(f"{code}: {message}" if message else code)[:300]
+        lowered = message.lower()
+        advice = next(
+            (text for (error, words, kinds), text in _OAUTH_ADVICE.items()
+             if error == code and words in lowered and c.kind in kinds),
+            _OAUTH_FALLBACK[c.kind],
+        )  # fmt: skip
+        who = f" for {c.username}" if c.username else ""
+        return SFAError(f"Salesforce refused {c.name}{who} at {c.host} ({said}): {advice}")
 
     def _bulk_failed(self, text: str, host: str, sobject: str) -> SFAError:
         """A Bulk API 2.0 job that ended Failed or Aborted, or never ended (simple-salesforce's words)."""
@@ -903,6 +1270,7 @@ class SalesforceSource:
 
     def _scrub(self, text: str) -> str:
         """Whatever a message quotes, it never carries a password, a security token or an access token."""
-        for secret in self.credentials.secrets:
+        session = getattr(self._sf, "session_id", "") or ""  # a login's session is a token too
+        for secret in (*self.credentials.secrets, *([session] if session else [])):
             text = text.replace(secret, "***")
         return text
