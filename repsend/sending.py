@@ -30,10 +30,12 @@ from repsend.settings import Settings
 from repsend.sfa.base import Source
 from repsend.throttle import SendWindow, Throttle
 from repsend.unsubscribe import link_for
+from repsend.writeback import task_payload
 
 if TYPE_CHECKING:
     from repsend.sendlog import SendLog
     from repsend.transport import Transport
+    from repsend.writeback import Synced
 
 # What became of one chosen contact in this run (the JSON field "outcome").
 SENT, FAILED, DEFERRED, UNKNOWN, TAKEN, NOT_SENT = "sent", "failed", "deferred", "unknown", "taken", "not_sent"
@@ -60,6 +62,8 @@ class RunResult:
     stopped: str = ""  # why the run stopped early, for a person
     recovered: int = 0
     window_opens: datetime | None = None
+    synced: Synced | None = None  # what the write-back to the SFA did after the run (None: none was made)
+    sync_error: str = ""  # why it stopped, if the SFA failed it: the records wait for `repsend sync`
 
     def fields(self) -> dict[str, Any]:
         counts = {k: self.outcomes.get(k, 0) for k in (SENT, FAILED, DEFERRED, UNKNOWN, TAKEN, NOT_SENT)}
@@ -183,21 +187,42 @@ def send_run(
     history = read_history(log, settings, options.campaign, options.as_of, now)
     log.start_run(result.run_id, options.campaign, now, socket.gethostname(), os.getpid())
     delivery = _Delivery(settings, options, log, open_transport, clock, window, reporter, result)
+    ended = False  # the run ended as runs end (done, stopped, or a repsend error), not by Ctrl-C or a bug
     try:
         # The setup (a bad template, a malformed export, an SFA that refuses) fails here, before any mail.
         decisions = select(settings, source, options, history, result.summary)
         delivery.run(decisions)
+        ended = True
     except RepsendError as exc:
         # What went out is in the send log; a failure after it (an SFA error while paging contacts, an
         # export changed under the run) still says how the run ended.
         result.exit_code = exc.exit_code
+        ended = True
         raise
     finally:
         delivery.close()
         if result.exit_code == EXIT_OK and any(result.outcomes[k] for k in (FAILED, DEFERRED, UNKNOWN)):
             result.exit_code = EXIT_SOME_FAILED
+        if ended:
+            # After the run, and after one that stopped (SIGTERM, the window, failures, an error): its Tasks.
+            _write_back(settings, source, log, clock, result)
         log.finish_run(result.run_id, clock.now(), _run_counts(result), result.exit_code)
     return result
+
+
+def _write_back(settings: Settings, source: Source, log: SendLog, clock: Clock, result: RunResult) -> None:
+    """The run's Tasks (and any opt-out not yet there) to Salesforce, when ``[sfa] log_activity`` says so;
+    a CSV org's wait for ``repsend sync --export``. Refused records keep their error for ``repsend sync``; an
+    SFA that fails makes the run's exit code 3, and what is not written waits for ``repsend sync``."""
+    if not settings.sfa.writes_back or settings.sfa.kind != "salesforce":
+        return  # nothing pending costs no call: the write-back asks Salesforce only for what it has
+    from repsend.writeback import write_back
+
+    try:
+        result.synced = write_back(log, source, clock.now(), retry_rejected=False)  # type: ignore[arg-type]
+    except RepsendError as exc:
+        result.sync_error = str(exc)
+        result.exit_code = max(result.exit_code, exc.exit_code)
 
 
 def _window_open(window: SendWindow, clock: Clock, wait: bool, result: RunResult) -> bool:
@@ -358,5 +383,10 @@ def _send_one(decision: Decision, settings: Settings, log: SendLog, transport: T
         raise
     else:
         outcome = Outcome(SENT, delivered.code, delivered.text, message_id)
-    log.finish(row, outcome.state, clock.now(), outcome.code, outcome.text)
+    task = None
+    if outcome.state == SENT and settings.sfa.writes_back:
+        # The Task rides on the finish's own transaction: the body is kept until Salesforce has it.
+        task = (address, task_payload(decision.contact.id, decision.rep.id, mail.subject, mail.body,
+                                      now.astimezone(zone).date()))
+    log.finish(row, outcome.state, clock.now(), outcome.code, outcome.text, task=task)
     return outcome

@@ -50,6 +50,13 @@ class SfaSettings(_Section):
     partial_visibility: Literal["fail", "allow"] = "fail"
     # kind = "salesforce": a Lead that opted out blocks the contacts with its address.
     lead_opt_outs: bool = True
+    # Each sent mail a completed Task in the SFA, each opt-out HasOptedOutOfEmail there (``writes_back``);
+    # unset: on for Salesforce, off for a CSV export (whose Task.csv a person imports: ``repsend sync --export``).
+    log_activity: bool | None = None
+
+    @property
+    def writes_back(self) -> bool:
+        return self.log_activity if self.log_activity is not None else self.kind == "salesforce"
 
     @field_validator("encoding")
     @classmethod
