@@ -313,7 +313,7 @@ _RESOLUTION_COLUMNS: Final = ("resolved_as", "resolved_at", "resolved_by", "reso
 _CLAIM_KEYS: Final = ("run_id", "campaign", "contact_id", "address", "rep_id", "rep_email", "subject", "message_id",
                       "template", "language", "state", "created_at")
 _FINISH_KEYS: Final = ("row_id", "state", "finished_at", "smtp_code", "smtp_text")
-_TASK_KEYS: Final = ("what", "attempt_id", "address", "payload", "state", "created_at")
+_TASK_KEYS: Final = ("what", "attempt_id", "address", "payload", "state", "tries", "created_at")
 _DRIVER: Final = {"claim": (_CLAIM, _CLAIM_KEYS), "finish": (_FINISH, _FINISH_KEYS), "task": (_TASK, _TASK_KEYS)}
 
 
@@ -718,7 +718,7 @@ class SendLog:
         also = None
         if task is not None:
             also = ("task", {"what": TASK, "attempt_id": row_id, "address": task[0], "payload": task[1],
-                             "state": PENDING, "created_at": now})
+                             "state": PENDING, "tries": 0, "created_at": now})
         if self._sqlite:
             rowcount = self._driver_write("record a send", "finish", values, flush=False, also=also).rowcount
         else:
