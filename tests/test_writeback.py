@@ -345,3 +345,28 @@ def test_a_dry_run_writes_nothing_to_salesforce(tmp_path: Path, org: FakeOrg, sm
     assert smtp_sink.messages == []
     with SendLog.open(settings.database_url) as log:
         assert log.sfa_writes() == []
+
+
+def test_a_run_stopped_by_sigterm_writes_the_tasks_of_what_it_sent(tmp_path: Path, org: FakeOrg,
+                                                                    smtp_sink: SmtpSink) -> None:
+    import os
+    import signal
+
+    add_contacts(org, 4)
+
+    class StopAfterTwo(Collect):
+        def decision(self, decision: Any, outcome: Any) -> None:
+            super().decision(decision, outcome)
+            if sum(1 for _, o in self.rows if o is not None and o.state == "sent") == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # the scheduler stops the job: its handler ends the run
+
+    settings = sf_settings(tmp_path, smtp_sink)
+    clock = FakeClock(NIGHT)
+    source = open_source(settings)
+    with SendLog.open(settings.database_url) as log:
+        result = send_run(settings, source, RunOptions(AS_OF, "dormant", "dormant"), log=log,
+                          open_transport=lambda: open_transport(settings, clock), clock=clock, reporter=StopAfterTwo())
+        assert result.stopped == "stopped by SIGTERM" and result.outcomes["sent"] == 2
+        assert [r.state for r in log.sfa_writes(TASK)] == [WRITTEN, WRITTEN]
+    source.close()
+    assert len(org.tables["Task"]) == 2 and [len(r) for r in posts(org)] == [2]
