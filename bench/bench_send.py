@@ -76,7 +76,7 @@ from repsend import sendlog  # noqa: E402
 from repsend.clock import SystemClock  # noqa: E402
 from repsend.models import Decision, Mail  # noqa: E402
 from repsend.selection import RunOptions, Summary, select  # noqa: E402
-from repsend.sending import Outcome, send_run  # noqa: E402
+from repsend.sending import Outcome, Reporter, send_run  # noqa: E402
 from repsend.sendlog import SendLog  # noqa: E402
 from repsend.settings import Settings, load_settings  # noqa: E402
 from repsend.sfa import open_source  # noqa: E402
@@ -129,7 +129,7 @@ def options(settings: Settings, campaign: str) -> RunOptions:
 # -- the two sides ---------------------------------------------------------------------------------------
 
 
-class _Count:
+class _Count(Reporter):
     """A reporter that only counts (the CLI's prints are not the send path)."""
 
     def __init__(self) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
-from repsend.models import Contact, Decision, Mail, Reason, Rep, id15, normalize_email
+from repsend.models import Contact, Decision, Mail, Reason, Rep, id15, normalize_email, wire_domain
 from repsend.sfa.base import OPEN, RECENT, Blocks, DealIndex, Scope
 
 # Deliberately plain: one @, no spaces, a dotted domain. RFC 5322 admits far more, but an address a
@@ -27,7 +27,26 @@ _SENDS = frozenset(reason for reason in Reason if reason.is_send)
 
 
 def is_valid_address(address: str) -> bool:
-    return bool(_ADDRESS.match(address)) and ".." not in address and not address.startswith(".")
+    return (bool(_ADDRESS.match(address)) and ".." not in address and not address.startswith(".")
+            and ".@" not in address and "@." not in address)  # no dot at either end of a part (RFC 5322)
+
+
+def address_problem(address: str, smtputf8: bool) -> str:
+    """Why mail to or from ``address`` (valid, trimmed) cannot go out as this run sends it; "" when it can.
+
+    An internationalized domain goes out as IDNA A-labels (``models.wire_domain``), which every server
+    takes. A local part outside ASCII (``山田@example.jp``) can only travel with SMTPUTF8 (RFC 6531), which
+    ``[smtp] smtputf8`` says the run uses: the dry run cannot ask the server, so the config says it."""
+    if address.isascii():
+        return ""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii() and not smtputf8:
+        return "a UTF-8 local part needs SMTPUTF8 ([smtp] smtputf8 = true)"
+    try:
+        wire_domain(domain)
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 class Uncomposable(Exception):
@@ -64,6 +83,7 @@ class Rules:
     # The contact's language field value (stripped, casefolded) -> template language; else the default.
     languages: Mapping[str, str] = field(default_factory=dict)
     default_language: str = "ja"
+    smtputf8: bool = False  # [smtp] smtputf8: a UTF-8 local part (a contact's or a sender's) may be mailed
 
 
 @dataclass(slots=True)
@@ -112,14 +132,21 @@ class Audience:
         self._sent_today: dict[str, int] = {}
         self._languages: dict[str, str] = {}  # language field value as written -> language, for this run
         self._senders: dict[str, tuple[Reason, Rep | None, str]] = {}  # owner Id as written -> sender()
+        # Whether a sender's own address may be unsendable (see _reason): almost never, and then the
+        # sender is looked up before the address rules.
+        fallback = rules.fallback_sender
+        self._odd_senders = (any(not rep.email.isascii() for rep in reps.values())
+                             or (fallback is not None and not fallback.email.isascii()))
 
     def decide(self, contact: Contact) -> Decision:
         """The decision for one contact, final: a send carries its mail and counts for its rep."""
         address = normalize_email(contact.email)
         language = self._languages.get(contact.language_value) or self.language(contact.language_value)
         reason, rep, detail = self._reason(contact, address)
-        if reason is Reason.ACTIVE_DEAL:
-            # A person in an open deal through one record is in it through all their records.
+        if reason is Reason.ACTIVE_DEAL or (reason is Reason.UNSENDABLE_ADDRESS and rep is not None
+                                            and self._deals(contact) & OPEN):
+            # A person in an open deal through one record is in it through all their records (also when
+            # this record's sender, not the deal, stopped its mail: another record may have another sender).
             self.blocks.setdefault(address, Reason.ACTIVE_DEAL)
         if reason not in _SENDS:
             return Decision(contact=contact, reason=reason, rep=rep, detail=detail, language=language)
@@ -175,6 +202,16 @@ class Audience:
             return Reason.NO_EMAIL, None, ""
         if not is_valid_address(address):
             return Reason.INVALID_EMAIL, None, contact.email.strip()
+        if not address.isascii():
+            problem = address_problem(contact.email.strip(), self.rules.smtputf8)
+            if problem:
+                return Reason.UNSENDABLE_ADDRESS, None, problem
+        if self._odd_senders:
+            # The sender, known from the owner alone: a sender whose own address cannot go out is as
+            # unsendable as the contact's (in Reason's order); the sender's other reasons come in their turn.
+            sender = self._sender_of(contact.owner_id)
+            if sender[0] is Reason.UNSENDABLE_ADDRESS:
+                return sender
         # An opt-out or bounce holds for the person (every record of the address), in Reason's order: an
         # opt-out on another record wins over this record's own bounce.
         blocked = self.blocks.get(address)
@@ -215,12 +252,21 @@ class Audience:
             return Reason.COOLDOWN, None, f"last mailed {last.isoformat()}"
         if address in self._chosen:
             return Reason.DUPLICATE_EMAIL, None, ""
-        sender = self._senders.get(contact.owner_id)
+        sender = self._senders.get(contact.owner_id)  # _sender_of, inline: every contact that gets this far
+        return sender if sender is not None else self._sender_of(contact.owner_id)
+
+    def _sender_of(self, owner_id: str) -> tuple[Reason, Rep | None, str]:
+        """``sender(owner_id)``, once per owner Id as written."""
+        sender = self._senders.get(owner_id)
         if sender is None:
             if len(self._senders) >= 65536:
                 self._senders.clear()
-            sender = self._senders[contact.owner_id] = self.sender(contact.owner_id)
+            sender = self._senders[owner_id] = self.sender(owner_id)
         return sender
+
+    def _deals(self, contact: Contact) -> int:
+        """The deal flags (OPEN, RECENT) that reach this contact in the run's scope (as ``_reason`` reads them)."""
+        return self._deal_accounts.get(id15(contact.account_id), 0) | self._deal_contacts.get(id15(contact.id), 0)
 
     def sender(self, owner_id: str) -> tuple[Reason, Rep | None, str]:
         """Who sends to a contact owned by ``owner_id`` (stripped): the send reason, or why nobody can."""
@@ -234,6 +280,11 @@ class Audience:
             if fallback is None:
                 return missing, owner, gone
             rep, reason, detail = fallback, Reason.FALLBACK_SENDER, f"{missing.value}: {gone}"
+        email = rep.email.strip()
+        if not email.isascii():
+            problem = address_problem(email, self.rules.smtputf8)
+            if problem:
+                return Reason.UNSENDABLE_ADDRESS, rep, f"sender {email}: {problem}"
         if self.rules.sender_domains:
             domain = rep.email.rsplit("@", 1)[-1].strip().lower()
             if domain not in self.rules.sender_domains:

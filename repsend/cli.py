@@ -9,24 +9,28 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from repsend.errors import EXIT_USAGE, RepsendError, UsageError
+from repsend.errors import EXIT_OK, EXIT_USAGE, RepsendError, UsageError
 
 EXIT_CODES = """\
 Exit codes: 0 done (every attempt sent); 1 some recipients failed, the rest went out;
-2 usage, config or input data error; 3 the SFA or the mail server failed or refused."""
+2 usage, config or input data error; 3 the SFA, the mail server, the send log or the disk failed;
+143 stopped by SIGTERM with mails unsent (130: Ctrl-C). A real run that exits non-zero ends with one
+line on stderr: what failed, how many were sent, failed, deferred, unknown, and what to do next."""
 
 app = typer.Typer(
     name="repsend",
     help=(
         "Personal notes from each customer's own rep to the dormant contacts in your SFA.\n\n"
         "Start with `repsend dormant --dry-run`: who would get a note, from which rep, and why\n"
-        "everyone else would not.\n\n" + EXIT_CODES
+        "everyone else would not (in the bundled demo org until `repsend init` writes your own config).\n\n"
+        + EXIT_CODES
     ),
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -83,7 +87,7 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="The config file (default: $REPSEND_CONFIG, else the bundled config/repsend.toml).",
+        help="The config file (default: $REPSEND_CONFIG, else ./repsend.toml, else the bundled demo config).",
         show_default=False,
     ),
 ]
@@ -117,9 +121,10 @@ AsOfOption = Annotated[
 # Written out, not read from models.Reason, so that --help imports nothing heavy; tests/test_cli.py holds it
 # to Reason (its order and its sends).
 REASONS = """\
-Reasons, the first that applies: no_email, invalid_email, opted_out, bounced, suppressed, already_sent,
-previously_failed, active_deal, recent_activity, cooldown, duplicate_email, no_owner, inactive_owner, sender_domain,
-missing_field, invalid_header, rep_cap; a send is dormant or fallback_sender (README: Reason codes)."""
+Reasons, the first that applies: no_email, invalid_email, unsendable_address, opted_out, bounced, suppressed,
+already_sent, previously_failed, active_deal, recent_activity, cooldown, duplicate_email, no_owner,
+inactive_owner, sender_domain, missing_field, invalid_header, rep_cap; a send is dormant or fallback_sender
+(README: Reason codes)."""
 
 
 @app.command(epilog=REASONS + "\n\n" + EXIT_CODES)
@@ -165,21 +170,28 @@ def dormant(
     if only not in (None, "send", "skip"):
         raise typer.BadParameter(f"{only!r}: use send or skip", param_hint="--only")
     shown = "none" if summary_only else only or "all"
-    settings = load_settings(config)
-    options = RunOptions(
-        as_of=_parse_day(as_of, settings.rate.timezone),
-        campaign=campaign or settings.campaign.name,
-        template=template or settings.campaign.template,
-        limit=limit,
-    )
-    source = open_source(settings)
+    # A real run reports from the start: an error before it began still ends --json with a summary line.
+    printer = None if dry_run else _run_printer(json_lines, shown)
     try:
-        if dry_run:
-            _dry_run(settings, source, options, json_lines, shown)
-        else:
-            _send(settings, source, options, json_lines, wait, shown)
-    finally:
-        source.close()
+        settings = load_settings(config)
+        options = RunOptions(
+            as_of=_parse_day(as_of, settings.rate.timezone),
+            campaign=campaign or settings.campaign.name,
+            template=template or settings.campaign.template,
+            limit=limit,
+        )
+        source = open_source(settings)
+        try:
+            if printer is None:
+                _dry_run(settings, source, options, json_lines, shown)
+            else:
+                _send(settings, source, options, printer, wait)
+        finally:
+            source.close()
+    except RepsendError as exc:
+        if printer is None:
+            raise
+        _not_started(printer, exc)
 
 
 def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool, shown: str) -> None:
@@ -231,18 +243,31 @@ def _read_history_readonly(settings: Any, options: Any) -> Any:
         log.close()
 
 
-def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool, shown: str) -> None:
+def make_clock() -> Any:
+    """The clock of a real run; tests put a FakeClock here (monkeypatch) so that they never sleep."""
     from repsend.clock import SystemClock
+
+    return SystemClock()
+
+
+def _run_printer(json_lines: bool, shown: str) -> Any:
     from repsend.report import RunPrinter
+
+    return RunPrinter(sys.stdout, json_lines, progress=sys.stderr if sys.stderr.isatty() else None, shown=shown,
+                      terminal_width=_terminal_width(), notes=sys.stderr)
+
+
+def _send(settings: Any, source: Any, options: Any, printer: Any, wait: bool) -> None:
+    from repsend.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_STOPPED
+    from repsend.report import exit_line
     from repsend.sending import send_run
     from repsend.sendlog import SendLog
     from repsend.transport import open_transport
 
-    clock = SystemClock()
-    printer = RunPrinter(sys.stdout, json_lines, progress=sys.stderr if sys.stderr.isatty() else None, shown=shown,
-                         terminal_width=_terminal_width())
+    clock = make_clock()
     # Built (not connected) before the send log is touched: a transport config error writes nothing.
     transport = open_transport(settings, clock)
+    _print_notes(getattr(transport, "notes", []))
     log = SendLog.open(settings.database_url)
     try:
         result = send_run(
@@ -251,38 +276,58 @@ def _send(settings: Any, source: Any, options: Any, json_lines: bool, wait: bool
         )
     finally:
         log.close()
+    if printer.broken:
+        _discard_stdout()
     _print_notes(source.notes)
-    if result.recovered:
-        _print_notes([f"{result.recovered} send(s) were interrupted by a crash or kill and are now 'unknown' "
-                      "in the send log: they will not be sent again automatically"])
-    if result.window_opens is not None:
-        typer.echo(f"repsend: nothing sent: {result.stopped}; run with --wait to sleep until then", err=True)
+    code = result.exit_code
+    if code == EXIT_OK and result.window_opens is not None:
+        _err(f"repsend: nothing sent: {result.stopped}; run with --wait to sleep until then")
         raise typer.Exit(0)
-    printer.summary(result.summary, result)
-    if result.stopped:
-        typer.echo(f"repsend: {result.stopped}", err=True)
-    _print_write_back(settings, result)
-    raise typer.Exit(result.exit_code)
+    if result.stopped and code not in (EXIT_STOPPED, EXIT_INTERRUPTED, EXIT_SOME_FAILED):
+        _err(f"repsend: {result.stopped}")  # the window closed (exit 0), or the error (2, 3) in its own words
+    if code != EXIT_OK:
+        _err(exit_line(result))
+    raise typer.Exit(code)
 
 
-def _print_write_back(settings: Any, result: Any) -> None:
-    """What went back to the SFA after the run, on stderr: the counts, the first refusals, or why it stopped."""
-    if result.synced is not None:
-        _print_notes([f"Salesforce: {line}" for line in result.synced.lines()])
-        if result.synced.rejected:
-            _print_notes([f"Salesforce refused: {error}" for error in result.synced.errors]
-                         + ["the refused records keep their error in the send log; `repsend sync` tries them again"])
-    if result.sync_error:
-        typer.echo(f"repsend: writing back to Salesforce stopped: {result.sync_error}; what is not written waits "
-                   "for `repsend sync`", err=True)
-    if settings.sfa.writes_back and settings.sfa.kind == "csv" and result.outcomes.get("sent"):
-        _print_notes([f"{result.outcomes['sent']} Task(s) kept for Data Loader: `repsend sync --export DIR` "
-                      "writes Task.csv and Contact.csv"])
+def _not_started(printer: Any, exc: RepsendError) -> None:
+    """An error before the first mail could leave (the config, the SFA, the send log): the message, the
+    summary line of --json, and the exit line."""
+    from repsend.report import exit_line
+    from repsend.selection import Summary
+    from repsend.sending import RunResult
+
+    result = RunResult("", Summary(), exit_code=exc.exit_code, stopped=str(exc), error=exc)
+    _err(f"repsend: {exc}")
+    with suppress(RepsendError):
+        printer.summary(result)
+    if printer.broken:
+        _discard_stdout()
+    _err(exit_line(result))
+    raise typer.Exit(exc.exit_code)
+
+
+def _err(line: str) -> None:
+    with suppress(OSError):  # stderr itself cannot be written: nobody is left to tell
+        typer.echo(line, err=True)
+
+
+def _discard_stdout() -> None:
+    """stdout could not be written (a full disk): send what is still buffered to /dev/null, so that
+    Python's flush at exit does not fail again (and turn the exit code into 120)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (a test's runner): nothing is flushed at exit
+        pass
 
 
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
-        typer.echo(f"repsend: note: {note}", err=True)
+        _err(f"repsend: note: {note}")
 
 
 @app.command(epilog=EXIT_CODES)
@@ -669,6 +714,120 @@ def doctor(
     else:
         typer.echo(f"{failed} failed, {warned} warning(s), {len(checks) - failed - warned} ok")
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def init(
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="The folder to write into, made if need be (default: this one).",
+                             show_default=False)
+    ] = Path("."),
+    sfa: Annotated[
+        str, typer.Option("--sfa", metavar="csv|salesforce", help="Where contacts come from: a CSV export or the org.")
+    ] = "csv",
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Copy the demo org too, and point the config at it: a first try anywhere.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist (else: exit 2).")] = False,
+) -> None:
+    """Write what your own org needs to start: a commented repsend.toml, the templates and legal footers
+    to edit, .env.example with every secret's name, and an empty suppression list.
+
+    Example: repsend init acme --sfa salesforce
+    """
+    from repsend import starter
+
+    if sfa not in ("csv", "salesforce"):
+        raise typer.BadParameter(f"{sfa!r}: use csv or salesforce", param_hint="--sfa")
+    written = starter.write(starter.plan(folder, sfa, demo), force=force)  # type: ignore[arg-type]
+    typer.echo(f"repsend init: wrote {len(written)} files in {folder}:")
+    for path in written:
+        typer.echo(f"  {path.relative_to(folder)}")
+    typer.echo(starter.next_steps(folder, sfa, demo))  # type: ignore[arg-type]
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def inbox(
+    source: Annotated[str, typer.Argument(metavar="PATH|imap",
+                                          help="An mbox file, a Maildir, a folder of .eml files, or imap ([inbox]).")],
+    mark_seen: Annotated[
+        bool, typer.Option("--mark-seen", help="IMAP: mark each message read once it is recorded.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Sort and print; record nothing.")] = False,
+    json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines: one per message, then a summary.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Read what came back to the bounce and opt-out addresses: suppress hard bounces, complaints and
+    opt-outs in the send log; record the rest. Each message is handled once.
+
+    Example: repsend inbox imap   (or: repsend inbox bounces.mbox --dry-run)
+    """
+    import json
+    from datetime import UTC, datetime
+
+    from repsend.inbox import ImapMailbox, classify, read_path
+    from repsend.returns import Tally, apply, suppressions_of
+    from repsend.sendlog import SendLog
+    from repsend.settings import load_settings
+
+    settings = load_settings(config)
+    if source == "imap":
+        box = settings.inbox
+        if not box.host or not box.user:
+            raise UsageError(f"{settings.config_path}: [inbox] host and user are needed to read imap")
+        password = settings.env.get("REPSEND_IMAP_PASSWORD", "")
+        if not password:
+            raise UsageError("REPSEND_IMAP_PASSWORD is not set: set it in the environment or .env")
+        mailbox = ImapMailbox(box.host, box.user, password, port=box.port or None, folder=box.folder,
+                              security=box.security, ca_file=settings.resolve(box.ca_file) if box.ca_file else None,
+                              mark_seen=(mark_seen or box.mark_seen) and not dry_run)
+        items = mailbox.messages()
+    else:
+        items = read_path(Path(source))
+    log = SendLog.open_readonly(settings.database_url) if dry_run else SendLog.open(settings.database_url)
+    company, mail = settings.company, settings.mail
+    tally = Tally()
+    now = datetime.now(UTC)
+    try:
+        for item in items:
+            if item.problem or item.message is None:
+                tally.malformed += 1
+                typer.echo(f"repsend: note: {item.where}: {item.problem or 'not a message'}; skipped", err=True)
+                continue
+            returned = classify(item.message, opt_out_addresses=[company.opt_out], raw=item.raw,
+                                own_domains=[company.domain, *mail.sender_domains])
+            if log is not None and log.inbox_seen([returned.key]):
+                tally.already += 1
+                continue
+            if dry_run:
+                tally.kinds[returned.kind] += 1
+                changes = suppressions_of(returned, log)
+            else:
+                changes = apply(returned, item.where, log, now, tally)  # type: ignore[arg-type]
+            if json_lines:
+                typer.echo(json.dumps({"type": "message", "where": item.where, "kind": returned.kind,
+                                       "key": returned.key, "addresses": list(returned.addresses),
+                                       "reason": returned.reason,
+                                       "suppressed": [{"address": c.address, "kind": c.kind} for c in changes]},
+                                      ensure_ascii=False))
+            else:
+                done = "; ".join(f"{'would suppress' if dry_run else 'suppressed'} {c.address} ({c.kind})"
+                                 for c in changes)
+                typer.echo(f"{returned.kind:<10} {item.where}  {returned.reason}" + (f"  -> {done}" if done else ""))
+    finally:
+        if log is not None:
+            log.close()
+    summary = {"type": "summary", "dry_run": dry_run, "kinds": dict(sorted(tally.kinds.items())),
+               "suppressed": dict(sorted(tally.suppressed.items())), "already_read": tally.already,
+               "malformed": tally.malformed, "unmatched": tally.unmatched}
+    if json_lines:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        found = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.kinds.items())) or "nothing new"
+        made = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.suppressed.items())) or "none"
+        typer.echo(f"{found}; suppressed: {made}; {tally.already} read before, {tally.malformed} malformed")
 
 
 def main() -> None:

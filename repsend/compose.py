@@ -22,7 +22,7 @@ from jinja2 import meta, nodes
 
 from repsend.audience import Uncomposable
 from repsend.errors import ConfigError
-from repsend.models import Company, Contact, Mail, Reason, Rep
+from repsend.models import Company, Contact, Mail, Reason, Rep, wire_domain
 
 
 class RepeatedHeaderPolicy(EmailPolicy):
@@ -255,10 +255,14 @@ class _Compiled:
     render of the mail that asked for it.
     """
 
-    __slots__ = ("template", "refs", "keys", "company_only", "shapes")
+    __slots__ = ("template", "subject", "refs", "keys", "company_only", "shapes")
 
-    def __init__(self, template: jinja2.Template, refs: tuple[tuple[int, str], ...] | None) -> None:
+    def __init__(self, template: jinja2.Template, refs: tuple[tuple[int, str], ...] | None,
+                 subject: jinja2.Template | None = None) -> None:
         self.template = template
+        # A mail template's first line as a template by itself: where a value holds a line break, the
+        # rendered text alone cannot say where the Subject ends (see Templates._render).
+        self.subject = subject
         self.refs = refs
         self.keys = tuple(tuple(key for group, key in refs or () if group == g) for g in range(3))
         self.company_only = refs is not None and not self.keys[0] and not self.keys[1]
@@ -286,6 +290,11 @@ class _Compiled:
         values, entry = self._entry(contact, rep, company, campaign, language)
         if entry is None:
             return None
+        if self.subject is not None:
+            for index in entry.subject_values:
+                value = values[index]
+                if value and "\n" in value:
+                    return None  # the Subject would end inside the value: Jinja renders it, line by line
         return entry.text % entry.pick(values)
 
     def _entry(self, contact: dict[str, Any], rep: _Values, company: _Values, campaign: str,
@@ -418,7 +427,17 @@ class Templates:
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(f"{path}:{exc.lineno}: template syntax error: {exc.message}") from None
         self._check_names(tree, path)
-        return _Compiled(self.env.get_template(relative), _printed_fields(tree))
+        subject = None
+        if needs_subject:
+            # The Subject line must be a template by itself, so that it can be rendered alone.
+            first = source.splitlines()[0]
+            try:
+                self.env.parse(first)
+            except jinja2.TemplateSyntaxError as exc:
+                raise ConfigError(f"{path}:1: the Subject line must be complete on its own line"
+                                  f" (a tag opened there closes there): {exc.message}") from None
+            subject = self.env.from_string(first)
+        return _Compiled(self.env.get_template(relative), _printed_fields(tree), subject)
 
     def _check_names(self, tree: nodes.Template, path: Path) -> None:
         """Unknown variables stop the run before any decision: a typo must not skip every contact."""
@@ -497,15 +516,26 @@ class Templates:
         context = None  # one context for both renders when Jinja renders either, as one render call would
         main = self._main[language]
         text = main.fast(contact, rep, company, campaign, language, plain)
+        first: str | None = None
         if text is None:
             context = _context((contact, rep.values, company.values), campaign, language)
             text = _jinja(main.template, context)
+            # The Subject is what the template's first line renders to, line breaks of its values and all
+            # (then refused by the header check): never cut at a line break a value brought in, the rest
+            # of the value going into the body.
+            first = _jinja(main.subject, context) if main.subject is not None else None
+            if first is not None and not text.startswith(first):
+                raise MissingField(f"subject (the first line of {self.name}/{language}.txt renders"
+                                   " otherwise alone than in the whole template)")
         legal_template = self._legal[language]
         legal = None if context is not None else legal_template.fast(contact, rep, company, campaign, language, plain)
         if legal is None:
             legal = _jinja(legal_template.template,
                            context or _context((contact, rep.values, company.values), campaign, language))
-        first, _, rest = text.partition("\n")
+        if first is None:
+            first, _, rest = text.partition("\n")  # fast: no value printed in the Subject holds a line break
+        else:
+            rest = text[len(first):]
         return first.removeprefix("Subject:").strip(), rest.strip("\n") + "\n\n" + legal.strip("\n") + "\n"
 
     def _from(self, rep: Rep, values: _Values) -> Address:
@@ -663,12 +693,20 @@ def _jinja(template: jinja2.Template, context: dict[str, Any]) -> str:
         raise MissingField(str(exc)) from None
 
 
-# A control character other than TAB: CR, LF, NUL and the rest below 32.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f]")
+# A control character that no header value may hold: C0 (CR, LF, NUL and the rest below 32) but TAB, which
+# is white space in a Subject or a display name (RFC 5322 WSP), DEL, and C1 (U+0080 to U+009F: NEL among
+# them, which some software reads as a line break).
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# In an address (addr-spec) TAB is no white space that may be there either.
+_ADDRESS_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # An addr-spec that is two ASCII dot-atoms: email's parser would give back these very two parts, without
 # a defect, so the Address is made from them without parsing. Anything else goes through the parser.
 _ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM_ADDR_SPEC = re.compile(f"({_ATEXT}(?:\\.{_ATEXT})*)@({_ATEXT}(?:\\.{_ATEXT})*)")
+# The same with UTF-8 (RFC 6532 atext): a local part such as 山田 (sent with SMTPUTF8, see to_message) or an
+# internationalized domain, which email's parser refuses or would write as an encoded word.
+_UTF8_ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u00a0-\U0010ffff-]+"
+_UTF8_ADDR_SPEC = re.compile(f"({_UTF8_ATEXT}(?:\\.{_UTF8_ATEXT})*)@({_UTF8_ATEXT}(?:\\.{_UTF8_ATEXT})*)")
 
 
 def _check_header(header: str, value: str) -> None:
@@ -678,8 +716,9 @@ def _check_header(header: str, value: str) -> None:
 
 def _address(header: str, display_name: str, addr_spec: str) -> Address:
     _check_header(header, display_name)
-    _check_header(header, addr_spec)
-    simple = _DOT_ATOM_ADDR_SPEC.fullmatch(addr_spec)
+    if _ADDRESS_CONTROL.search(addr_spec) is not None:
+        raise HeaderInjection(header)
+    simple = _DOT_ATOM_ADDR_SPEC.fullmatch(addr_spec) or _UTF8_ADDR_SPEC.fullmatch(addr_spec)
     if simple is not None:
         return Address(display_name=display_name, username=simple[1], domain=simple[2])
     try:
@@ -690,10 +729,18 @@ def _address(header: str, display_name: str, addr_spec: str) -> Address:
 
 def _check_address(header: str, display_name: str, addr_spec: str) -> None:
     """Raises what ``_address`` would raise; a plain addr-spec needs no Address to know it is fine."""
-    if _CONTROL.search(display_name) is not None or _CONTROL.search(addr_spec) is not None:
+    if _CONTROL.search(display_name) is not None or _ADDRESS_CONTROL.search(addr_spec) is not None:
         raise HeaderInjection(header)
     if _DOT_ATOM_ADDR_SPEC.fullmatch(addr_spec) is None:
         _address(header, display_name, addr_spec)
+
+
+def _wire(address: Address) -> Address:
+    """The address with its domain as it goes over the wire (IDNA A-labels)."""
+    if address.domain.isascii():
+        return address
+    return Address(display_name=address.display_name, username=address.username,
+                   domain=wire_domain(address.domain))
 
 
 def to_message(
@@ -707,11 +754,18 @@ def to_message(
 ) -> EmailMessage:
     """The RFC 5322 message: From and Reply-To the rep, no Sender header (clients would show "via").
 
-    ``policy``: a run's (``run_policy``) makes the headers that repeat from mail to mail once."""
+    ``policy``: a run's (``run_policy``) makes the headers that repeat from mail to mail once.
+
+    An internationalized domain is written as IDNA A-labels (``models.wire_domain``), in the header as in
+    the envelope. A UTF-8 local part makes a message for SMTPUTF8 (``email.policy.SMTPUTF8``, RFC 6532:
+    headers in UTF-8, no encoded words): the audience lets one through only with ``[smtp] smtputf8``."""
+    to, from_ = _wire(mail.to), _wire(mail.from_)
+    if not (to.username.isascii() and from_.username.isascii()):
+        policy = policy.clone(utf8=True)
     msg = EmailMessage(policy=policy)
-    msg["From"] = policy.repeated("From", mail.from_)
-    msg["Reply-To"] = policy.repeated("Reply-To", mail.from_)
-    msg["To"] = mail.to
+    msg["From"] = policy.repeated("From", from_)
+    msg["Reply-To"] = policy.repeated("Reply-To", from_)
+    msg["To"] = to
     msg["Subject"] = mail.subject
     if date:
         msg["Date"] = date

@@ -61,6 +61,12 @@ def diagnose(config: Path | None, clock: Clock, options_for: Callable[[Settings]
         yield fail("config", str(exc), "fix the config file (the message names the key), then run doctor again")
         return
     yield ok("config", f"{settings.config_path}: valid")
+    from repsend import bundled
+
+    if settings.config_path.resolve() == bundled.config_file().resolve():
+        yield warn("config", "this is the bundled demo config, not your org's",
+                   "`repsend init DIR` writes one to fill in; then --config DIR/repsend.toml")
+    yield from _placeholders(settings)
     if settings.env_files:
         yield ok("config", ".env read: " + ", ".join(str(path) for path in settings.env_files))
     else:
@@ -76,6 +82,23 @@ def diagnose(config: Path | None, clock: Clock, options_for: Callable[[Settings]
     yield from _transport(settings, clock)
     yield from _send_log(settings)
     yield from _window(settings, clock)
+
+
+def _placeholders(settings: Settings) -> Iterator[Check]:
+    """What `repsend init` leaves to fill in: a mail must not go out as "YOUR COMPANY K.K."."""
+    from repsend.starter import PLACEHOLDER_ADDRESS, PLACEHOLDER_COMPANY, PLACEHOLDER_DOMAIN
+
+    company = settings.company
+    left = [key for key, value, placeholder in (
+        ("name", company.name, PLACEHOLDER_COMPANY), ("postal_address", company.postal_address, PLACEHOLDER_ADDRESS),
+        ("domain", company.domain, PLACEHOLDER_DOMAIN), ("opt_out", company.opt_out.rpartition("@")[2],
+                                                         PLACEHOLDER_DOMAIN),
+    ) if value == placeholder]
+    left += ["[mail] sender_domains"] if PLACEHOLDER_DOMAIN in settings.mail.sender_domains else []
+    if left:
+        yield fail("config", f"{settings.config_path}: still as `repsend init` wrote it: "
+                             + ", ".join(k if k.startswith("[") else f"[company] {k}" for k in left),
+                   "fill in the lines marked FILL IN")
 
 
 # -- the SFA ----------------------------------------------------------------------------------------
@@ -287,11 +310,16 @@ def _transport(settings: Settings, clock: Clock) -> Iterator[Check]:
     except RepsendError as exc:
         yield fail("smtp", str(exc), _smtp_fix(str(exc)))
         return
+    for note in transport.notes:
+        yield warn("smtp", note, "set [smtp] helo_name to this machine's name in DNS (receiving servers score a "
+                                 "greeting without one)")
     security = {"starttls": "STARTTLS, certificate verified", "ssl": "TLS, certificate verified",
                 "none": "no TLS"}[transport.security]
     login = f"logged in as {transport.username}" if transport.username else "no login"
     extensions = ", ".join(e for e in ("PIPELINING", "8BITMIME", "SMTPUTF8") if e.lower() in offered)
-    line = f"{transport.where}: connected, {security}, {login}; offers {extensions or 'no extensions'} (QUIT, no mail)"
+    greeting = f"EHLO {transport.local_hostname}" if transport.local_hostname else "EHLO by address"
+    line = (f"{transport.where}: connected, {security}, {login}, {greeting}; offers {extensions or 'no extensions'}"
+            " (QUIT, no mail)")
     yield warn("smtp", line, "use security = \"starttls\" or \"ssl\"") if transport.security == "none" else ok("smtp",
                                                                                                               line)
     if not settings.mail.envelope_from.strip():
@@ -310,6 +338,9 @@ def _smtp_fix(message: str) -> str:
         return "check SMTP_USERNAME / [smtp] username and SMTP_PASSWORD"
     if "starttls" in lowered:
         return "check [smtp] port and security (587 starttls, 465 ssl)"
+    if "smtputf8" in lowered:
+        return ("use a server that offers SMTPUTF8, or set [smtp] smtputf8 = false (UTF-8 addresses are then "
+                "skipped as unsendable_address)")
     return "check [smtp] host and port (or SMTP_HOST, SMTP_PORT), and that the server is reachable from here"
 
 

@@ -12,6 +12,10 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SERVICE = 3
+# A real run stopped before every chosen mail went out, by a signal: 128 + the signal's number, the code a
+# shell gives a process that signal ends, so that a scheduler reads it as it reads any stopped job.
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_STOPPED = 143  # SIGTERM (systemd stop, a scheduler's timeout) with mails still unsent
 
 
 class RepsendError(Exception):
@@ -46,3 +50,8 @@ class SFAError(ServiceError):
 
 class MailError(ServiceError):
     pass
+
+
+class OutputError(ServiceError):
+    """The run's own output cannot be written (a full disk, a closed pipe): the run stops, as for a mail
+    server that fails, since nobody could read what it did but the send log."""

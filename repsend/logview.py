@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
-    from repsend.sendlog import AddressNow, SendAttempt
+    from repsend.sendlog import AddressNow, Attempt
 
 FORMATS = ("table", "csv", "json")
 COLUMNS = (("when", 16), ("campaign", 12), ("from", 26), ("to", 30), ("state", 8), ("now", 8), ("code", 4))
@@ -37,7 +37,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def record(row: SendAttempt, now: AddressNow | None) -> dict[str, Any]:
+def record(row: Attempt, now: AddressNow | None) -> dict[str, Any]:
     """One attempt as JSON: every column of ``send_attempt``, and ``state_now``, the state of its address
     in its campaign now. Its keys are a contract with scripts (README, "The send log")."""
     return {
@@ -92,7 +92,7 @@ class Counts:
         }
 
 
-def print_log(rows: list[SendAttempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO, form: str,
+def print_log(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO, form: str,
               zone: ZoneInfo) -> None:
     """``rows`` newest first; ``states_now`` for their (campaign, address) pairs (``SendLog.states_now``)."""
     if form == "json":
@@ -103,7 +103,7 @@ def print_log(rows: list[SendAttempt], states_now: dict[tuple[str, str], Address
         _table(rows, states_now, out, zone)
 
 
-def _json(rows: list[SendAttempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO) -> None:
+def _json(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO) -> None:
     for row in rows:
         out.write(json.dumps(record(row, states_now.get((row.campaign, row.address))), ensure_ascii=False) + "\n")
     states = Counter(r.state for r in rows)
@@ -112,7 +112,7 @@ def _json(rows: list[SendAttempt], states_now: dict[tuple[str, str], AddressNow]
     out.write(json.dumps(summary, ensure_ascii=False) + "\n")
 
 
-def _csv(rows: list[SendAttempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO) -> None:
+def _csv(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO) -> None:
     """A header and one line per attempt, the JSON fields; a BOM first, so that Excel reads it as UTF-8 (it
     takes a file without one for the system's code page: CP932 on a Japanese Windows)."""
     out.write("\ufeff")
@@ -131,7 +131,7 @@ def _cell(text: str, columns: int) -> str:
     return text + " " * max(columns - width(text), 0)
 
 
-def detail(row: SendAttempt, zone: ZoneInfo) -> str:
+def detail(row: Attempt, zone: ZoneInfo) -> str:
     """The last column: what the server answered (or why there was no answer) for an attempt that did not
     go out as sent, a person's resolution of an unknown one; the subject of a mail that went out."""
     from repsend.sendlog import SENDING, SENT
@@ -147,7 +147,7 @@ def detail(row: SendAttempt, zone: ZoneInfo) -> str:
     return " ".join(text.split())  # one line, whatever a server or a person wrote
 
 
-def _table(rows: list[SendAttempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO,
+def _table(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO,
            zone: ZoneInfo) -> None:
     if not rows:
         out.write("no send attempts match\n")

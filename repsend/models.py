@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import encodings.idna
 from dataclasses import dataclass, field
 from datetime import date
 from email.headerregistry import Address
@@ -20,6 +21,39 @@ def id15(sfid: str | None) -> str:
 def normalize_email(address: str | None) -> str:
     """How two addresses are compared: trimmed and case-insensitive (one mail per person)."""
     return (address or "").strip().lower()
+
+
+def wire_domain(domain: str) -> str:
+    """A domain as it goes into a header and the SMTP envelope: an internationalized one as IDNA A-labels
+    (``例え.example.com`` -> ``xn--r8jz45g.example.com``), never as an RFC 2047 encoded word, which RFC 2047
+    forbids inside an address. Raises ValueError for a domain that has no such form, or none that is sure.
+
+    Python's ``idna`` codec (IDNA 2003, RFC 3490) is the one the standard library has. Where it would
+    rewrite a label (full-width ``ｅｘａｍｐｌｅ``, half-width kana, ``ß`` -> ``ss``, ``ς``, joiners) the
+    address is not mailed: IDNA 2008 rewrites some of them otherwise, and a quietly rewritten address is
+    another mailbox, or the same person's other record under another spelling (mailed twice). The same
+    for an ideographic full stop (``。``), which the codec would read as a dot only between whole labels."""
+    if domain.isascii():
+        return domain
+    labels = []
+    for label in domain.split("."):
+        if label.isascii():
+            labels.append(label)
+            continue
+        if "\u3002" in label or encodings.idna.nameprep(label) != label.lower():
+            raise ValueError(f"{domain}: the domain has characters IDNA would rewrite (full-width or half-width"
+                             " letters, 。, ß, ...): write it as its owner does")
+        try:
+            labels.append(encodings.idna.ToASCII(label).decode("ascii"))
+        except UnicodeError:
+            raise ValueError(f"{domain}: the domain has no IDNA form") from None
+    return ".".join(labels)
+
+
+def wire_address(addr_spec: str) -> str:
+    """An address with its domain as ``wire_domain`` gives it; the local part as it is."""
+    local, at, domain = addr_spec.rpartition("@")
+    return f"{local}@{wire_domain(domain)}" if at and not domain.isascii() else addr_spec
 
 
 @dataclass(slots=True, frozen=True)
@@ -84,6 +118,7 @@ class Reason(StrEnum):
 
     NO_EMAIL = "no_email", "skip"
     INVALID_EMAIL = "invalid_email", "skip"
+    UNSENDABLE_ADDRESS = "unsendable_address", "skip"
     OPTED_OUT = "opted_out", "skip"
     BOUNCED = "bounced", "skip"
     SUPPRESSED = "suppressed", "skip"

@@ -7,7 +7,7 @@ from email.utils import format_datetime, make_msgid
 from zoneinfo import ZoneInfo
 
 from repsend.audience import History
-from repsend.compose import POLICY, to_message
+from repsend.compose import to_message
 from repsend.errors import UsageError
 from repsend.models import id15, normalize_email
 from repsend.report import describe
@@ -44,7 +44,8 @@ def render_preview(settings: Settings, source: Source, options: RunOptions, want
             unsubscribe_mailto=settings.company.opt_out,
         )
         if raw:
-            parts.append(head + msg.as_bytes(policy=POLICY.clone(linesep="\n")).decode("utf-8", "replace"))
+            # The message's own policy: one made for SMTPUTF8 keeps its UTF-8 addresses (RFC 6532).
+            parts.append(head + msg.as_bytes(policy=msg.policy.clone(linesep="\n")).decode("utf-8", "replace"))
         else:
             headers = "".join(f"{name}: {value}\n" for name, value in msg.items())
             parts.append(head + headers + "\n" + msg.get_content())

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from repsend.compose import full_name
+from repsend.errors import EXIT_INTERRUPTED, EXIT_SERVICE, EXIT_SOME_FAILED, EXIT_STOPPED, EXIT_USAGE, OutputError
 from repsend.models import Action, Decision, Reason
 from repsend.selection import Summary
 
@@ -201,8 +202,9 @@ class Table:
     those columns keep their fitted cells by value, for this table only, up to ``CACHE_SIZE`` each (then
     the column starts over). Companies and addresses are nearly all distinct: they are fitted every time."""
 
-    COLUMNS = (("contact", 16), ("company", 20), ("address", 36), ("from", 18), ("action", 6), ("reason", 16),
-               ("detail", 24))
+    # The reason column holds the longest reason code whole (unsendable_address: 18).
+    COLUMNS = (("contact", 16), ("company", 20), ("address", 36), ("from", 18), ("action", 6),
+               ("reason", max(len(reason.value) for reason in Reason)), ("detail", 24))
     CACHE_SIZE = 4096
 
     def __init__(self, out: TextIO, outcome_column: bool = False, terminal_width: int | None = None) -> None:
@@ -265,7 +267,7 @@ class Table:
             out.write("no contacts to consider\n")
         out.write(f"\n{summary.considered} considered: {summary.send} to send, {sum(summary.skip.values())} skipped\n")
         for reason, count in sorted(summary.skip.items(), key=lambda kv: (-kv[1], kv[0])):
-            out.write(f"  {reason:<16} {count:>7}\n")
+            out.write(f"  {reason:<18} {count:>7}\n")
         if dry_run:
             out.write("dry run: nothing was sent and nothing was written\n")
 
@@ -279,31 +281,55 @@ def describe(decision: Decision) -> str:
 
 
 class RunPrinter:
-    """Prints a real run as it goes: the table or JSON Lines on stdout, a progress line on a terminal."""
+    """Prints a real run as it goes: the table or JSON Lines on stdout, a progress line on a terminal, notes
+    on ``notes`` (stderr).
+
+    Output that cannot be written (a full disk, a closed pipe) is an ``OutputError`` once, which stops
+    the run (exit 3); after it the printer writes nothing more, so that the run can still end cleanly."""
 
     def __init__(self, out: TextIO, json_lines: bool, progress: TextIO | None = None, shown: str = "all",
-                 terminal_width: int | None = None) -> None:
+                 terminal_width: int | None = None, notes: TextIO | None = None) -> None:
         """``shown``: the rows printed, all, send, skip or none (the summary counts every contact)."""
         self.json = JsonLines(out, outcome=True) if json_lines else None
         self.table = None if json_lines else Table(out, outcome_column=True, terminal_width=terminal_width)
         self.shown = shown
         self.out = out
+        self.notes = notes
         self.progress_stream = None if json_lines else progress
         self._progress_shown = False
+        self.broken = False  # stdout failed: nothing more is written to it
 
     def decision(self, decision: Decision, outcome: Any) -> None:
-        if self.shown != "all" and self.shown != decision.reason.action:
+        if self.broken or (self.shown != "all" and self.shown != decision.reason.action):
             return
         self._clear_progress()
-        if self.json is not None:
-            self.json.row(decision, outcome.fields() if outcome is not None else None)
-        else:
-            assert self.table is not None
-            self.table.row(decision, outcome.state if outcome is not None else "")
-        if outcome is not None:
-            # Each mail's line is out as the mail is (a run at a human pace lasts hours); skips come in
-            # bursts between them and are flushed with the next.
-            self.out.flush()
+        try:
+            if self.json is not None:
+                self.json.row(decision, outcome.fields() if outcome is not None else None)
+            else:
+                assert self.table is not None
+                self.table.row(decision, outcome.state if outcome is not None else "")
+            if outcome is not None:
+                # Each mail's line is out as the mail is (a run at a human pace lasts hours); skips come in
+                # bursts between them and are flushed with the next.
+                self.out.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.broken = True
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OutputError(f"cannot write the output (stdout): {reason}; what was sent is in the send log") from None
+
+    def note(self, text: str) -> None:
+        if self.notes is None:
+            return
+        self._clear_progress()
+        try:
+            self.notes.write(f"repsend: note: {text}\n")
+            self.notes.flush()
+        except OSError:
+            pass  # stderr itself is gone: nothing left to tell anyone
 
     def progress(self, done: int, total: int, outcomes: Mapping[str, int]) -> None:
         if self.progress_stream is None:
@@ -322,14 +348,62 @@ class RunPrinter:
             self.progress_stream.write("\r\033[K")
             self._progress_shown = False
 
-    def summary(self, summary: Summary, result: Any) -> None:
-        self._clear_progress()
-        if self.json is not None:
-            self.json.summary(summary, dry_run=False, extra=result.fields())
+    def summary(self, result: Any) -> None:
+        """The last line(s) on stdout, also when nothing was sent: JSON Lines always end with a summary."""
+        if self.broken:
             return
-        assert self.table is not None
-        self.table.summary(summary, dry_run=False)
-        counts = result.fields()
-        done = ", ".join(f"{counts[k]} {k}" for k in ("sent", "failed", "deferred", "unknown", "taken", "not_sent")
-                         if counts[k] or k == "sent")
-        self.out.write(f"run {result.run_id}: {done}\n")
+        self._clear_progress()
+        try:
+            if self.json is not None:
+                self.json.summary(result.summary, dry_run=False, extra=result.fields())
+            else:
+                assert self.table is not None
+                if result.started:
+                    self.table.summary(result.summary, dry_run=False)
+                    counts = result.fields()
+                    done = ", ".join(f"{counts[k]} {k}" for k in
+                                     ("sent", "failed", "deferred", "unknown", "taken", "not_sent")
+                                     if counts[k] or k == "sent")
+                    self.out.write(f"run {result.run_id}: {done}\n")
+            self.out.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+
+def exit_line(result: Any) -> str:
+    """The one line on stderr that every non-zero exit of a real run ends with: what failed, what became of
+    the mails, and what to do next (a nightly job's log holds this and nothing else)."""
+    code, counts = result.exit_code, result.fields()
+    sent, failed, deferred, unknown = (counts[k] for k in ("sent", "failed", "deferred", "unknown"))
+    not_sent, taken = counts["not_sent"], counts["taken"]
+    if result.terminated or code == EXIT_INTERRUPTED:
+        what = result.stopped
+    elif code == EXIT_SOME_FAILED:
+        what = "some recipients were not mailed" + (f" ({result.stopped})" if result.stopped else "")
+    elif result.started:
+        what = "the run stopped on the error above"
+    else:
+        what = "the run did not start: the error above"
+    tally = f"{sent} sent, {failed} failed, {deferred} deferred, {unknown} unknown"
+    if not_sent:
+        tally += f", {not_sent} not sent"
+    if taken:
+        tally += f", {taken} taken by another run"
+    steps = []
+    if code == EXIT_USAGE:
+        steps.append("fix what the error names and run again")
+    elif code == EXIT_SERVICE:
+        steps.append("fix what the error names (or wait until that service is back) and run again")
+    elif code in (EXIT_STOPPED, EXIT_INTERRUPTED):
+        steps.append("run again")
+    waiting = " and ".join(f"the {n} {what}" for n, what in ((not_sent, "not sent"), (deferred, "deferred")) if n)
+    if waiting:
+        steps.append(f"{waiting} go out with the next run")
+    if failed:
+        steps.append(f"the {failed} failed were refused for good: repsend log --state failed")
+    if unknown:
+        steps.append(f"the {unknown} unknown may have arrived and are never sent again automatically: "
+                     "repsend log --state unknown")
+    if not steps:
+        steps.append("run again")
+    return f"repsend: exit {code}: {what}; {tally}; next: {'; '.join(steps)}"

@@ -15,6 +15,7 @@ import socket
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import format_datetime, make_msgid
@@ -23,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 from repsend.audience import History
 from repsend.clock import Clock
 from repsend.compose import RepeatedHeaderPolicy, run_policy, to_message
-from repsend.errors import EXIT_OK, EXIT_SERVICE, EXIT_SOME_FAILED, MailError, RepsendError
+from repsend.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SERVICE,
+    EXIT_SOME_FAILED,
+    EXIT_STOPPED,
+    MailError,
+    RepsendError,
+)
 from repsend.models import Decision, Reason, id15, normalize_email
 from repsend.selection import RunOptions, Summary, select
 from repsend.settings import Settings
@@ -33,7 +42,7 @@ from repsend.unsubscribe import link_for
 from repsend.writeback import task_payload
 
 if TYPE_CHECKING:
-    from repsend.sendlog import SendLog
+    from repsend.sendlog import Run, SendLog
     from repsend.transport import Transport
     from repsend.writeback import Synced
 
@@ -55,27 +64,38 @@ class Outcome:
 
 @dataclass(slots=True)
 class RunResult:
-    run_id: str
+    run_id: str  # "" when no run began (an error before it, outside the send window)
     summary: Summary
     outcomes: Counter[str] = field(default_factory=Counter)
-    exit_code: int = EXIT_OK
+    exit_code: int = EXIT_OK  # what the process returns, and the run row records
     stopped: str = ""  # why the run stopped early, for a person
+    error: RepsendError | None = None  # the error that stopped it, if one did
+    terminated: bool = False  # SIGTERM stopped it
     recovered: int = 0
+    closed_runs: list[Run] = field(default_factory=list)  # runs left open by a killed process, closed now
     window_opens: datetime | None = None
+    started: bool = False  # the run row was written: mails may have gone out
     synced: Synced | None = None  # what the write-back to the SFA did after the run (None: none was made)
     sync_error: str = ""  # why it stopped, if the SFA failed it: the records wait for `repsend sync`
 
     def fields(self) -> dict[str, Any]:
         counts = {k: self.outcomes.get(k, 0) for k in (SENT, FAILED, DEFERRED, UNKNOWN, TAKEN, NOT_SENT)}
-        return {**counts, "run_id": self.run_id, "stopped": self.stopped or None, "recovered": self.recovered}
+        return {**counts, "run_id": self.run_id or None, "stopped": self.stopped or None, "recovered": self.recovered,
+                "exit_code": self.exit_code,
+                "window_opens": self.window_opens.isoformat() if self.window_opens else None}
 
 
 class Reporter:
-    """What the CLI prints: a row per decision (with its outcome for a send), then the summary."""
+    """What the CLI prints: a row per decision (with its outcome for a send), notes for a person, then the
+    summary (the last thing a run writes, so that a failure to write it is the run's exit code too)."""
 
     def decision(self, decision: Decision, outcome: Outcome | None) -> None: ...
 
     def progress(self, done: int, total: int, outcomes: Counter[str]) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def summary(self, result: RunResult) -> None: ...
 
 
 def history_window(settings: Settings, as_of: date, now: datetime) -> tuple[datetime, datetime, datetime]:
@@ -143,12 +163,36 @@ class RepQueues:
             yield self.take()
 
 
+class _Terminated(Exception):
+    """SIGTERM during a wait, where nothing is half done: the wait ends at once."""
+
+
+class _Waiting:
+    """The context of ``_StopRequested.waiting``: made once a run, entered at each mail (cheaply)."""
+
+    __slots__ = ("stop",)
+
+    def __init__(self, stop: _StopRequested) -> None:
+        self.stop = stop
+
+    def __enter__(self) -> None:
+        if self.stop.requested:
+            raise _Terminated
+        self.stop._waiting = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop._waiting = False
+
+
 class _StopRequested:
-    """SIGTERM (systemd stop, a scheduler's timeout) ends the run between two mails, never inside one."""
+    """SIGTERM (systemd stop, a scheduler's timeout) ends the run between two mails, never inside one; a
+    wait (the pace's, the send window's) it ends at once, so that the scheduler need not kill the run."""
 
     def __init__(self) -> None:
         self.requested = False
+        self._waiting = False
         self._previous: Any = None
+        self._wait = _Waiting(self)
 
     def __enter__(self) -> _StopRequested:
         try:
@@ -159,6 +203,14 @@ class _StopRequested:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
+        if self._waiting:
+            self._waiting = False
+            raise _Terminated
+
+    def waiting(self) -> _Waiting:
+        """``with stop.waiting():`` around a block that only waits: a SIGTERM before or inside it raises
+        ``_Terminated``."""
+        return self._wait
 
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
@@ -177,66 +229,156 @@ def send_run(
     wait: bool = False,
 ) -> RunResult:
     """One real run: the send window, then the selection streamed into the delivery, each decision
-    reported as it is made (a skip) or sent (a send)."""
-    result = RunResult(uuid.uuid4().hex, Summary())
-    result.recovered = log.recover(clock.now(), socket.gethostname())
-    window = SendWindow(settings.rate.window, settings.rate.weekdays, settings.rate.timezone)
-    if not _window_open(window, clock, wait, result):
-        return result
+    reported as it is made (a skip) or sent (a send), then the summary.
+
+    Once the run row is written, every way the run ends is recorded in it with the exit code the process
+    returns: an error (a ``RepsendError``: in ``result.error``, not raised), SIGTERM, Ctrl-C, a full disk.
+    Only a bug propagates (its row says 1, Python's code for it)."""
+    result = RunResult("", Summary())
+    host = socket.gethostname()
     now = clock.now()
-    history = read_history(log, settings, options.campaign, options.as_of, now)
-    log.start_run(result.run_id, options.campaign, now, socket.gethostname(), os.getpid())
-    delivery = _Delivery(settings, options, log, open_transport, clock, window, reporter, result)
-    ended = False  # the run ended as runs end (done, stopped, or a repsend error), not by Ctrl-C or a bug
-    try:
-        # The setup (a bad template, a malformed export, an SFA that refuses) fails here, before any mail.
-        decisions = select(settings, source, options, history, result.summary)
-        delivery.run(decisions)
-        ended = True
-    except RepsendError as exc:
-        # What went out is in the send log; a failure after it (an SFA error while paging contacts, an
-        # export changed under the run) still says how the run ended.
-        result.exit_code = exc.exit_code
-        ended = True
-        raise
-    finally:
-        delivery.close()
-        if result.exit_code == EXIT_OK and any(result.outcomes[k] for k in (FAILED, DEFERRED, UNKNOWN)):
-            result.exit_code = EXIT_SOME_FAILED
-        if ended:
+    result.closed_runs = log.close_dead_runs(now, host)
+    result.recovered = log.recover(now, host)
+    window = SendWindow(settings.rate.window, settings.rate.weekdays, settings.rate.timezone)
+    for run in result.closed_runs:
+        reporter.note(_closed_note(run, window.zone))
+    if result.recovered:
+        reporter.note(f"{result.recovered} send(s) were interrupted by a crash or kill and are now 'unknown' "
+                      "in the send log: they will not be sent again automatically")
+    with _StopRequested() as stop:
+        if not _window_open(window, clock, wait, result, stop, reporter):
+            reporter.summary(result)
+            return result
+        now = clock.now()
+        history = read_history(log, settings, options.campaign, options.as_of, now)
+        result.run_id = uuid.uuid4().hex
+        log.start_run(result.run_id, options.campaign, now, host, os.getpid())
+        result.started = True
+        delivery = _Delivery(settings, options, log, open_transport, clock, window, reporter, result, stop)
+        try:
+            try:
+                # The setup (a bad template, a malformed export, an SFA that refuses) fails here, before any mail.
+                decisions = select(settings, source, options, history, result.summary)
+                delivery.run(decisions)
+            finally:
+                delivery.close()
+        except RepsendError as exc:
+            # What went out is in the send log; a failure after it (an SFA error while paging contacts, an
+            # export changed under the run, a full disk) still says how the run ended.
+            _stopped_by(result, exc)
+        except KeyboardInterrupt:
+            result.stopped = "interrupted (Ctrl-C)"
+            result.exit_code = EXIT_INTERRUPTED
+        except BaseException:
+            with suppress(RepsendError):  # the bug is what to show, not a send log that fails too
+                log.finish_run(result.run_id, clock.now(), _run_counts(result), EXIT_SOME_FAILED)
+            raise
+        if result.exit_code != EXIT_INTERRUPTED:
             # After the run, and after one that stopped (SIGTERM, the window, failures, an error): its Tasks.
-            _write_back(settings, source, log, clock, result)
+            _write_back(settings, source, log, clock, result, reporter)
+        result.exit_code = _exit_code(result)
+        try:
+            reporter.summary(result)
+        except RepsendError as exc:  # the output failed at its last line
+            if result.error is None:
+                _stopped_by(result, exc)
         log.finish_run(result.run_id, clock.now(), _run_counts(result), result.exit_code)
     return result
 
 
-def _write_back(settings: Settings, source: Source, log: SendLog, clock: Clock, result: RunResult) -> None:
+def _write_back(settings: Settings, source: Source, log: SendLog, clock: Clock, result: RunResult,
+                reporter: Reporter) -> None:
     """The run's Tasks (and any opt-out not yet there) to Salesforce, when ``[sfa] log_activity`` says so;
-    a CSV org's wait for ``repsend sync --export``. Refused records keep their error for ``repsend sync``; an
-    SFA that fails makes the run's exit code 3, and what is not written waits for ``repsend sync``."""
-    if not settings.sfa.writes_back or settings.sfa.kind != "salesforce":
-        return  # nothing pending costs no call: the write-back asks Salesforce only for what it has
+    a CSV org's wait for ``repsend sync --export``. Refused records keep their error for ``repsend sync`` (a
+    note, not the exit code); an SFA that fails makes the exit code 3, and what is not written waits."""
+    if not settings.sfa.writes_back:
+        return
+    if settings.sfa.kind != "salesforce":
+        if result.outcomes[SENT]:
+            reporter.note(f"{result.outcomes[SENT]} Task(s) kept for Data Loader: `repsend sync --export DIR` "
+                          "writes Task.csv and Contact.csv")
+        return
     from repsend.writeback import write_back
 
     try:
-        result.synced = write_back(log, source, clock.now(), retry_rejected=False)  # type: ignore[arg-type]
+        # Nothing pending costs no call: the write-back asks Salesforce only about what it holds.
+        done = result.synced = write_back(log, source, clock.now(), retry_rejected=False)  # type: ignore[arg-type]
     except RepsendError as exc:
         result.sync_error = str(exc)
-        result.exit_code = max(result.exit_code, exc.exit_code)
+        reporter.note(f"writing back to Salesforce stopped: {exc}; what is not written waits for `repsend sync`")
+        if result.error is None:
+            result.error = exc
+            result.exit_code = exc.exit_code
+        return
+    if done.tasks["written"] or done.tasks["found"] or done.rejected or done.records_opted_out:
+        for line in done.lines():
+            reporter.note(f"Salesforce: {line}")
+    for error in done.errors:
+        reporter.note(f"Salesforce refused: {error}")
+    if done.rejected:
+        reporter.note("the refused records keep their error in the send log; `repsend sync` tries them again")
 
 
-def _window_open(window: SendWindow, clock: Clock, wait: bool, result: RunResult) -> bool:
-    """Whether mail may go out now; with ``wait``, after sleeping until the window opens."""
+def _stopped_by(result: RunResult, exc: RepsendError) -> None:
+    if result.error is None:
+        result.error = exc
+        result.stopped = str(exc)
+    result.exit_code = exc.exit_code
+
+
+def _exit_code(result: RunResult) -> int:
+    """An error's code first; then SIGTERM, when it left mails unsent; then 1 when a mail did not go out."""
+    if result.exit_code != EXIT_OK:
+        return result.exit_code
+    if result.terminated and result.outcomes[NOT_SENT]:
+        return EXIT_STOPPED
+    if any(result.outcomes[k] for k in (FAILED, DEFERRED, UNKNOWN)):
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def _closed_note(run: Run, zone: tzinfo) -> str:
+    started = run.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    return (f"run {run.id} (started {started} {zone}, pid {run.pid} on {run.host}) ended without finishing "
+            f"(killed?); closed in the send log with what its attempts show: {run.sent} sent, {run.failed} failed, "
+            f"{run.deferred} deferred, {run.unknown} unknown")
+
+
+def _window_open(window: SendWindow, clock: Clock, wait: bool, result: RunResult, stop: _StopRequested,
+                 reporter: Reporter) -> bool:
+    """Whether mail may go out now; with ``wait``, after sleeping until the window opens (False when a
+    SIGTERM ends the wait)."""
     now = clock.now()
-    if window.is_open(now):
-        return True
-    opens = window.next_open(now)
-    if not wait:
-        result.window_opens = opens
-        result.stopped = f"outside the send window ({window.text}); it opens at {opens.isoformat()}"
-        return False
-    clock.sleep((opens - now).total_seconds())
+    while not window.is_open(now):
+        opens = window.next_open(now)
+        local = opens.astimezone(window.zone).strftime("%a %Y-%m-%d %H:%M")
+        if not wait:
+            result.window_opens = opens
+            result.stopped = f"outside the send window ({window.text}); it opens at {opens.isoformat()}"
+            return False
+        seconds = (opens - now).total_seconds()
+        reporter.note(f"outside the send window ({window.text}): waiting until {local} {window.zone} "
+                      f"(in {_duration(seconds)})")
+        try:
+            with stop.waiting():
+                clock.sleep(seconds)
+        except _Terminated:
+            result.terminated = True
+            result.stopped = f"stopped by SIGTERM while waiting for the send window (it opens {local} {window.zone})"
+            result.exit_code = EXIT_STOPPED
+        except KeyboardInterrupt:
+            result.stopped = f"interrupted (Ctrl-C) while waiting for the send window (it opens {local} {window.zone})"
+            result.exit_code = EXIT_INTERRUPTED
+        if result.exit_code != EXIT_OK:
+            result.window_opens = opens
+            return False
+        now = clock.now()
     return True
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(round(seconds / 60), 0)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 class _Delivery:
@@ -245,7 +387,8 @@ class _Delivery:
     mail leaves right after the first send is decided, and memory holds only the mails waiting."""
 
     def __init__(self, settings: Settings, options: RunOptions, log: SendLog, open_transport: Callable[[], Transport],
-                 clock: Clock, window: SendWindow, reporter: Reporter, result: RunResult) -> None:
+                 clock: Clock, window: SendWindow, reporter: Reporter, result: RunResult,
+                 stop: _StopRequested) -> None:
         self.settings, self.options, self.log, self.clock = settings, options, log, clock
         self.window, self.reporter, self.result = window, reporter, result
         self.open_transport = open_transport
@@ -255,42 +398,55 @@ class _Delivery:
         self.queue = RepQueues()
         self.decided = 0  # sends decided so far: the progress line's total
         self.consecutive = 0
-        self.stop = _StopRequested()
+        self.stop = stop
 
     def run(self, decisions: Iterator[Decision]) -> None:
-        with self.stop:
-            try:
-                for decision in decisions:
-                    if decision.mail is None:
-                        self.reporter.decision(decision, None)
-                        continue
-                    self.decided += 1
-                    if self.result.stopped:
-                        self._not_sent(decision)
-                        continue
-                    self.queue.put(decision)
-                    while self.queue and not self.result.stopped and self.throttle.ready():
-                        self._send_next()
-                while self.queue and not self.result.stopped:
-                    self._send_next()
-            finally:
-                for decision in self.queue.drain():
+        try:
+            for decision in decisions:
+                if decision.mail is None:
+                    self.reporter.decision(decision, None)
+                    continue
+                self.decided += 1
+                if self.result.stopped:
                     self._not_sent(decision)
+                    continue
+                self.queue.put(decision)
+                while self.queue and not self.result.stopped and self.throttle.ready():
+                    self._send_next()
+            while self.queue and not self.result.stopped:
+                self._send_next()
+        finally:
+            for decision in self.queue.drain():
+                self._not_sent(decision)
 
     def _send_next(self) -> None:
         """The next mail in turn, after the pace's wait; or none, and the run stops, when it must."""
+        result = self.result
         if self.stop.requested:
-            self.result.stopped = "stopped by SIGTERM"
-        elif not self.window.always and not self.window.is_open(self.clock.now()):
-            self.result.stopped = f"the send window closed ({self.window.text})"
-        if self.result.stopped:
+            result.stopped, result.terminated = "stopped by SIGTERM", True
+            return
+        if not self.window.always and not self.window.is_open(self.clock.now()):
+            result.stopped = f"the send window closed ({self.window.text})"
+            return
+        try:
+            with self.stop.waiting():
+                self.throttle.wait()
+        except _Terminated:
+            result.stopped, result.terminated = "stopped by SIGTERM", True
             return
         if self.transport is None:
-            # Built at the first mail (a missing host is a config error, exit 2); it connects lazily.
+            # Built at the first mail (a missing host is a config error, exit 2).
             self.transport = self.open_transport()
-        self.throttle.wait()
+        try:
+            # Connected before the row is claimed: a server that cannot be reached, a certificate that
+            # fails, a refused login leave no row for a contact never tried (it stays "not_sent").
+            self.transport.connect()
+        except MailError as exc:
+            result.stopped = str(exc)
+            result.exit_code = EXIT_SERVICE
+            result.error = exc
+            return
         decision = self.queue.take()
-        result = self.result
         try:
             outcome = _send_one(decision, self.settings, self.log, self.transport, self.clock, result.run_id,
                                 self.options, self.window.zone, self.policy)
@@ -298,6 +454,7 @@ class _Delivery:
             # The server failed the run: this mail is deferred (its row says so), the rest wait.
             result.stopped = str(exc)
             result.exit_code = EXIT_SERVICE
+            result.error = exc
             result.outcomes[DEFERRED] += 1
             self.reporter.decision(decision, Outcome(DEFERRED, text=str(exc)))
             return

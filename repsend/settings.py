@@ -3,11 +3,16 @@
 The config file holds everything but secrets; secrets (SF_*, SMTP_PASSWORD, REPSEND_DATABASE_URL) come
 only from the environment or a ``.env`` file beside the working directory. Paths in the config file are
 relative to the file itself, so a nightly job may run from any directory.
+
+Which config: ``--config``, else ``REPSEND_CONFIG``, else ``./repsend.toml``, else the bundled demo config
+(repsend/bundled.py), which says so on stderr.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,12 +20,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from repsend import bundled
 from repsend.errors import ConfigError
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "repsend.toml"
+# The config a folder holds for itself (what `repsend init` writes), looked for in the working directory.
+LOCAL_CONFIG = "repsend.toml"
 
 Days = Annotated[int, Field(ge=0)]
+
+# C0, DEL and C1: what no value that goes into a mail header (or an SMTP command) may hold.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _header_value(value: str) -> str:
+    """A config value that goes into every mail's headers or envelope: a CR or LF there would stop the
+    real run at its first mail (or break the header), and the dry run would not have said so."""
+    if _CONTROL.search(value) is not None:
+        raise ValueError("holds a control character (CR, LF, TAB, ...); it goes into every mail's headers")
+    return value
 
 
 class _Section(BaseModel):
@@ -57,16 +74,42 @@ class SfaSettings(_Section):
     @property
     def writes_back(self) -> bool:
         return self.log_activity if self.log_activity is not None else self.kind == "salesforce"
+    # kind = "csv": the safety data an admin accepts the export lacks (by default each gap stops the run).
+    allow_missing: list[str] = []
+    # kind = "csv": header label -> API name, over csv_format's tables (a report export writes labels).
+    columns: dict[str, str] = {}
 
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
-        import codecs
+        from repsend.sfa.csv_format import export_codec
 
         try:
-            codecs.lookup(value)
+            export_codec(value)
         except LookupError:
             raise ValueError(f"unknown encoding {value!r}; use for example 'utf-8' or 'cp932'") from None
+        return value
+
+    @field_validator("allow_missing")
+    @classmethod
+    def _known_gaps(cls, value: list[str]) -> list[str]:
+        import difflib
+
+        from repsend.sfa.csv_format import SAFETY_GAPS
+
+        for name in value:
+            if name not in SAFETY_GAPS:
+                nearest = difflib.get_close_matches(name, list(SAFETY_GAPS), n=1, cutoff=0.6)
+                hint = f" (did you mean `{nearest[0]}`?)" if nearest else ""
+                raise ValueError(f"{name!r} is not a gap repsend knows{hint}; known: {', '.join(SAFETY_GAPS)}")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _api_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, name in value.items():
+            if not label.strip() or not name.strip():
+                raise ValueError(f"{label!r} = {name!r}: a header label and an API name, neither empty")
         return value
 
 
@@ -101,6 +144,15 @@ class CompanySettings(_Section):
     opt_out: Annotated[str, Field(min_length=1)]
     domain: Annotated[str, Field(min_length=1)]
 
+    @field_validator("domain")
+    @classmethod
+    def _message_id_domain(cls, value: str) -> str:
+        from repsend.models import wire_domain
+
+        if " " in _header_value(value):
+            raise ValueError("a domain has no spaces")
+        return wire_domain(value)  # in Message-IDs: an internationalized domain as IDNA A-labels
+
 
 class MailSettings(_Section):
     transport: Literal["smtp", "outbox"] = "smtp"
@@ -110,6 +162,11 @@ class MailSettings(_Section):
     sender_domains: list[str] = []
     max_consecutive_failures: Annotated[int, Field(ge=1)] = 5
 
+    @field_validator("envelope_from", "unsubscribe_url")
+    @classmethod
+    def _in_every_mail(cls, value: str) -> str:
+        return _header_value(value)
+
 
 class SmtpSettings(_Section):
     host: str = ""
@@ -118,6 +175,23 @@ class SmtpSettings(_Section):
     username: str = ""
     timeout: Annotated[float, Field(gt=0)] = 30.0
     ca_file: ConfigPath | None = None
+    # UTF-8 local parts (山田@example.jp) are mailed with SMTPUTF8, and the server must offer it (else exit 3
+    # before any mail); false: they are skipped as unsendable_address, in the dry run and the real run alike.
+    smtputf8: bool = False
+    # The name repsend gives in EHLO; empty: this machine's fully qualified name (transport.helo_name).
+    helo_name: str = ""
+
+    @field_validator("helo_name")
+    @classmethod
+    def _helo_shape(cls, value: str) -> str:
+        # RFC 5321 4.1.1.1: a domain or an address literal; a space or CR/LF would end the command early.
+        import re
+
+        label = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+        if value and not re.fullmatch(rf"{label}(?:\.{label})*|\[(?:IPv6:)?[0-9A-Fa-f:.]+\]", value):
+            raise ValueError("expected a host name such as 'mail.acme.example' (or an address literal such as "
+                             "'[192.0.2.1]')")
+        return value
 
 
 class RateSettings(_Section):
@@ -153,6 +227,19 @@ class LogSettings(_Section):
     database: ConfigPath = Path("repsend.db")
 
 
+class InboxSettings(_Section):
+    """The IMAP mailbox `repsend inbox imap` reads (the bounce and opt-out address's); the password comes
+    only from REPSEND_IMAP_PASSWORD."""
+
+    host: str = ""
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: 993 for ssl, 143 for starttls
+    security: Literal["ssl", "starttls"] = "ssl"
+    user: str = ""
+    folder: str = "INBOX"
+    ca_file: ConfigPath | None = None
+    mark_seen: bool = False
+
+
 class Settings(_Section):
     sfa: SfaSettings = SfaSettings()
     audience: AudienceSettings = AudienceSettings()
@@ -163,6 +250,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     rate: RateSettings = RateSettings()
     log: LogSettings = LogSettings()
+    inbox: InboxSettings = InboxSettings()
 
     # Not from the file: where it was, the environment (with .env) the run sees, and the .env files read.
     config_path: ConfigPath = Path("repsend.toml")
@@ -196,16 +284,32 @@ def load_env(env: Mapping[str, str] | None = None, dotenv_paths: tuple[Path, ...
     return merged, tuple(read)
 
 
+def find_config(config: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """The config file to read: ``config`` (--config), REPSEND_CONFIG, ``./repsend.toml``, else the bundled
+    demo config. Returns it and whether it is the bundled one."""
+    if config is not None:
+        return config.expanduser(), False
+    if environ.get("REPSEND_CONFIG"):
+        return Path(environ["REPSEND_CONFIG"]).expanduser(), False
+    local = Path.cwd() / LOCAL_CONFIG
+    if local.is_file():
+        return local, False
+    return bundled.config_file(), True
+
+
 def load_settings(config: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the config; ``config`` beats REPSEND_CONFIG beats the bundled default.
+    """Read and validate the config (``find_config`` says which one).
 
     Secrets come from the environment, then ``./.env``, then the ``.env`` beside the config file (a
     nightly job's config folder holds its secrets whatever folder the job starts in)."""
     environ, _ = load_env(env, (Path.cwd() / ".env",))
-    if config is None:
-        config = Path(environ["REPSEND_CONFIG"]) if environ.get("REPSEND_CONFIG") else DEFAULT_CONFIG
-    config = config.expanduser()
-    env_paths = (Path.cwd() / ".env",) if config == DEFAULT_CONFIG else (Path.cwd() / ".env", config.parent / ".env")
+    config, demo = find_config(config, environ)
+    if demo:
+        # On stderr, so that a script reading --json is not disturbed, and a person is not misled.
+        print(f"repsend: note: using the bundled demo config {config} (no --config, REPSEND_CONFIG or "
+              f"./{LOCAL_CONFIG}; `repsend init` writes one for your org)", file=sys.stderr)
+    # The bundled config's folder is repsend's own, never a place for secrets.
+    env_paths = (Path.cwd() / ".env",) if demo else (Path.cwd() / ".env", config.parent / ".env")
     environ, env_files = load_env(env, env_paths)
     try:
         raw = config.read_bytes()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import smtplib
+import socket
 import ssl
 import uuid
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from repsend.clock import Clock, SystemClock
 from repsend.compose import POLICY, RepeatedHeaderPolicy
 from repsend.errors import ConfigError, MailError
+from repsend.models import wire_address
 
 if TYPE_CHECKING:
     from repsend.settings import Settings
@@ -57,7 +59,9 @@ def wire_policy(msg: EmailMessage, seven_bit: bool = False) -> EmailPolicy:
     remembers the headers that repeat), else ``WIRE_8BIT``; 7-bit for a server without 8BITMIME."""
     policy = msg.policy
     if not isinstance(policy, RepeatedHeaderPolicy) or policy.linesep != "\r\n":
-        return WIRE_7BIT if seven_bit else WIRE_8BIT
+        wire = WIRE_7BIT if seven_bit else WIRE_8BIT
+        # A message for SMTPUTF8 (a UTF-8 local part) stays one: encoded words cannot carry an address.
+        return wire.clone(utf8=True) if getattr(policy, "utf8", False) else wire
     return policy.clone(cte_type="7bit") if seven_bit else policy
 
 # Waits between tries, all through the injected clock: connecting (2 s, 4 s), a 4xx answer (5 s, 10 s, ...).
@@ -118,6 +122,13 @@ class DeliveryUnknown(SendFailure):
 
 @runtime_checkable
 class Transport(Protocol):
+    def connect(self) -> None:
+        """Be ready to send (connect and log in, if not connected yet), or raise a MailError.
+
+        Called before a mail's send-log row is claimed, so that a run whose server cannot be reached,
+        whose certificate fails or whose login is refused leaves no row for a contact it never tried."""
+        ...
+
     def send(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered: ...
 
     def close(self) -> None: ...
@@ -161,6 +172,7 @@ class SmtpTransport:
         clock: Clock,
         retries: int = 3,
         local_hostname: str | None = None,
+        smtputf8: bool = False,
     ) -> None:
         if security not in SECURITIES:
             raise ConfigError(f"SMTP security must be one of {', '.join(SECURITIES)}, got {security!r}")
@@ -174,7 +186,10 @@ class SmtpTransport:
         self.clock = clock
         self.retries = max(1, retries)
         self.local_hostname = local_hostname
+        # [smtp] smtputf8: the run composed mails for SMTPUTF8, so a server without it is refused at connect.
+        self.smtputf8 = smtputf8
         self.connections = 0  # how many connections were opened, for the run summary and tests
+        self.notes: list[str] = []  # said once on stderr by the command (e.g. a machine with no proper name)
         self._smtp: smtplib.SMTP | None = None
         self._used = False  # the open connection has answered a MAIL already (so it may have gone stale)
         self._context: ssl.SSLContext | None = None
@@ -236,7 +251,8 @@ class SmtpTransport:
             where = f"{settings.config_path}: [smtp] ca_file"
         if ca_file is not None and not ca_file.is_file():
             raise ConfigError(f"{where}: {ca_file} does not exist")
-        return cls(
+        local_hostname, note = helo_name(smtp.helo_name)
+        transport = cls(
             host=host,
             port=port,
             security=security,  # type: ignore[arg-type]
@@ -245,7 +261,12 @@ class SmtpTransport:
             timeout=smtp.timeout,
             ca_file=ca_file,
             clock=clock,
+            local_hostname=local_hostname,
+            smtputf8=smtp.smtputf8,
         )
+        if note:
+            transport.notes.append(note)
+        return transport
 
     # -- the connection ---------------------------------------------------------------------------
 
@@ -255,6 +276,10 @@ class SmtpTransport:
             return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"SMTP CA file {self.ca_file}: cannot load it: {_reason(exc)}") from None
+
+    def connect(self) -> None:
+        """Open the connection now (connect, EHLO, STARTTLS, login), if none is open; a MailError if it fails."""
+        self._connection()
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is not None:
@@ -301,6 +326,13 @@ class SmtpTransport:
                     )
                 smtp.starttls(context=self._context)
                 smtp.ehlo_or_helo_if_needed()
+            if self.smtputf8 and not smtp.has_extn("smtputf8"):
+                # The dry run decided with SMTPUTF8 (UTF-8 local parts are sends): without it the run would
+                # not be the one the dry run showed. Nothing is sent; a person chooses.
+                raise _Fatal(
+                    f"{where}: the server does not offer SMTPUTF8, which [smtp] smtputf8 = true needs;"
+                    " nothing sent (set smtputf8 = false to skip UTF-8 addresses as unsendable_address)"
+                )
             if self.username:
                 self._login(smtp)
             return smtp
@@ -398,7 +430,13 @@ class SmtpTransport:
     # -- sending ----------------------------------------------------------------------------------
 
     def send(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered:
-        """Send one message to one recipient; 4xx and drops before the data are retried with backoff."""
+        """Send one message to one recipient; 4xx and drops before the data are retried with backoff.
+
+        The envelope's domains go out as IDNA A-labels, like the headers' (``compose.to_message``)."""
+        try:
+            envelope_from, recipient = wire_address(envelope_from), wire_address(recipient)
+        except ValueError as exc:
+            raise RecipientRefused(553, f"not sent: {exc}") from None
         # The first try runs outside tenacity, whose bookkeeping costs about a tenth of a transaction
         # with a local server; after a TemporaryFailure the same Retrying as ever takes over, its first
         # attempt being that failure (so the waits, the attempts and the error raised stay the same).
@@ -438,7 +476,8 @@ class SmtpTransport:
                 options.append("BODY=8BITMIME")
             else:
                 content = msg.as_bytes(policy=wire_policy(msg, seven_bit=True))
-        if not (envelope_from + recipient).isascii():
+        # A UTF-8 local part, in the envelope or in a header (a message made for SMTPUTF8): RFC 6531.
+        if not (envelope_from + recipient).isascii() or getattr(msg.policy, "utf8", False):
             if not smtp.has_extn("smtputf8"):
                 raise RecipientRefused(
                     553, f"not sent: {recipient} or {envelope_from} needs SMTPUTF8, which {self.where} does not offer"
@@ -596,11 +635,14 @@ class OutboxTransport:
     def __repr__(self) -> str:
         return f"OutboxTransport({str(self.folder)!r})"
 
-    def send(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered:
+    def connect(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise MailError(f"{self.folder}: cannot create the outbox folder: {_reason(exc)}") from None
+
+    def send(self, msg: EmailMessage, envelope_from: str, recipient: str) -> Delivered:
+        self.connect()
         content = msg.as_bytes(policy=wire_policy(msg))
         stem = self._stem(msg)
         # A hidden name that no pickup glob (*.eml) matches; created with the usual umask, like any file.
@@ -636,6 +678,29 @@ class OutboxTransport:
 
     def close(self) -> None:
         pass
+
+
+# First labels of the names a machine without a proper one reports: not a name another server can check.
+_LOOPBACK_NAMES = {"localhost", "localhost4", "localhost6", "ip6-localhost", "ip6-loopback"}
+
+
+def helo_name(configured: str) -> tuple[str | None, str | None]:
+    """The name for EHLO (``local_hostname``) and, when this machine has no usable one, a note saying so.
+
+    ``[smtp] helo_name`` when set; else this machine's fully qualified name. Receiving servers check the
+    greeting (a name that resolves, not "localhost", not a bare address) and score a bad one as spam. When
+    ``socket.getfqdn()`` gives no dotted name or a loopback one, repsend does what smtplib would do (None:
+    a bare name becomes the connection's address literal, e.g. ``[192.0.2.1]``) and says so."""
+    if configured:
+        return configured, None
+    fqdn = socket.getfqdn()
+    first = fqdn.split(".", 1)[0].lower()
+    if "." in fqdn and first not in _LOOPBACK_NAMES:
+        return fqdn, None
+    return None, (f"this machine's name {fqdn!r} is not a fully qualified domain name, so the SMTP greeting "
+                  f"(EHLO) {'gives it' if '.' in fqdn else 'gives its address, e.g. [192.0.2.1]'}, which "
+                  "receiving servers may count against the mail: set [smtp] helo_name (e.g. "
+                  "\"mail.yourcompany.example\", a name that resolves to this machine)")
 
 
 def open_transport(settings: Settings, clock: Clock) -> Transport:

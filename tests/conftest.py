@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.smtp_server", "tests.pg"]
+pytest_plugins = ["tests.smtp_server", "tests.pg", "tests.imap_server"]
 
 ISOLATED = (
     "REPSEND_CONFIG", "REPSEND_DATABASE_URL", "SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN", "SF_DOMAIN",
     "SF_INSTANCE_URL", "SF_ACCESS_TOKEN", "SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD",
-    "SMTP_SECURITY", "SMTP_CA_FILE",
+    "SMTP_SECURITY", "SMTP_CA_FILE", "SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_PRIVATE_KEY_FILE",
+    "REPSEND_UNSUBSCRIBE_SECRET", "REPSEND_IMAP_PASSWORD",
 )
 
 

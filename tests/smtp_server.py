@@ -77,6 +77,7 @@ class _Fault:
 class _Log:
     connections: int = 0
     commands: list[tuple[int, str]] = field(default_factory=list)
+    ehlo_names: list[str] = field(default_factory=list)
 
 
 class SmtpSink:
@@ -92,6 +93,7 @@ class SmtpSink:
         eight_bit_mime: bool = True,
         hostname: str = "mx.sink.test",
         pipelining: bool = False,
+        smtputf8: bool = False,
     ) -> None:
         self.tls = tls
         # Offer PIPELINING (RFC 2920): aiosmtpd reads pipelined commands one line at a time anyway.
@@ -103,6 +105,7 @@ class SmtpSink:
         self.hung = threading.Event()
         self._log = _Log()
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._ready = False
         self._tmp = tempfile.TemporaryDirectory(prefix="smtp-sink-")
         self.ca: trustme.CA | None = None
@@ -121,6 +124,8 @@ class SmtpSink:
             "ready_timeout": 5.0,
             # Without 8BITMIME aiosmtpd needs decode_data=True (then it also refuses BODY=8BITMIME).
             "decode_data": not eight_bit_mime,
+            # Offer SMTPUTF8 (RFC 6531): UTF-8 in MAIL, RCPT and the headers.
+            "enable_SMTPUTF8": smtputf8,
         }
         if tls == "starttls":
             kwargs.update(tls_context=server_ctx, require_starttls=require_starttls)
@@ -186,6 +191,12 @@ class SmtpSink:
     def ehlo_count(self) -> int:
         return self.commands.count("EHLO")
 
+    @property
+    def ehlo_names(self) -> list[str]:
+        """The name each EHLO (or HELO) gave, in order."""
+        with self._lock:
+            return list(self._log.ehlo_names)
+
     # -- faults: each hits the commands of its stage, once `after` messages were accepted --------
 
     def tempfail(self, times: int = 1, at: Stage = "RCPT", code: int = 451,
@@ -212,14 +223,20 @@ class SmtpSink:
         """
         self._add(_Fault(_stage(at), "drop", after=after, refuse_connections=refuse_connections))
 
-    def hang(self, after: int, at: Stage = "EOM") -> threading.Event:
-        """Once `after` messages were accepted, never answer at `at` (once): the client waits forever.
+    def hang(self, after: int = 0, at: Stage = "EOM", address: str | None = None) -> threading.Event:
+        """Once `after` messages were accepted, never answer at `at` (once; for `address` only, if given):
+        the client waits until its own timeout, or forever.
 
         For killing a client in the middle of an SMTP transaction; the returned event is set when the
         server starts hanging, so a test waits on it instead of sleeping.
         """
-        self._add(_Fault(_stage(at), "hang", after=after))
+        self._add(_Fault(_stage(at), "hang", after=after, address=address))
         return self.hung
+
+    def wait_for_messages(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until `count` messages were accepted (True), or `timeout` seconds passed (False)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.messages) >= count, timeout)
 
     def stop_listening(self) -> None:
         """Refuse new connections from now on; open ones go on."""
@@ -245,10 +262,12 @@ class SmtpSink:
             self._log.connections += 1
             return self._log.connections
 
-    def _command(self, connection: int, command: str) -> None:
+    def _command(self, connection: int, command: str, argument: str | None = None) -> None:
         if connection:
             with self._lock:
                 self._log.commands.append((connection, command))
+                if argument is not None:
+                    self._log.ehlo_names.append(argument)
 
     def _take(self, stage: str, addresses: list[str]) -> _Fault | None:
         with self._lock:
@@ -261,6 +280,7 @@ class SmtpSink:
     def _record(self, received: Received, accepted: bool) -> int:
         with self._lock:
             (self.messages if accepted else self.unanswered).append(received)
+            self._arrived.notify_all()
             return len(self.messages)
 
     def _authenticate(self, server: SMTP, session: Any, envelope: Any, mechanism: str,
@@ -325,11 +345,11 @@ class _SinkSMTP(SMTP):
         return True  # pragma: no cover
 
     async def smtp_EHLO(self, hostname: str) -> None:
-        self.sink._command(self.number, "EHLO")
+        self.sink._command(self.number, "EHLO", hostname)
         await super().smtp_EHLO(hostname)
 
     async def smtp_HELO(self, hostname: str) -> None:
-        self.sink._command(self.number, "HELO")
+        self.sink._command(self.number, "HELO", hostname)
         await super().smtp_HELO(hostname)
 
     async def smtp_STARTTLS(self, arg: str) -> None:

@@ -108,6 +108,69 @@ def test_a_broken_template_stops_the_run_naming_file_and_line(tmp_path: Path, te
         Templates(write_template(tmp_path, text), "t", ["ja"])
 
 
+def test_a_subject_line_that_does_not_close_its_tags_is_a_config_error(tmp_path: Path) -> None:
+    """The Subject line is rendered alone too (where a value holds a line break): it must be whole."""
+    text = "Subject: {% if contact.title is defined %}x\n\n{% endif %}{{ contact.last_name }}様\n"
+    with pytest.raises(ConfigError, match=r"t/ja\.txt:1: the Subject line must be complete on its own line"):
+        Templates(write_template(tmp_path, text), "t", ["ja"])
+
+
+# The issue's case: a value the Subject prints holds a line feed and a header after it. Printed plainly
+# (the fast path), through a filter (Jinja renders every mail), and from the bundled templates.
+SUBJECT_TEMPLATES = {
+    "plain": "Subject: ご無沙汰しております（{{ contact.account_name }}）\n\n{{ contact.last_name }}様\n",
+    "filtered": "Subject: {{ contact.account_name | trim }} 様\n\n{{ contact.last_name }}様\n",
+    "looped": "Subject: {% for w in [contact.account_name] %}{{ w }}{% endfor %}\n\n{{ contact.last_name }}様\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SUBJECT_TEMPLATES))
+@pytest.mark.parametrize("value", ["X\nBcc: someone@example", "X\r\nBcc: someone@example", "X\rY", "X\x85Y",
+                                   "X\x7fY", "X\x00Y", "X\x1bY"])
+def test_a_control_character_a_value_brings_into_the_subject_is_invalid_header(
+        tmp_path: Path, kind: str, value: str) -> None:
+    """Checked after rendering: never a Subject cut at the line break with the rest going into the body."""
+    from repsend.compose import HeaderInjection
+
+    templates = Templates(write_template(tmp_path, SUBJECT_TEMPLATES[kind]), "t", ["ja"])
+    fine = templates.compose(YAMADA, SATO, COMPANY, "ja", "c")  # the shape learnt on a good value first
+    assert "\n" not in fine.subject and fine.body.startswith("山田様\n")
+    odd = Contact(id="0035g00000Q0000009", email="a@example.jp", owner_id=SATO.id, last_name="森",
+                  account_name=value)
+    for make in (templates.compose, templates.check):
+        with pytest.raises(HeaderInjection) as err:
+            make(odd, SATO, COMPANY, "ja", "c")
+        assert (err.value.detail, err.value.header) == ("control character in Subject", "Subject")
+
+
+@pytest.mark.parametrize("value", ["X\tY", "X\u3000Y"])
+def test_white_space_in_the_subject_is_no_control_character(tmp_path: Path, value: str) -> None:
+    templates = Templates(write_template(tmp_path, SUBJECT_TEMPLATES["plain"]), "t", ["ja"])
+    odd = Contact(id="0035g00000Q0000009", email="a@example.jp", owner_id=SATO.id, last_name="森",
+                  account_name=value)
+    assert templates.compose(odd, SATO, COMPANY, "ja", "c").subject == f"ご無沙汰しております（{value}）"
+
+
+@pytest.mark.parametrize(
+    ("rep", "contact", "header"),
+    [
+        pytest.param(Rep(id="0055g00000AbCdXAAV", name="佐藤\x85健", email="k@acme.example", is_active=True,
+                         last_name="佐藤"), YAMADA, "From", id="C1 in the rep's name"),
+        pytest.param(Rep(id="0055g00000AbCdXAAV", name="佐藤 健", email="k\t@acme.example", is_active=True,
+                         last_name="佐藤"), YAMADA, "From", id="TAB in the rep's address"),
+        pytest.param(SATO, Contact(id="0035g00000Q0000009", email="a@example.jp", owner_id=SATO.id,
+                                   last_name="森\x7f"), "To", id="DEL in the contact's name"),
+    ],
+)
+def test_a_control_character_in_an_address_header_is_invalid_header(rep: Rep, contact: Contact, header: str) -> None:
+    from repsend.compose import HeaderInjection
+
+    templates = Templates(TEMPLATES, "dormant", ["ja"])
+    for make in (templates.compose, templates.check):
+        with pytest.raises(HeaderInjection, match=f"control character in {header}"):
+            make(contact, rep, COMPANY, "ja", "dormant")
+
+
 def test_a_missing_language_version_is_a_config_error(tmp_path: Path) -> None:
     folder = write_template(tmp_path, "Subject: x\n\nbody\n")
     with pytest.raises(ConfigError, match=r"t/en\.txt: template not found"):
@@ -180,7 +243,7 @@ def test_the_check_that_makes_no_text_says_what_composing_says() -> None:
 
     rng = random.Random(11)
     pieces = ["花子", "Ann", " ", "", "{{", "}", "%s", "%", "\n", "\r", "\x01", "\t", "Bcc: x@example.jp", "ｻﾝﾌﾟﾙ",
-              "O'Brien", '"', "\u2028", "{% raw %}"]
+              "O'Brien", '"', "\u2028", "{% raw %}", "\x85", "\x7f", "山田@例え.jp"]
     templates = Templates(TEMPLATES, "dormant", ["ja", "en"])
     reps = [SATO, Rep(id="0055g00000AbCdFAAV", name="Emily Carter", email="e.carter@acme.example", is_active=True,
                       first_name="Emily", signature=""),

@@ -112,14 +112,20 @@ def test_a_row_with_the_wrong_number_of_fields(tmp_path: Path) -> None:
 
 
 def test_missing_optional_columns_are_noted_once(tmp_path: Path) -> None:
+    """A column that only makes the audience smaller is a note; one a safety rule needs, accepted by
+    allow_missing, is a note too; each said once however often the file is read."""
     folder = write_export(tmp_path, [])
     header = [h for h in CONTACT_HEADER if h not in ("HasOptedOutOfEmail", "LastActivityDate")]
     write_csv(folder / "Contact.csv", header, [contact(1), contact(2)])
-    src = source(folder)
+    src = CsvExportSource(folder, language_field="MailingCountry", allow_missing=["HasOptedOutOfEmail"])
+    src.blocked_addresses(src.deals(date(2026, 1, 1), "account"), "account")
     contacts = list(src.contacts()) + list(src.contacts())
     assert len(contacts) == 4 and not any(c.opted_out for c in contacts)
     assert src.notes == [
-        "Contact.csv has no HasOptedOutOfEmail column: the opted_out rule has nothing to go on",
+        "OpportunityContactRole.csv is not in the export: deals reach contacts only through their account and "
+        "Opportunity.ContactId",
+        "Contact.csv has no HasOptedOutOfEmail column ([sfa] allow_missing): a contact who opted out would be "
+        "mailed (opted_out)",
         "Contact.csv has no LastActivityDate column: recent_activity (last activity) has nothing to go on",
     ]
 

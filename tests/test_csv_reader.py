@@ -149,3 +149,32 @@ def test_the_iso_spellings_read_fast_mean_what_parse_date_says() -> None:
                 with pytest.raises(BadValue):
                     parse_date(value[:10])
     assert parse_date("2025-03-14T09:30:00.000Z") == date(2025, 3, 14)
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+@pytest.mark.parametrize("file", list(WANTED))
+@pytest.mark.parametrize("chunk_bytes", [64, 700, 1 << 20])
+def test_report_exports_read_the_same_by_both_parsers(tmp_path: Path, language: str, file: str,
+                                                      chunk_bytes: int) -> None:
+    """A report export (labels, a footer the chunks must stop before, wherever they are cut): the same
+    frames from both parsers, the footer in neither, and the fast one taken for an ordinary report."""
+    from repsend.sfa.csv_format import labels_for
+    from tests.exports import report_export
+
+    export = random_export(tmp_path / "dl", SEEDS[1], contacts=300)
+    report = report_export(export, tmp_path / "report", language)
+    wanted = dict(WANTED[file])
+    if file == "Contact.csv":
+        wanted["IsEmailBounced"] = ("EmailBouncedReason", TEXT)
+    frames = []
+    for fast in (True, False):
+        reader = CsvFile(report / file, "utf-8-sig", chunk_bytes=chunk_bytes, fast=fast, labels=labels_for(file))
+        frames.append(pl.concat(list(reader.frames(wanted, lines=True))))
+        if fast and chunk_bytes > 64:
+            assert not any(careful for _, careful in reader._cuts or [])
+        again = pl.concat(list(reader.again(wanted, lines=True)))
+        assert again.to_dicts() == frames[-1].to_dicts()
+    assert frames[0].to_dicts() == frames[1].to_dicts()
+    plain = pl.concat(list(CsvFile(export / file, "utf-8-sig").frames({"Id" if file != "OpportunityContactRole.csv"
+                                                                         else "OpportunityId": TEXT})))
+    assert frames[0].height == plain.height  # every record, and no footer line among them

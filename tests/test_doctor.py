@@ -46,7 +46,9 @@ def org(tmp_path: Path) -> Path:
 
 def working(tmp_path: Path, export: Path, **sections: Any) -> Path:
     mail = {"sender_domains": ["acme.example"], "envelope_from": "bounces@acme.example"}
-    return write_config(tmp_path, export, mail={**mail, **sections.pop("mail", {})}, **sections)
+    smtp = {"helo_name": "mail.acme.example"}  # this machine's own name may be "localhost"
+    return write_config(tmp_path, export, mail={**mail, **sections.pop("mail", {})},
+                        smtp={**smtp, **sections.pop("smtp", {})}, **sections)
 
 
 def test_a_working_setup_is_all_ok_and_nothing_is_sent_or_written(tmp_path: Path, org: Path, make_smtp_sink) -> None:
@@ -57,7 +59,8 @@ def test_a_working_setup_is_all_ok_and_nothing_is_sent_or_written(tmp_path: Path
 
     assert result.exit_code == 0, result.output
     assert lines(result.output, "fail") == [] and lines(result.output, "warn") == []
-    assert f"127.0.0.1:{sink.port}: connected, STARTTLS, certificate verified, logged in as {USER}" in result.output
+    assert (f"127.0.0.1:{sink.port}: connected, STARTTLS, certificate verified, logged in as {USER}, "
+            "EHLO mail.acme.example") in result.output
     assert "2 contacts read, 3 users; 2 would be mailed today" in result.output
     assert "every rep who would send has an address in acme.example" in result.output
     assert "dormant: en, ja render for a sample contact" in result.output
@@ -134,6 +137,22 @@ def test_a_rep_outside_the_sender_domains_who_would_send_fails_by_name(tmp_path:
         "fail  reps       Emily Carter <e.carter@gmail.example> would send 1 mail(s) but is outside [mail] "
         "sender_domains (acme.example)"
     ]
+
+
+@pytest.mark.parametrize("offered", [False, True])
+def test_smtputf8_on_needs_a_server_that_offers_it(tmp_path: Path, org: Path, make_smtp_sink, offered: bool) -> None:
+    """The run would stop at its connection (exit 3) where the server does not offer it: doctor says so first."""
+    sink = make_smtp_sink(smtputf8=offered)
+    result = doctor(working(tmp_path, org, smtp={"smtputf8": True}), sink.env())
+
+    smtp = [line for line in result.output.splitlines() if line.split()[1:2] == ["smtp"]]
+    if offered:
+        assert result.exit_code == 0 and "offers 8BITMIME, SMTPUTF8" in smtp[0], result.output  # a warn: no TLS
+    else:
+        assert result.exit_code == 1 and smtp[0].startswith("fail "), result.output
+        assert "does not offer SMTPUTF8, which [smtp] smtputf8 = true needs" in result.output
+        assert "fix: use a server that offers SMTPUTF8, or set [smtp] smtputf8 = false" in result.output
+    assert sink.messages == []
 
 
 def test_an_empty_envelope_from_warns_that_bounces_reach_the_reps(tmp_path: Path, org: Path, smtp_sink) -> None:
@@ -279,3 +298,33 @@ def test_salesforce_by_client_credentials_is_the_login_for_a_nightly_job(
     assert "ok    sfa        Salesforce, the OAuth client credentials login: logged in as" in result.output
     assert [line for line in lines(result.output, "warn") if line.split()[1] == "sfa"] == []  # no login warning
     assert CC_ENV["SF_CLIENT_SECRET"] not in result.output
+
+
+def test_a_config_as_init_wrote_it_fails_until_filled_in(tmp_path: Path, smtp_sink) -> None:
+    assert cli_init(tmp_path / "org").exit_code == 0
+    result = doctor(tmp_path / "org" / "repsend.toml", smtp_sink.env())
+
+    assert result.exit_code == 1
+    assert ("still as `repsend init` wrote it: [company] name, [company] postal_address, [company] domain, "
+            "[company] opt_out, [mail] sender_domains") in result.output
+    assert "fix: fill in the lines marked FILL IN" in result.output
+
+
+def test_the_bundled_demo_config_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./repsend.toml here
+    result = CliRunner().invoke(app, ["doctor"], env={"REPSEND_CONFIG": ""})
+    assert "warn  config     this is the bundled demo config, not your org's" in result.output
+
+
+def test_a_machine_without_a_proper_name_is_told_to_set_helo_name(tmp_path: Path, org: Path, smtp_sink,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setattr(socket, "getfqdn", lambda *a: "localhost")
+    result = doctor(working(tmp_path, org, smtp={"helo_name": ""}), smtp_sink.env())
+    smtp = [line for line in lines(result.output, "warn") if line.split()[1] == "smtp"]
+    assert smtp and "helo_name" in smtp[0]
+
+
+def cli_init(folder: Path) -> Any:
+    return CliRunner().invoke(app, ["init", str(folder)], env={"REPSEND_CONFIG": ""})

@@ -166,9 +166,9 @@ def test_the_random_export_has_every_reason(tmp_path: Path, exports: dict[tuple[
         seen |= set(summary["skip"])
         if summary["send"]:
             seen.add("send")
-    assert seen >= {"no_email", "invalid_email", "opted_out", "bounced", "suppressed", "already_sent",
-                    "active_deal", "recent_activity", "cooldown", "duplicate_email", "no_owner", "inactive_owner",
-                    "sender_domain", "missing_field", "invalid_header", "rep_cap", "send"}
+    assert seen >= {"no_email", "invalid_email", "unsendable_address", "opted_out", "bounced", "suppressed",
+                    "already_sent", "active_deal", "recent_activity", "cooldown", "duplicate_email", "no_owner",
+                    "inactive_owner", "sender_domain", "missing_field", "invalid_header", "rep_cap", "send"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -311,9 +311,13 @@ def test_notes_for_missing_optional_columns(tmp_path: Path) -> None:
     write_raw(export / "Contact.csv", csv_text(header, rows))
     opp = [{"AccountId": "0015g0000000001", "IsClosed": "false"}]
     write_raw(export / "Opportunity.csv", csv_text(["AccountId", "IsClosed"], opp))
-    settings = load_settings(config_file(tmp_path, export, sfa={"contact_fields": ["Department", "Department"]}))
+    gaps = ["HasOptedOutOfEmail", "IsEmailBounced", "AccountId"]
+    settings = load_settings(config_file(tmp_path, export, sfa={"contact_fields": ["Department", "Department"],
+                                                                "allow_missing": gaps}))
     _, _, notes = assert_decided(settings)
     assert len(notes) >= 6
+    assert [note.split(" (", 1)[0] for note in notes if "allow_missing" in note] == [
+        f"Contact.csv has no {gap} column" for gap in gaps]
 
 
 def test_duplicate_and_reordered_columns(tmp_path: Path) -> None:
@@ -324,7 +328,8 @@ def test_duplicate_and_reordered_columns(tmp_path: Path) -> None:
             {"Email": "", "Id": "0035g0000000002AAA", "email": "", "OwnerId": CARTER, "LastName": "Smith",
              "MAILINGCOUNTRY": "", "Extra": ""}]
     write_raw(export / "Contact.csv", csv_text(header, rows))
-    settings = load_settings(config_file(tmp_path, export))
+    allow = {"allow_missing": ["HasOptedOutOfEmail", "IsEmailBounced", "AccountId"]}
+    settings = load_settings(config_file(tmp_path, export, sfa=allow))
     text, _, _ = assert_decided(settings)
     assert "second@example.jp".casefold() in text.casefold()
 

@@ -30,7 +30,7 @@ from repsend.cli import app
 from repsend.clock import FakeClock
 from repsend.logview import FIELDS
 from repsend.selection import RunOptions
-from repsend.sending import RunResult, send_run
+from repsend.sending import Reporter, RunResult, send_run
 from repsend.sendlog import SendLog, alembic_config
 from repsend.settings import load_settings
 from repsend.sfa import open_source
@@ -86,10 +86,8 @@ def run_with_fake_clock(config: Path, sink: SmtpSink, db: dict[str, str]) -> Run
     settings = load_settings(config, env={**os.environ, **sink.env(), **db})
     clock = FakeClock(MONDAY_10_TOKYO)
 
-    class Quiet:
-        def decision(self, *_: Any) -> None: ...
-
-        def progress(self, *_: Any) -> None: ...
+    class Quiet(Reporter):
+        """Prints nothing: the test reads the send log."""
 
     log = SendLog.open(settings.database_url)
     source = open_source(settings)

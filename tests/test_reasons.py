@@ -26,3 +26,11 @@ def test_every_reason_says_whether_it_sends() -> None:
     # A send reason comes after every skip: a skip that applies always wins.
     assert all(skip.rank < send.rank for skip in Reason if not skip.is_send for send in Reason if send.is_send)
 
+
+
+def test_the_help_lists_every_reason_in_its_order() -> None:
+    """``repsend dormant --help`` names the reason codes (cli.REASONS), the first that applies first."""
+    from repsend.cli import REASONS
+
+    named = re.findall(r"[a-z]+(?:_[a-z]+)+|\b(?:dormant|bounced|suppressed|cooldown)\b", REASONS)
+    assert named == [reason.value for reason in Reason]

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from repsend.clock import FakeClock
 from repsend.models import Decision
 from repsend.selection import RunOptions
-from repsend.sending import Outcome, RunResult, send_run
+from repsend.sending import Outcome, Reporter, RunResult, send_run
 from repsend.sendlog import SendLog
 from repsend.settings import Settings, load_settings
 from repsend.sfa import open_source
@@ -29,7 +29,7 @@ AS_OF = date(2026, 11, 23)
 MONDAY_10_TOKYO = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 
 
-class Collect:
+class Collect(Reporter):
     """A reporter that keeps what a run would print."""
 
     def __init__(self) -> None:
@@ -167,10 +167,12 @@ def test_a_server_that_refuses_from_the_start_stops_the_run(tmp_path: Path, refu
     result, reporter, log = run(settings)
     assert result.exit_code == 3
     assert f"127.0.0.1:{refused_port}: cannot connect" in result.stopped
-    # The attempt is in the log as deferred (nothing went out), the rest was never attempted.
-    assert list(states(log).values()) == ["deferred"]
-    assert [o.state for _, o in reporter.rows if o] == ["deferred", "not_sent"]
-    assert result.outcomes["not_sent"] == 1
+    # Nobody was tried: no attempt row (the run's row says how it ended), every send is not_sent.
+    assert log.rows() == []
+    assert [o.state for _, o in reporter.rows if o] == ["not_sent", "not_sent"]
+    assert result.outcomes["not_sent"] == 2
+    [run_row] = log.runs()
+    assert (run_row.exit_code, run_row.sent, run_row.deferred) == (3, 0, 0)
 
 
 def test_a_drop_after_the_data_is_unknown_and_never_sent_again(tmp_path: Path, smtp_sink: SmtpSink) -> None:
@@ -406,7 +408,8 @@ def test_no_mail_server_configured_is_a_config_error_that_writes_nothing(tmp_pat
 
 
 def test_sigterm_ends_the_run_between_two_mails(tmp_path: Path, smtp_sink: SmtpSink) -> None:
-    """A scheduler stopping the job: the mail under way finishes, the rest wait for the next run."""
+    """A scheduler stopping the job: the pace's wait ends at once, the rest wait for the next run, and the
+    run says it did not finish (exit 143)."""
 
     class TermOnSecondWait(FakeClock):
         def sleep(self, seconds: float) -> None:
@@ -418,10 +421,11 @@ def test_sigterm_ends_the_run_between_two_mails(tmp_path: Path, smtp_sink: SmtpS
     before = signal.getsignal(signal.SIGTERM)
     result, reporter, log = run(settings, TermOnSecondWait(MONDAY_10_TOKYO))
     assert signal.getsignal(signal.SIGTERM) is before, "the handler is put back"
-    assert result.stopped == "stopped by SIGTERM" and result.exit_code == 0
-    assert len(smtp_sink.messages) == 3  # the third mail was already paced and went out
-    assert Counter(states(log).values()) == {"sent": 3}
-    assert [o.state for _, o in reporter.rows] == ["sent", "sent", "sent", "not_sent", "not_sent"]
+    assert result.stopped == "stopped by SIGTERM" and result.exit_code == 143
+    assert len(smtp_sink.messages) == 2  # the third mail's wait was cut short: it did not go out
+    assert Counter(states(log).values()) == {"sent": 2}
+    assert [o.state for _, o in reporter.rows] == ["sent", "sent", "not_sent", "not_sent", "not_sent"]
+    assert log.runs()[0].exit_code == 143
     _, _, log = run(settings)
     assert len(smtp_sink.messages) == 5 and Counter(states(log).values()) == {"sent": 5}
 

@@ -576,6 +576,13 @@ def test_schema_is_pinned(log: SendLog, url: str) -> None:
     assert describe(url) == PINNED_SCHEMA
 
 
+def test_the_record_read_back_has_every_column_in_order() -> None:
+    """``Attempt`` (what reads return) is written out beside the table model: the two must not drift."""
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(sendlog.Attempt)] == [c.name for c in sendlog._attempt.c]
+
+
 def test_models_match_the_migrations(log: SendLog, url: str) -> None:
     engine = _plain_engine(url)
     with engine.connect() as conn:

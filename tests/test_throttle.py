@@ -75,3 +75,20 @@ def test_a_window_past_midnight() -> None:
 def test_a_malformed_window(text: str) -> None:
     with pytest.raises(ValueError):
         parse_window(text)
+
+
+def test_the_default_pace_is_the_one_the_readme_states() -> None:
+    """per_minute = 20 and per_hour = 300 space mails 12 s apart (3600 s / 300), not 3 s (60 s / 20): the
+    longer spacing wins, and the README says so."""
+    from repsend.settings import RateSettings
+    from tests.helpers import REPO
+
+    defaults = RateSettings()
+    assert (defaults.per_minute, defaults.per_hour) == (20, 300)
+    stamps = sends(defaults.per_minute, defaults.per_hour, 301)
+    gaps = {(b - a).total_seconds() for a, b in zip(stamps, stamps[1:], strict=False)}
+    assert gaps == {12.0}
+    assert most_in_any(stamps, timedelta(minutes=1)) == 5 and most_in_any(stamps, timedelta(hours=1)) == 300
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "space mails **12 s apart** (3600 s / 300): 5 a minute, 300 an hour" in readme
+    assert "one every 3 s" not in readme

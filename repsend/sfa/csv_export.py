@@ -21,15 +21,23 @@ from repsend.models import Contact, Reason, Rep, id15
 from repsend.sfa.base import Deal, DealIndex, Scope, address_blocks
 from repsend.sfa.contact_frames import contact_columns, contacts_of, with_origin
 from repsend.sfa.csv_format import (
+    BOUNCE_EVIDENCE,
     CONTACT_REQUIRED,
     NO_ROLES_NOTE,
     OPPORTUNITY_REQUIRED,
+    OWNER_NAME_LABELS,
     ROLE_REQUIRED,
     USER_REQUIRED,
+    Columns,
+    contact_gaps,
     contact_notes,
+    gap_error,
+    gap_note,
+    label_key,
+    labels_for,
     opportunity_notes,
 )
-from repsend.sfa.csv_reader import BOOL, DATE, TEXT, CsvFile, rows_of
+from repsend.sfa.csv_reader import BOOL, DATE, NONEMPTY, TEXT, CsvFile, Wanted, rows_of
 
 if TYPE_CHECKING:
     from repsend.settings import Settings
@@ -52,12 +60,17 @@ class CsvExportSource:
         encoding: str = "utf-8",
         contact_fields: list[str] | None = None,
         language_field: str = "",
+        allow_missing: list[str] | None = None,
+        columns: dict[str, str] | None = None,
     ) -> None:
         self.folder = folder
         # utf-8-sig reads UTF-8 with or without the BOM Excel writes.
         self.encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
         self.contact_fields = list(dict.fromkeys(contact_fields or []))
         self.language_field = language_field
+        self.allow_missing = frozenset(allow_missing or ())
+        self.columns = dict(columns or {})  # [sfa.columns]: header label -> API name
+        self._owners: dict[str, str] = {}  # a user's name -> their Id ("" for a name two users share)
         self.notes: list[str] = []
         self._contacts: CsvFile | None = None  # Contact.csv, once the first pass has read it
 
@@ -68,13 +81,45 @@ class CsvExportSource:
             settings.sfa.encoding,
             settings.sfa.contact_fields,
             settings.template.language_field,
+            settings.sfa.allow_missing,
+            settings.sfa.columns,
         )
 
     def _note(self, *texts: str) -> None:
         self.notes.extend(text for text in texts if text not in self.notes)
 
+    def _gap(self, path: Path, name: str, columns: Columns | None = None, lacks: str = "") -> None:
+        """A safety rule's data the export lacks: stop, unless [sfa] allow_missing accepts it (said once)."""
+        wanted = "Id" if lacks else name
+        if name not in self.allow_missing:
+            hint = columns.unmapped_hint(wanted) if columns is not None else ""
+            raise InputError(gap_error(path, name, hint, lacks))
+        self._note(gap_note(path, name, lacks))
+
     def _file(self, name: str, required: tuple[str, ...]) -> CsvFile:
-        return CsvFile(self.folder / name, self.encoding, required)
+        return CsvFile(self.folder / name, self.encoding, required, labels=labels_for(name, self.columns))
+
+    def _contact_wanted(self, file: CsvFile, wanted: Wanted) -> dict[str, str | tuple[str, str]]:
+        """``wanted`` for this Contact.csv: without IsEmailBounced, a bounce is a value left in a column a bounce
+        fills (a report exports the reason and the date, not the flag)."""
+        wanted = dict(wanted)
+        if not file.columns.has("IsEmailBounced"):
+            evidence = next((name for name in BOUNCE_EVIDENCE if file.columns.has(name)), None)
+            if evidence is not None:
+                wanted["IsEmailBounced"] = (evidence, NONEMPTY)
+        return wanted
+
+    def _owner_names(self, file: CsvFile, frame: pl.DataFrame) -> pl.DataFrame:
+        """A report's owner column holds the user's name: each becomes the Id of the one user of that name in
+        User.csv (a name no user or two users have stays as written: no owner)."""
+        label = file.columns.label_of("OwnerId")
+        if label is None or label_key(label) not in OWNER_NAME_LABELS:
+            return frame
+        self._note(f"Contact.csv: the owner column {label!r} holds names: each is matched to the one user of that "
+                   "name in User.csv")
+        names = pl.Series(list(self._owners), dtype=pl.String)
+        ids = pl.Series(list(self._owners.values()), dtype=pl.String)
+        return frame.with_columns(pl.col("OwnerId").str.strip_chars().replace(names, ids))
 
     # -- what the run asks ------------------------------------------------------------------------------
 
@@ -86,6 +131,10 @@ class CsvExportSource:
                           first_name=first.strip(), last_name=last.strip(), title=title.strip(), phone=phone.strip(),
                           signature=signature.replace("\r\n", "\n").strip())
                 reps[id15(rep.id)] = rep
+        owners: dict[str, str] = {}
+        for rep in reps.values():
+            owners[rep.name] = "" if rep.name in owners else rep.id
+        self._owners = {name: sfid for name, sfid in owners.items() if name}
         return reps
 
     def deals(self, recent_since: date, scope: Scope) -> DealIndex:
@@ -95,15 +144,22 @@ class CsvExportSource:
                 f"{deals_file}: file not found (Opportunity.csv is required: without deal data nobody "
                 "can be called dormant)"
             )
+        file = self._file("Opportunity.csv", OPPORTUNITY_REQUIRED)
         roles_file = self.folder / "OpportunityContactRole.csv"
-        if not roles_file.is_file():
+        if scope == "contact_role":  # the roles are the deals' only way to their contacts
+            if not roles_file.is_file():
+                self._gap(roles_file, "OpportunityContactRole.csv")
+            elif not file.columns.has("Id"):  # the roles name deals by Id: without it they reach nobody
+                self._gap(file.path, "OpportunityContactRole.csv", file.columns, lacks=":1: no Id column (the "
+                          "contact roles name their deals by Id)")
+        elif not roles_file.is_file():
             self._note(NO_ROLES_NOTE)
-        return DealIndex.build(self._deals(recent_since), self._roles if roles_file.is_file() else (), recent_since)
+        return DealIndex.build(self._deals(file, recent_since), self._roles if roles_file.is_file() else (),
+                               recent_since)
 
-    def _deals(self, recent_since: date) -> Iterator[Deal]:
+    def _deals(self, file: CsvFile, recent_since: date) -> Iterator[Deal]:
         """Opportunity.csv, each record checked; a missing optional column reads as an empty cell. Only the
         deals that may count (open, or changed since ``recent_since``) become Python objects."""
-        file = self._file("Opportunity.csv", OPPORTUNITY_REQUIRED)
         may_count = ~pl.col("IsClosed") | (pl.col("LastModifiedDate") >= recent_since).fill_null(False) | (
             pl.col("CloseDate") >= recent_since).fill_null(False)
         seen = _Seen(may_count)
@@ -128,6 +184,8 @@ class CsvExportSource:
         Only the records that may block an address reach ``address_blocks`` (which decides): opted out,
         bounced, or with an Id that an open deal names; as SOQL's WHERE would filter them, a superset."""
         file = self._contacts = self._file("Contact.csv", CONTACT_REQUIRED)
+        for gap in contact_gaps(file.columns, scope):  # before any record is read
+            self._gap(file.path, gap, file.columns)
         named = _named(deals.open_accounts | deals.open_contacts)
 
         def may_block(frame: pl.DataFrame) -> pl.Series:
@@ -139,7 +197,7 @@ class CsvExportSource:
         seen = _Seen(may_block)
 
         def flags() -> Iterator[tuple[str, str, str, bool, bool]]:
-            for frame in file.frames(BLOCK_COLUMNS, then=seen.filter):
+            for frame in file.frames(self._contact_wanted(file, BLOCK_COLUMNS), then=seen.filter):
                 yield from rows_of(frame, names)
             if seen.records:
                 self._note(*contact_notes(file.columns, self.language_field, self.contact_fields))
@@ -156,10 +214,11 @@ class CsvExportSource:
         language = self.language_field
         fields = [name for name in self.contact_fields if file.columns.has(name)]
         first = True
-        for frame in file.again(contact_columns(language, fields), lines=True):
+        for frame in file.again(self._contact_wanted(file, contact_columns(language, fields)), lines=True):
             if first and frame.height:
                 self._note(*contact_notes(file.columns, language, self.contact_fields))
                 first = False
+            frame = self._owner_names(file, frame)
             yield from contacts_of(with_origin(frame, "Contact.csv:{}", "_line"), language, fields)
 
     def close(self) -> None:

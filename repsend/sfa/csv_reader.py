@@ -32,12 +32,22 @@ from typing import Any, TypeVar
 import polars as pl
 
 from repsend.errors import InputError
-from repsend.sfa.csv_format import ISO_DATE_OR_TIME, BadValue, Columns, Dates, parse_bool
+from repsend.sfa.csv_format import (
+    FOOTER_LINE,
+    ISO_DATE_OR_TIME,
+    BadValue,
+    Columns,
+    Dates,
+    export_codec,
+    parse_bool,
+)
 
 # Salesforce's CSV cells may hold a whole signature; the csv module's default limit is 128 KiB.
 csv.field_size_limit(16 * 1024 * 1024)
 
 TEXT, BOOL, DATE = "text", "bool", "date"
+# A text column read as a boolean: true where the cell holds anything (a bounce reason: there was a bounce).
+NONEMPTY = "nonempty"
 # Output column -> its kind (TEXT, BOOL or DATE), read from the column of that API name; or -> (API name,
 # kind), to read one column twice (as a date and as the text a template prints).
 Wanted = Mapping[str, str | tuple[str, str]]
@@ -63,14 +73,16 @@ class CsvFile:
     """One CSV file, its header read and checked (the required columns are there), its records as frames."""
 
     def __init__(self, path: Path, encoding: str, required: Sequence[str] = (), chunk_bytes: int = CHUNK_BYTES,
-                 data: bytes | None = None, fast: bool = True) -> None:
+                 data: bytes | None = None, fast: bool = True, labels: Mapping[str, str] | None = None) -> None:
         """``data``: the file's bytes, already in memory (a Bulk API results set); else it is read from ``path``.
-        ``fast=False``: every chunk by the careful parser (the tests hold the two to each other)."""
+        ``fast=False``: every chunk by the careful parser (the tests hold the two to each other).
+        ``labels``: an export a person made (label -> API name, see ``csv_format.Columns``): its header may
+        hold labels and its end a report's footer, which is not read as records (``_find_footer``)."""
         self.path = path
         self.fast = fast
         self.encoding = encoding
         try:
-            self.codec = codecs.lookup(encoding).name
+            self.codec = export_codec(encoding)
         except LookupError:
             raise InputError(f"{path}: unknown encoding {encoding!r}") from None
         self.chunk_bytes = chunk_bytes
@@ -78,7 +90,12 @@ class CsvFile:
         self._cuts: list[tuple[int, bool]] | None = None  # (bytes, read carefully) of each chunk, by frames()
         self._stamp: tuple[int, int, int, int] | None = None
         self.dates = Dates()
+        self._labels = labels
         self.columns, self.width, self._start, self._splittable = self._header(required)
+        # Where a report's footer starts (bytes), if the file ends with one; checked again as it is read.
+        # Where a report's footer may start (bytes, ascending), if the file ends with one; and where it did.
+        self._footers = self._find_footer() if labels is not None and self._splittable else []
+        self._footer_at: int | None = None
 
     # -- the header -------------------------------------------------------------------------------------
 
@@ -102,12 +119,12 @@ class CsvFile:
                     raise InputError(self._decode_error(raw, 1)) from None
         if not header or not any(name.strip() for name in header):
             raise InputError(f"{self.path}:1: the file is empty (expected a header of API field names)")
-        columns = Columns(self.path, header)
+        columns = Columns(self.path, header, self._labels)
         missing = columns.missing(required)
         if missing:
             raise InputError(
                 f"{self.path}:1: missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                f"(the header has: {', '.join(h.strip() for h in header)})"
+                f"(the header has: {', '.join(h.strip() for h in header)}){columns.unmapped_hint(missing[0])}"
             )
         return columns, len(header), len(bom) + len(first) + 1, splittable
 
@@ -121,6 +138,37 @@ class CsvFile:
             raise InputError(f"{self.path}: file not found") from None
         except OSError as exc:
             raise InputError(f"{self.path}: cannot read: {exc.strerror}") from None
+
+    def _find_footer(self) -> list[int]:
+        """Where the footer of a Salesforce report export may start, in bytes: each line start in the lines
+        after the last record that each hold one cell or none (a blank line, the report's name, "Copyright
+        (c) 2000-2026 salesforce.com, inc. ...", "Confidential Information - Do Not Distribute", "Generated
+        By: ...", the org's name), from which on the lines hold one only a footer holds. No record is a single
+        cell (every file has two required columns or more), so nothing a footer cuts off could have been a
+        record; which of these starts is outside quotes (the last lines of a quoted cell look alike) only
+        the bytes before it can tell: ``_chunks`` takes the first that is."""
+        size = self._stamp_now()[2] if self._data is None else len(self._data)
+        tail_from = max(self._start, size - 16384)
+        with self._binary() as handle:
+            handle.seek(tail_from)
+            tail = handle.read(size - tail_from)
+        starts: list[int] = []
+        at, found, lines = len(tail), False, tail.split(b"\n")
+        for number, raw in enumerate(reversed(lines)):
+            if number == len(lines) - 1 and tail_from > self._start:
+                break  # the first line of the tail may be cut: no start here
+            start = at - len(raw)
+            try:
+                cells = next(csv.reader([raw.decode(self.codec).rstrip("\r")]), [])
+            except (UnicodeDecodeError, csv.Error):
+                break
+            if len(cells) > 1:
+                break  # a record: the footer, if any, starts after it
+            found = found or any(FOOTER_LINE.search(cell) for cell in cells)
+            if found:  # this line, blank or not, may be where the footer starts
+                starts.append(tail_from + start)
+            at = start - 1  # before this line's newline
+        return sorted(starts)
 
     def _text(self) -> io.TextIOBase:
         codec = "utf-8-sig" if self.codec == "utf-8" else self.codec
@@ -176,7 +224,7 @@ class CsvFile:
                         raise self._changed()
                     yield data, line, careful
                     line += _line_ends(data)
-                if handle.read(1):
+                if handle.read(-1 if self._footer_at is None else max(0, self._footer_at - handle.tell())).strip():
                     raise self._changed()
 
         def frame(data: bytes, first_line: int, careful: bool) -> pl.DataFrame:
@@ -210,22 +258,30 @@ class CsvFile:
 
     def _chunks(self) -> Iterator[tuple[bytes, int]]:
         """The records in pieces of about ``chunk_bytes``, each cut after a newline outside quotes, with the
-        editor line each piece starts on."""
+        editor line each piece starts on; without a report's footer (the first of ``_footers`` that is
+        outside quotes, which only the bytes before it can tell)."""
         line = 2
+        footers = self._footers
         with self._binary() as handle:
             handle.seek(self._start)
-            buffer = b""
+            buffer, at = b"", self._start  # at: where the buffer starts in the file
             while True:
                 read = handle.read(self.chunk_bytes)
                 if not read:
+                    for footer in footers:
+                        if buffer.count(b'"', 0, footer - at) % 2 == 0:  # outside quotes: the footer
+                            self._footer_at, buffer = footer, buffer[: footer - at]
+                            break
                     if buffer.strip():
                         yield buffer, line
                     return
                 buffer += read
-                cut = _record_boundary(buffer)
+                # Nothing from where a footer may start is given before the end of the file is seen.
+                cut = _record_boundary(buffer if not footers else buffer[: max(0, footers[0] - at)])
                 if cut < 0:  # one record longer than a chunk: read on
                     continue
                 piece, buffer = buffer[:cut], buffer[cut:]
+                at += cut
                 yield piece, line
                 line += _line_ends(piece)
 
@@ -285,6 +341,8 @@ class CsvFile:
         that is not an ISO day, parsed once by parse_bool or parse_date."""
         if kind == TEXT:
             return column
+        if kind == NONEMPTY:
+            return column != ""
         try:
             if kind == BOOL:
                 meaning = {value: parse_bool(value) if _BOOLS.get(value) is None else _BOOLS[value]
@@ -368,6 +426,8 @@ class CsvFile:
                     try:
                         if kind == TEXT:
                             column.append(cell)
+                        elif kind == NONEMPTY:
+                            column.append(cell != "")
                         elif kind == BOOL:
                             known = _BOOLS.get(cell)
                             column.append(parse_bool(cell) if known is None else known)
@@ -415,9 +475,10 @@ class CsvFile:
                     break
                 at += len(piece)
         line = first_line + _line_ends(data[:at]) if at else first_line
+        # An export from Japanese Excel is CP932 whatever the config says; one set to CP932 may be UTF-8.
         hint = ' (an export from Japanese Excel is cp932: set [sfa] encoding = "cp932")'
-        if self.codec in ("cp932", "shift_jis"):
-            hint = ' (set [sfa] encoding to the file\'s encoding, e.g. "utf-8")'
+        if self.codec == "cp932":
+            hint = ' (set [sfa] encoding to the file\'s encoding: "utf-8" for Data Loader, "cp932" for Japanese Excel)'
         shown = "utf-8" if self.codec.startswith("utf-8") else self.encoding
         return f"{self.path}:{line}: not valid {shown}{hint}"
 
@@ -428,7 +489,7 @@ class CsvFile:
             raise InputError(self._decode_error(data, line, exc.start)) from None
 
 
-_DTYPES = {TEXT: pl.String, BOOL: pl.Boolean, DATE: pl.Date}
+_DTYPES = {TEXT: pl.String, BOOL: pl.Boolean, DATE: pl.Date, NONEMPTY: pl.Boolean}
 Then = Callable[[pl.DataFrame], pl.DataFrame]
 
 
@@ -438,7 +499,7 @@ def _same(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _absent(kind: str, height: int, name: str) -> pl.Series:
     """A column the file lacks: empty text, false, no date (as an empty cell reads)."""
-    value = {TEXT: "", BOOL: False, DATE: None}[kind]
+    value = {TEXT: "", BOOL: False, DATE: None, NONEMPTY: False}[kind]
     return pl.Series(name, [value] * height, dtype=_DTYPES[kind])
 
 
