@@ -89,7 +89,8 @@ class Synced:
     def lines(self) -> list[str]:
         """The summary, a line per kind of record."""
         if self.exported:
-            return [f"{name}: {count} record(s)" for name, count in self.exported.items()]
+            return [*(f"{name}: {count} record(s)" for name, count in self.exported.items()),
+                    "import them with Data Loader: Task.csv with Insert on Task, Contact.csv with Update on Contact"]
         t, o = self.tasks, self.opt_outs
         out = [f"Tasks: {t['written']} written, {t['found']} found already written, {t['rejected']} rejected"]
         out.append(f"opt-outs: {o['written']} address(es) done ({self.records_opted_out} record(s) set "

@@ -370,3 +370,24 @@ def test_a_run_stopped_by_sigterm_writes_the_tasks_of_what_it_sent(tmp_path: Pat
         assert [r.state for r in log.sfa_writes(TASK)] == [WRITTEN, WRITTEN]
     source.close()
     assert len(org.tables["Task"]) == 2 and [len(r) for r in posts(org)] == [2]
+
+
+def test_salesforce_failing_during_sync_is_exit_3_without_a_secret_and_loses_nothing(
+        tmp_path: Path, org: FakeOrg, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.sf_answers import LIMIT_EXCEEDED, SESSION
+
+    people = add_contacts(org, 2)
+    org.failures.append(("composite/sobjects", LIMIT_EXCEEDED))
+    settings = sf_settings(tmp_path, smtp_sink)
+    result, log = run(settings)
+    log.close()
+    assert result.exit_code == 3 and "daily API request limit" in result.sync_error
+    assert result.outcomes["sent"] == 2 and org.tables["Task"] == {}
+    org.failures.append(("composite/sobjects", LIMIT_EXCEEDED))
+    out = cli(settings.config_path, monkeypatch, "sync")
+    assert out.exit_code == 3 and "daily API request limit" in out.output
+    secrets = (LOGIN_ENV["SF_PASSWORD"], LOGIN_ENV["SF_SECURITY_TOKEN"], SESSION)
+    assert all(secret not in out.output for secret in secrets)
+    out = cli(settings.config_path, monkeypatch, "sync")
+    assert out.exit_code == 0, out.output
+    assert tasks_per_contact(org) == {p["Id"]: 1 for p in people}
