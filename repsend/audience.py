@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
+from repsend.assignment import is_held_out
 from repsend.models import Contact, Decision, Mail, Reason, Rep, id15, normalize_email, wire_domain
 from repsend.sfa.base import OPEN, RECENT, Blocks, DealIndex, Scope
 
@@ -84,6 +85,9 @@ class Rules:
     languages: Mapping[str, str] = field(default_factory=dict)
     default_language: str = "ja"
     smtputf8: bool = False  # [smtp] smtputf8: a UTF-8 local part (a contact's or a sender's) may be mailed
+    # [campaign] holdout: the share of would-be sends kept unmailed, chosen by a stable hash (``assignment``).
+    holdout: float = 0.0
+    campaign: str = ""
 
 
 @dataclass(slots=True)
@@ -98,6 +102,8 @@ class History:
     rep_sent_today: Mapping[str, int] = field(default_factory=dict)  # id15 of rep -> mails today
     # Addresses suppressed in the send log (opt-outs, bounces, complaints) -> the reason and its detail.
     suppressed: Mapping[str, tuple[Reason, str]] = field(default_factory=dict)
+    # Addresses this campaign held out (``held_out`` rows): they stay held out, whatever the share says now.
+    held_out: Set[str] = frozenset()
 
 
 class Audience:
@@ -128,6 +134,7 @@ class Audience:
         self._chosen: set[str] = set()
         self._cap = rules.per_rep_per_day
         self._cap_detail = f"{self._cap} a day"  # the detail of every rep_cap
+        self._holdout_detail = f"{rules.holdout:.0%} of {rules.campaign} held out" if rules.holdout else "held out"
         # Mails today by rep.Id (one Rep per user in a run), from the history's count by id15 at the first.
         self._sent_today: dict[str, int] = {}
         self._languages: dict[str, str] = {}  # language field value as written -> language, for this run
@@ -170,20 +177,33 @@ class Audience:
         contact whose mail fails neither takes the address from a later record nor the cap's place."""
         composer = self.composer
         mail = None
-        capped = self._capped(rep)
+        held = self._held_out(contact, address)
+        capped = not held and self._capped(rep)
         if composer is not None:
             try:
-                if capped:
+                if capped or held:
                     composer.check(contact, rep, language)  # thrown away anyway: only whether it would compose
                 else:
                     mail = composer.compose(contact, rep, language)
             except Uncomposable as why:
                 return Decision(contact=contact, reason=why.reason, rep=rep, detail=why.detail, language=language)
+        if held:
+            # Kept unmailed for the comparison, and the person with it: a later record of the address too.
+            self._chosen.add(address)
+            return Decision(contact=contact, reason=Reason.HOLDOUT, rep=rep, detail=self._holdout_detail,
+                            language=language)
         if capped:
             return Decision(contact=contact, reason=Reason.REP_CAP, rep=rep, detail=self._cap_detail, language=language)
         self._sent_today[rep.id] = self._sent(rep) + 1
         self._chosen.add(address)
         return Decision(contact=contact, reason=reason, rep=rep, detail=detail, mail=mail, language=language)
+
+    def _held_out(self, contact: Contact, address: str) -> bool:
+        """In the campaign's holdout group: held out before (the send log), or chosen by the stable hash."""
+        if address in self.history.held_out:
+            return True
+        share = self.rules.holdout
+        return bool(share) and is_held_out(self.rules.campaign, contact.id, share)
 
     def _capped(self, rep: Rep) -> bool:
         cap = self._cap

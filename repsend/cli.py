@@ -123,8 +123,8 @@ AsOfOption = Annotated[
 REASONS = """\
 Reasons, the first that applies: no_email, invalid_email, unsendable_address, opted_out, bounced, suppressed,
 already_sent, previously_failed, active_deal, recent_activity, cooldown, duplicate_email, no_owner,
-inactive_owner, sender_domain, missing_field, invalid_header, rep_cap; a send is dormant or fallback_sender
-(README: Reason codes)."""
+inactive_owner, sender_domain, missing_field, invalid_header, holdout, rep_cap; a send is dormant or
+fallback_sender (README: Reason codes)."""
 
 
 @app.command(epilog=REASONS + "\n\n" + EXIT_CODES)
@@ -828,6 +828,100 @@ def inbox(
         found = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.kinds.items())) or "nothing new"
         made = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.suppressed.items())) or "none"
         typer.echo(f"{found}; suppressed: {made}; {tally.already} read before, {tally.malformed} malformed")
+
+
+@app.command(epilog=EXIT_CODES)
+@_errors_to_exit_codes
+def outcomes(
+    campaign: Annotated[str | None, typer.Option("--campaign", metavar="NAME", help="Only this campaign.")] = None,
+    by: Annotated[str, typer.Option("--by", metavar="rep|template|variant|campaign|language",
+                                    help="Group by this.")] = "campaign",
+    window: Annotated[int, typer.Option("--window", metavar="DAYS", min=1,
+                                        help="Count what happens within DAYS of the mail.")] = 60,
+    form: Annotated[str, typer.Option("--format", metavar="table|csv|json", help="How to print it.")] = "table",
+    excel: Annotated[bool, typer.Option("--excel", help="CSV with the BOM and CRLF Japanese Excel needs.")] = False,
+    replies: Annotated[
+        str | None, typer.Option("--replies", metavar="PATH|imap",
+                                 help="Count replies from this mailbox (an mbox, Maildir, .eml folder, or imap).")
+    ] = None,
+    deals: Annotated[bool, typer.Option("--deals/--no-deals", help="Read deals opened after the mail from the SFA.")
+                     ] = True,
+    chart_file: Annotated[
+        Path | None, typer.Option("--chart", metavar="FILE.svg|FILE.png", help="Also draw the rates with intervals.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Did the notes work: replies, deals opened, opt-outs and bounces of the mailed contacts against the
+    holdout group, with 95% intervals. Reads, never writes.
+
+    Example: repsend outcomes --by rep --window 60 --replies imap
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from repsend.outcome_report import FORMATS, chart, write
+    from repsend.outcome_sources import (
+        deal_outcomes,
+        earliest,
+        exposures_of,
+        reply_outcomes,
+        suppression_outcomes,
+    )
+    from repsend.outcomes import GROUPINGS
+    from repsend.outcomes import outcomes as count
+    from repsend.sendlog import SendLog, safe_name
+    from repsend.settings import load_settings
+
+    if by not in GROUPINGS:
+        raise typer.BadParameter(f"{by!r}: use one of {', '.join(GROUPINGS)}", param_hint="--by")
+    if excel:
+        form = "csv"
+    if form not in FORMATS:
+        raise typer.BadParameter(f"{form!r}: use {', '.join(FORMATS)}", param_hint="--format")
+    settings = load_settings(config)
+    log = SendLog.open_readonly(settings.database_url)
+    if log is None:
+        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing mailed", err=True)
+        return
+    try:
+        attempts = log.exposures(campaign)
+        events = list(suppression_outcomes(log.suppressions(), attempts))
+    finally:
+        log.close()
+    if replies is not None:
+        events += reply_outcomes(_mailbox(settings, replies), attempts, settings.company.opt_out)
+    since = earliest(attempts)
+    if deals and since is not None:
+        from repsend.sfa import open_source
+
+        source = open_source(settings)
+        try:
+            exposed = [e.contact_id for e in exposures_of(attempts)]
+            accounts = (source.account_ids([a.contact_id for a in attempts])
+                        if settings.audience.active_deal_scope == "account" else {})
+            events += deal_outcomes(source.opened_deals(since), accounts, settings.audience.active_deal_scope,
+                                    exposed)
+        finally:
+            source.close()
+    groups = count(exposures_of(attempts), events, by=by, window=timedelta(days=window), now=datetime.now(UTC))
+    write(groups, by, window, sys.stdout, form, excel)
+    if chart_file is not None:
+        chart(groups, chart_file, settings.template.default_language, by)
+        typer.echo(f"repsend: chart written to {chart_file}", err=True)
+
+
+def _mailbox(settings: Any, where: str) -> Any:
+    """The messages of a path, or of the [inbox] IMAP mailbox read only."""
+    from repsend.inbox import ImapMailbox, read_path
+
+    if where != "imap":
+        return read_path(Path(where))
+    box = settings.inbox
+    password = settings.env.get("REPSEND_IMAP_PASSWORD", "")
+    if not box.host or not box.user or not password:
+        raise UsageError(f"{settings.config_path}: [inbox] host and user, and REPSEND_IMAP_PASSWORD, are needed "
+                         "to read replies over imap")
+    return ImapMailbox(box.host, box.user, password, port=box.port or None, folder=box.folder,
+                       security=box.security, ca_file=settings.resolve(box.ca_file) if box.ca_file else None).messages()
 
 
 def main() -> None:

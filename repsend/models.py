@@ -133,6 +133,7 @@ class Reason(StrEnum):
     SENDER_DOMAIN = "sender_domain", "skip"
     MISSING_FIELD = "missing_field", "skip"
     INVALID_HEADER = "invalid_header", "skip"
+    HOLDOUT = "holdout", "skip"
     REP_CAP = "rep_cap", "skip"
     # The reason of a send: the contact is dormant, or dormant and sent from the fallback sender.
     DORMANT = "dormant", "send"

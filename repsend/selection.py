@@ -211,6 +211,8 @@ def rules_of(settings: Settings, options: RunOptions, fallback: Rep | None) -> R
         languages={key.strip().casefold(): lang for key, lang in settings.template.languages.items()},
         default_language=settings.template.default_language,
         smtputf8=settings.smtp.smtputf8,
+        holdout=settings.campaign.holdout,
+        campaign=options.campaign,
     )
 
 

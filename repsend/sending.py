@@ -404,6 +404,8 @@ class _Delivery:
         try:
             for decision in decisions:
                 if decision.mail is None:
+                    if decision.reason is Reason.HOLDOUT and not self.result.stopped:
+                        self._hold_out(decision)
                     self.reporter.decision(decision, None)
                     continue
                 self.decided += 1
@@ -418,6 +420,14 @@ class _Delivery:
         finally:
             for decision in self.queue.drain():
                 self._not_sent(decision)
+
+    def _hold_out(self, decision: Decision) -> None:
+        """A held-out contact's row (``held_out``), so that outcomes can compare it with the mailed ones."""
+        rep = decision.rep
+        assert rep is not None
+        self.log.hold_out(run_id=self.result.run_id, campaign=self.options.campaign, contact_id=decision.contact.id,
+                          address=decision.contact.email, rep_id=rep.id, rep_email=rep.email,
+                          template=self.options.template, language=decision.language, now=self.clock.now())
 
     def _send_next(self) -> None:
         """The next mail in turn, after the pace's wait; or none, and the run stops, when it must."""

@@ -67,7 +67,10 @@ SENT: Final = "sent"  # the server accepted the message (2xx after DATA)
 FAILED: Final = "failed"  # the server refused it for good (5xx): never retried for this campaign
 DEFERRED: Final = "deferred"  # not delivered, safe to try in a later run (4xx after retries, or a drop before DATA)
 UNKNOWN: Final = "unknown"  # the outcome is not known (a crash mid-send): never sent again automatically
-STATES: Final = frozenset({SENDING, SENT, FAILED, DEFERRED, UNKNOWN})
+# In the campaign's holdout group: never mailed, recorded with the rep who would have sent it, so that
+# outcomes compare the two groups. Live (it holds the address for the campaign), never "mailed".
+HELD_OUT: Final = "held_out"
+STATES: Final = frozenset({SENDING, SENT, FAILED, DEFERRED, UNKNOWN, HELD_OUT})
 FINAL_STATES: Final = frozenset({SENT, FAILED, DEFERRED, UNKNOWN})
 # States that may have put a mail in the inbox: they count for cooldown and for the rep's daily cap
 # (an ``unknown`` one unless a person resolved it as not sent).
@@ -76,7 +79,7 @@ MAILED_STATES: Final = (SENT, SENDING, UNKNOWN)
 NOT_SENT: Final = "not_sent"
 RESOLUTIONS: Final = (SENT, NOT_SENT)
 # The state of an address now, in the order a summary lists them (``state_now``).
-NOW_STATES: Final = (SENT, FAILED, DEFERRED, UNKNOWN, NOT_SENT, SENDING)
+NOW_STATES: Final = (SENT, FAILED, DEFERRED, UNKNOWN, NOT_SENT, SENDING, HELD_OUT)
 
 RUN_COUNTS: Final = ("considered", "sent", "failed", "deferred", "unknown", "skipped")
 # An open run that nothing was heard of for this long is gone, on whatever host it ran (close_dead_runs).
@@ -704,6 +707,20 @@ class SendLog:
                 conn.execute(update(_attempt).where(a.id.in_(gone)).values(state=UNKNOWN, finished_at=now))
             return len(gone)
 
+    def hold_out(self, *, run_id: str, campaign: str, contact_id: str, address: str, rep_id: str, rep_email: str,
+                 template: str, language: str, now: datetime) -> bool:
+        """Record a held-out contact (the holdout group), with the rep who would have sent it; False when the
+        address already has a live row in the campaign (held out or mailed before)."""
+        values = {"run_id": run_id, "campaign": campaign, "contact_id": contact_id, "address": normalize_email(address),
+                  "rep_id": rep_id, "rep_email": rep_email, "subject": "", "message_id": "", "template": template,
+                  "language": language, "state": HELD_OUT, "created_at": now, "finished_at": now}
+        try:
+            with self._write("record a held-out contact") as conn:
+                conn.execute(insert(_attempt), values)
+        except (sa_exc.IntegrityError, sqlite3.IntegrityError):
+            return False
+        return True
+
     def claim(
         self,
         *,
@@ -810,9 +827,9 @@ class SendLog:
         zone: tzinfo = cooldown_since.tzinfo or UTC
         a = _attempt.c
         with self._read("read the send history") as conn:
-            addresses = frozenset(
-                conn.execute(select(a.address).where(a.campaign == campaign, self._live).distinct()).scalars()
-            )
+            live = conn.execute(select(a.address, a.state).where(a.campaign == campaign, self._live)).all()
+            addresses = frozenset(address for address, state in live if state != HELD_OUT)
+            held_out = frozenset(address for address, state in live if state == HELD_OUT) - addresses
             refused = conn.execute(
                 select(a.address, a.smtp_code, a.smtp_text)
                 .where(a.campaign == campaign, a.state == FAILED)
@@ -839,6 +856,7 @@ class SendLog:
             last_mailed={address: when.astimezone(zone).date() for address, when in latest},
             rep_sent_today=rep_sent_today,
             suppressed=self.suppressed(),
+            held_out=held_out,
         )
 
     def _filters(self, campaign: str | None, since: datetime | None, state: str | None, rep: str | None) -> list[Any]:
@@ -1102,6 +1120,20 @@ class SendLog:
             query = query.where(w.state.in_(tuple(states)))
         with self._read("read the writes to the SFA in") as conn:
             return [SfaWrite(**row._mapping) for row in conn.execute(query)]
+
+    def exposures(self, campaign: str | None = None) -> list[Attempt]:
+        """What outcomes compare: each address's first ``sent`` or ``held_out`` attempt of a campaign (or of
+        every campaign), oldest first."""
+        a = _attempt.c
+        query = select(*self._columns).where(a.state.in_((SENT, HELD_OUT))).order_by(a.id)
+        if campaign is not None:
+            query = query.where(a.campaign == campaign)
+        first: dict[tuple[str, str], Attempt] = {}
+        with self._read("read the exposures of") as conn:
+            for row in conn.execute(query):
+                attempt = Attempt(**row._mapping)
+                first.setdefault((attempt.campaign, attempt.address), attempt)
+        return list(first.values())
 
     def rows(self, campaign: str | None = None) -> list[Attempt]:
         """Every attempt (of one campaign), oldest first: for reports and tests."""

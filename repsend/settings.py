@@ -126,6 +126,8 @@ class CampaignSettings(_Section):
     template: Annotated[str, Field(min_length=1)] = "dormant"
     # An address the server refused (5xx) in this campaign is skipped as previously_failed unless true.
     retry_failed: bool = False
+    # The share of the contacts who would be mailed that is kept unmailed, to compare outcomes against.
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
 class TemplateSettings(_Section):

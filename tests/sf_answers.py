@@ -63,7 +63,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     ),
     "Opportunity": (
         "Id", "Name", "AccountId", "ContactId", "IsClosed", "IsWon", "StageName", "CloseDate", "OwnerId",
-        "LastModifiedDate",
+        "LastModifiedDate", "CreatedDate",
     ),
     "OpportunityContactRole": ("Id", "OpportunityId", "ContactId", "Role", "IsPrimary"),
     "Lead": (
@@ -101,6 +101,7 @@ RELATIONS: dict[str, dict[str, str]] = {
 }
 # Child relationship name -> (the child object, its field that points at the parent).
 CHILDREN: dict[str, dict[str, tuple[str, str]]] = {
+    "Opportunity": {"OpportunityContactRoles": ("OpportunityContactRole", "OpportunityId")},
     "PermissionSet": {
         "ObjectPerms": ("ObjectPermissions", "ParentId"),
         "Assignments": ("PermissionSetAssignment", "PermissionSetId"),

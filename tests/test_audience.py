@@ -154,6 +154,9 @@ NEEDS_SMTPUTF8 = "a UTF-8 local part needs SMTPUTF8 ([smtp] smtputf8 = true)"
 # YAMADA's owner is YAMAMOTO, whose own address has a UTF-8 local part.
 SENDER_UNSENDABLE = Setup(contact={"owner_id": YAMAMOTO.id})
 
+# YAMADA is in campaign "winter"'s half held out (assignment's stable hash; pinned in test_assignment).
+HELD_OUT = Setup(rules={"holdout": 0.5, "campaign": "winter"})
+
 # One situation per reason, each alone on YAMADA; the pairs below put two of them together.
 CASES = [
     Case(Reason.NO_EMAIL, Setup(contact={"email": "   "})),
@@ -176,6 +179,7 @@ CASES = [
          detail="contact.first_name"),
     Case(Reason.INVALID_HEADER, Setup(contact={"last_name": "山田\r\nBcc: victim@example.com"}),
          detail="control character in To"),
+    Case(Reason.HOLDOUT, HELD_OUT, detail="50% of winter held out"),
     Case(Reason.REP_CAP, Setup(rules={"per_rep_per_day": 2}, history={"rep_sent_today": {SATO.id[:15]: 2}}),
          detail="2 a day"),
     Case(Reason.DORMANT, Setup(), sender=SATO),
@@ -301,6 +305,12 @@ PAIRS = [
     Pair(Reason.MISSING_FIELD, Reason.INVALID_HEADER),
     Pair(Reason.MISSING_FIELD, Reason.REP_CAP),
     Pair(Reason.INVALID_HEADER, Reason.REP_CAP),
+    # A held-out contact's mail must be one that could go out: otherwise the groups would not compare.
+    Pair(Reason.MISSING_FIELD, Reason.HOLDOUT),
+    Pair(Reason.INVALID_HEADER, Reason.HOLDOUT),
+    # Held out whatever the rep's cap: the group does not depend on the day's count.
+    Pair(Reason.HOLDOUT, Reason.REP_CAP),
+    Pair(Reason.SENDER_DOMAIN, Reason.HOLDOUT),
 ]
 
 
@@ -636,3 +646,21 @@ def test_a_domain_idna_would_rewrite_is_unsendable_never_mailed_under_another_sp
     assert decision.reason is Reason.UNSENDABLE_ADDRESS and decision.mail is None
     assert decision.detail == f"{domain}: the domain has characters IDNA would rewrite (full-width or half-width" \
                               " letters, 。, ß, ...): write it as its owner does"
+
+
+def test_a_held_out_contact_stays_held_out_and_takes_no_place_in_the_cap() -> None:
+    """In the send log as held out: held out again whatever the share says now; the person's other record
+    is a duplicate, not a mail; and the rep's cap is left to the mailed ones."""
+    again = decide(Setup(history={"held_out": frozenset({ADDRESS})}))
+    assert (again.reason, again.mail) == (Reason.HOLDOUT, None)
+    setup = HELD_OUT + Setup(rules={"per_rep_per_day": 1})
+    # YAMADA held out, her other record a duplicate, record 5 mailed (the only place in the cap), 8 capped.
+    assert decide_all([contact_of(setup), record(2, email=SAME_PERSON), record(5), record(8)], setup) == [
+        "holdout", "duplicate_email", "dormant", "rep_cap"]
+
+
+def test_the_holdout_share_is_the_share_of_would_be_sends() -> None:
+    setup = Setup(rules={"holdout": 0.2, "campaign": "dormant-2026-12"})
+    reasons = decide_all([record(n) for n in range(1, 2001)], setup)
+    assert 330 < reasons.count("holdout") < 470  # 20% of 2,000; the standard deviation is 18
+    assert set(reasons) == {"holdout", "dormant"}

@@ -328,3 +328,17 @@ def test_a_machine_without_a_proper_name_is_told_to_set_helo_name(tmp_path: Path
 
 def cli_init(folder: Path) -> Any:
     return CliRunner().invoke(app, ["init", str(folder)], env={"REPSEND_CONFIG": ""})
+
+
+def test_a_demo_copy_made_by_init_is_accepted_by_doctor_and_the_dry_run(tmp_path: Path, smtp_sink) -> None:
+    made = CliRunner().invoke(app, ["init", str(tmp_path / "org"), "--demo"], env={"REPSEND_CONFIG": ""})
+    assert made.exit_code == 0, made.output
+    config = tmp_path / "org" / "repsend.toml"
+
+    checked = doctor(config, {**smtp_sink.env(), "REPSEND_UNSUBSCRIBE_SECRET": "x" * 32})
+    dry = CliRunner().invoke(app, ["dormant", "--dry-run", "--config", str(config)], env={"REPSEND_CONFIG": ""})
+
+    assert checked.exit_code == 0, checked.output
+    assert lines(checked.output, "fail") == []
+    assert dry.exit_code == 0, dry.output
+    assert smtp_sink.messages == [] and not (tmp_path / "org" / "repsend.db").exists()

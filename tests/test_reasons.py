@@ -32,5 +32,5 @@ def test_the_help_lists_every_reason_in_its_order() -> None:
     """``repsend dormant --help`` names the reason codes (cli.REASONS), the first that applies first."""
     from repsend.cli import REASONS
 
-    named = re.findall(r"[a-z]+(?:_[a-z]+)+|\b(?:dormant|bounced|suppressed|cooldown)\b", REASONS)
+    named = re.findall(r"[a-z]+(?:_[a-z]+)+|\b(?:dormant|bounced|suppressed|cooldown|holdout)\b", REASONS)
     assert named == [reason.value for reason in Reason]

@@ -162,6 +162,16 @@ def address_blocks(
     return blocks
 
 
+class OpenedDeal(NamedTuple):
+    """An Opportunity as outcomes count it: created on this day, at this account, with these contacts
+    (its primary contact and its contact roles), all 15-character IDs."""
+
+    id: str
+    account_id: str
+    contact_ids: tuple[str, ...]
+    created: date
+
+
 class Source(Protocol):
     """An SFA: reps, deals and contacts. Contacts are streamed; nothing else grows with them."""
 
@@ -179,5 +189,13 @@ class Source(Protocol):
         ...
 
     def contacts(self) -> Iterator[Contact]: ...
+
+    def opened_deals(self, since: date) -> Iterator[OpenedDeal]:
+        """Every Opportunity created on or after ``since`` (outcomes: deals after the mail), in pages."""
+        ...
+
+    def account_ids(self, contact_ids: Iterable[str]) -> dict[str, str]:
+        """15-character Contact Id -> its 15-character Account Id, for these contacts."""
+        ...
 
     def close(self) -> None: ...

@@ -9,7 +9,7 @@ before the first decision; once for the decisions. Memory does not grow with the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +18,7 @@ import polars as pl
 
 from repsend.errors import InputError
 from repsend.models import Contact, Reason, Rep, id15
-from repsend.sfa.base import Deal, DealIndex, Scope, address_blocks
+from repsend.sfa.base import Deal, DealIndex, OpenedDeal, Scope, address_blocks
 from repsend.sfa.contact_frames import contact_columns, contacts_of, with_origin
 from repsend.sfa.csv_format import (
     BOUNCE_EVIDENCE,
@@ -169,6 +169,37 @@ class CsvExportSource:
                 yield Deal(id=sfid, account_id=account, contact_id=contact, is_closed=closed, changed=changed)
         if seen.records:  # what the file lacks, said once there is a record it means something for
             self._note(*opportunity_notes(file.columns))
+
+    def opened_deals(self, since: date) -> Iterator[OpenedDeal]:
+        """Opportunity.csv's deals created on or after ``since``, with their contact roles; its CreatedDate
+        column is needed (an export made for outcomes must include it)."""
+        file = self._file("Opportunity.csv", ("AccountId",))
+        if not file.columns.has("CreatedDate"):
+            raise InputError(f"{file.path}:1: no CreatedDate column: deals opened after a mail cannot be counted "
+                             "(export Opportunity.CreatedDate too)")
+        wanted = {"Id": TEXT, "AccountId": TEXT, "ContactId": TEXT, "CreatedDate": DATE}
+        found: list[tuple[str, str, str, date]] = []
+        for frame in file.frames(wanted, then=lambda f: f.filter((pl.col("CreatedDate") >= since).fill_null(False))):
+            found.extend(rows_of(frame, list(wanted)))
+        roles: dict[str, list[str]] = {}
+        if (self.folder / "OpportunityContactRole.csv").is_file() and found:
+            for opportunity, contact in self._roles({id15(sfid) for sfid, *_ in found if sfid}):
+                roles.setdefault(id15(opportunity), []).append(id15(contact))
+        for sfid, account, contact, created in found:
+            named = ([id15(contact)] if contact else []) + roles.get(id15(sfid), [])
+            contacts = tuple(dict.fromkeys(named))
+            yield OpenedDeal(id15(sfid), id15(account), contacts, created)
+
+    def account_ids(self, contact_ids: Iterable[str]) -> dict[str, str]:
+        wanted_ids = {id15(c) for c in contact_ids}
+        found: dict[str, str] = {}
+        file = self._file("Contact.csv", ("Id",))
+        for frame in file.frames({"Id": TEXT, "AccountId": TEXT}):
+            for sfid, account in rows_of(frame, ["Id", "AccountId"]):
+                key = id15(sfid)
+                if key in wanted_ids and account:
+                    found[key] = id15(account)
+        return found
 
     def _roles(self, counted: Set[str]) -> Iterator[tuple[str, str]]:
         """The contact roles of the deals ``counted`` (15-character Ids), and a few more (see ``_named``)."""

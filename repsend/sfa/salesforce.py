@@ -39,7 +39,7 @@ from urllib.parse import urlparse
 
 from repsend.errors import ConfigError, InputError, RepsendError, SFAError
 from repsend.models import Contact, Rep, id15
-from repsend.sfa.base import Blocks, Deal, DealIndex, Scope, address_blocks
+from repsend.sfa.base import Blocks, Deal, DealIndex, OpenedDeal, Scope, address_blocks
 
 if TYPE_CHECKING:
     import requests
@@ -837,6 +837,33 @@ class SalesforceSource:
             else:
                 for record in self._query(soql, "Contact"):
                     yield self._contact(record)
+
+    def opened_deals(self, since: date) -> Iterator[OpenedDeal]:
+        """Opportunities created on or after ``since`` with their contact roles, in one query's pages (a
+        child subquery, never a query per deal)."""
+        self.check_visibility()
+        soql = ("SELECT Id, AccountId, ContactId, CreatedDate, (SELECT ContactId FROM OpportunityContactRoles) "
+                f"FROM Opportunity WHERE CreatedDate >= {since.isoformat()}T00:00:00Z")
+        for r in self._query(soql, "Opportunity"):
+            created = _date(r.get("CreatedDate"))
+            if created is None:
+                continue
+            named = [r.get("ContactId") or ""] + [c.get("ContactId") or "" for c in
+                                                   _children(r, "OpportunityContactRoles")]
+            yield OpenedDeal(id15(r.get("Id")), id15(r.get("AccountId")),
+                             tuple(dict.fromkeys(id15(c) for c in named if c)), created)
+
+    def account_ids(self, contact_ids: Iterable[str]) -> dict[str, str]:
+        """Their accounts, 300 contacts a query (a SOQL statement stays far below its length limit)."""
+        self.check_visibility()
+        wanted = sorted({c.strip() for c in contact_ids if c.strip()})  # as the org gave them (18 characters)
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 300):
+            ids = ", ".join(_soql_string(c) for c in wanted[start:start + 300])
+            for r in self._query(f"SELECT Id, AccountId FROM Contact WHERE Id IN ({ids})", "Contact"):
+                if r.get("AccountId"):
+                    found[id15(r.get("Id"))] = id15(r.get("AccountId"))
+        return found
 
     def check_fields(self) -> None:
         """Every Contact field the run reads is readable by the API user: one query of one record."""

@@ -1,0 +1,92 @@
+"""What ``repsend outcomes`` counts, read from where it is: the exposures and the opt-outs and bounces
+from the send log, replies from a mailbox, deals from the SFA. ``outcomes`` (pure) does the counting.
+
+- a reply is a message whose ``In-Reply-To`` or ``References`` holds a Message-ID repsend sent, or,
+  failing that, one from a mailed contact's address; automatic replies and delivery reports are not
+  replies; each message once (by its key), the mailbox read only;
+- a deal is an Opportunity created on the contact's account (account scope) or with the contact as its
+  primary contact or a contact role (contact_role scope), read in pages from the SFA;
+- an opt-out (or a complaint) and a bounce are the send log's suppressions of the address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time
+
+from repsend.inbox import Incoming, classify
+from repsend.models import id15, normalize_email
+from repsend.outcomes import Exposure, Outcome
+from repsend.sendlog import BOUNCE, HELD_OUT, Attempt, Suppression
+from repsend.sfa.base import OpenedDeal, Scope
+
+_NOT_REPLIES = frozenset({"bounce", "delayed", "delivered", "complaint", "auto_reply"})
+
+
+def exposures_of(attempts: Iterable[Attempt]) -> list[Exposure]:
+    return [Exposure(campaign=a.campaign, contact_id=id15(a.contact_id), rep=a.rep_email, template=a.template,
+                     language=a.language, held_out=a.state == HELD_OUT, at=a.created_at,
+                     variant=getattr(a, "variant", "") or "")
+            for a in attempts]
+
+
+def _contacts_by_address(attempts: Iterable[Attempt]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for a in attempts:
+        found.setdefault(a.address, set()).add(id15(a.contact_id))
+    return found
+
+
+def suppression_outcomes(rows: Iterable[Suppression], attempts: list[Attempt]) -> Iterator[Outcome]:
+    """Opt-outs and complaints as ``opt_out``, hard bounces as ``bounce``, for every contact at the address."""
+    by_address = _contacts_by_address(attempts)
+    for row in rows:
+        kind = "bounce" if row.kind == BOUNCE else "opt_out"
+        for contact_id in by_address.get(row.address, ()):
+            yield Outcome(kind, contact_id, row.created_at)
+
+
+def reply_outcomes(items: Iterable[Incoming], attempts: list[Attempt], opt_out_address: str) -> Iterator[Outcome]:
+    """The replies among a mailbox's messages; malformed ones are left out (``repsend inbox`` names them)."""
+    by_message = {a.message_id: id15(a.contact_id) for a in attempts if a.message_id}
+    by_address = _contacts_by_address(a for a in attempts if a.state != HELD_OUT)
+    seen: set[str] = set()
+    for item in items:
+        if item.problem or item.message is None:
+            continue
+        returned = classify(item.message, opt_out_addresses=[opt_out_address], raw=item.raw)
+        if returned.key in seen or returned.kind in _NOT_REPLIES:
+            continue
+        seen.add(returned.key)
+        when = returned.date or None
+        if when is None:
+            continue
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        refs = " ".join(str(item.message.get(h) or "") for h in ("In-Reply-To", "References")).split()
+        contacts = {by_message[ref] for ref in refs if ref in by_message}
+        if not contacts and returned.from_address:
+            contacts = by_address.get(normalize_email(returned.from_address), set())
+        for contact_id in contacts:
+            yield Outcome("reply", contact_id, when)
+
+
+def deal_outcomes(deals: Iterable[OpenedDeal], accounts: dict[str, str], scope: Scope,
+                  exposed: Iterable[str]) -> Iterator[Outcome]:
+    """Each deal as an outcome of the exposed contacts it reaches: its account's (account scope), or its
+    primary contact and contact roles (contact_role scope). A deal's day counts from its start (UTC)."""
+    by_account: dict[str, set[str]] = {}
+    for contact_id, account_id in accounts.items():
+        by_account.setdefault(account_id, set()).add(contact_id)
+    exposed_ids = set(exposed)
+    for deal in deals:
+        reached = set(deal.contact_ids) & exposed_ids
+        if scope == "account":
+            reached |= by_account.get(deal.account_id, set())
+        moment = datetime.combine(deal.created, time(23, 59, 59), tzinfo=UTC)  # after a mail sent that day
+        for contact_id in reached:
+            yield Outcome("deal", contact_id, moment)
+
+
+def earliest(attempts: Iterable[Attempt]) -> date | None:
+    days = [a.created_at.date() for a in attempts]
+    return min(days) if days else None
