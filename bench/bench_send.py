@@ -108,7 +108,9 @@ def configure(folder: Path, n: int, sink: Sink) -> Settings:
     export = write_export(folder / "export", contacts(n))
     config = write_config(folder, export, smtp={"security": "none"},
                           mail={"unsubscribe_url": UNSUBSCRIBE + "x" * 40})
-    env = {"SMTP_HOST": sink.host, "SMTP_PORT": str(sink.port), "SMTP_SECURITY": "none"}
+    # Each mail's unsubscribe link is signed (i14): the secret is a run's to have, as in production.
+    env = {"SMTP_HOST": sink.host, "SMTP_PORT": str(sink.port), "SMTP_SECURITY": "none",
+           "REPSEND_UNSUBSCRIBE_SECRET": "bench-unsubscribe-secret-0123456789abcdef"}
     return load_settings(config, env=env)
 
 

@@ -716,6 +716,73 @@ def unsubscribe_endpoint(
         log.close()
 
 
+SYNC_EXIT = """\
+Exit codes: 0 everything written; 1 Salesforce refused some records (kept with their error, tried again
+next time); 2 usage or config error; 3 Salesforce failed (what was written before is kept)."""
+
+
+@app.command(epilog=SYNC_EXIT)
+@_errors_to_exit_codes
+def sync(
+    export_dir: Annotated[
+        Path | None, typer.Option("--export", metavar="DIR",
+                                  help="CSV source: write Task.csv and Contact.csv for Data Loader into DIR.")
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="With --export: every Task and opt-out again, not only the new ones.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Write back to the SFA what the send log holds and the SFA does not yet: a completed Task per sent
+    mail, owned by its rep, and HasOptedOutOfEmail on every Contact and Lead of an opted-out address.
+    Salesforce: through its API, records refused before tried again (a real run writes its own Tasks when
+    it ends; sync writes what one left). A CSV export: files for Data Loader (--export).
+
+    Example: repsend sync --export ~/dataloader/in   (Salesforce: repsend sync)
+    """
+    from datetime import UTC, datetime
+
+    from repsend.sendlog import SendLog, safe_name
+    from repsend.settings import load_settings
+    from repsend.writeback import export, write_back
+
+    if everything and export_dir is None:
+        raise typer.BadParameter("--all goes with --export DIR", param_hint="--all")
+    settings = load_settings(config)
+    if not settings.sfa.writes_back:
+        raise UsageError(f"{settings.config_path}: [sfa] log_activity is false: repsend writes nothing back to the SFA "
+                         "(set it to true)")
+    if settings.sfa.kind == "csv" and export_dir is None:
+        raise UsageError("the SFA is a CSV export ([sfa] kind = \"csv\"): nothing to write to; give --export DIR "
+                         "for Data Loader's files")
+    if settings.sfa.kind == "salesforce" and export_dir is not None:
+        raise UsageError("--export is for a CSV export ([sfa] kind = \"csv\"); Salesforce is written to directly")
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        typer.echo(f"repsend: no send log at {safe_name(url)} yet: nothing to write back", err=True)
+        return
+    log = SendLog.open(url)
+    try:
+        now = datetime.now(UTC)
+        if export_dir is not None:
+            done = export(log, settings, export_dir, now, everything=everything)
+        else:
+            from repsend.sfa import open_source
+
+            source = open_source(settings)
+            try:
+                done = write_back(log, source, now)  # type: ignore[arg-type]
+            finally:
+                source.close()
+    finally:
+        log.close()
+    for line in done.lines():
+        typer.echo(line)
+    for error in done.errors:
+        typer.echo(f"repsend: Salesforce refused: {error}", err=True)
+    raise typer.Exit(1 if done.rejected else 0)
+
+
 DOCTOR_EXIT = "Exit codes: 0 nothing failed (warnings allowed); 1 at least one check failed."
 
 

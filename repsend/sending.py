@@ -40,10 +40,12 @@ from repsend.settings import Settings
 from repsend.sfa.base import Source
 from repsend.throttle import SendWindow, Throttle
 from repsend.unsubscribe import link_for
+from repsend.writeback import task_payload
 
 if TYPE_CHECKING:
     from repsend.sendlog import Run, SendLog
     from repsend.transport import Transport
+    from repsend.writeback import Synced
 
 # What became of one chosen contact in this run (the JSON field "outcome").
 SENT, FAILED, DEFERRED, UNKNOWN, TAKEN, NOT_SENT = "sent", "failed", "deferred", "unknown", "taken", "not_sent"
@@ -74,6 +76,8 @@ class RunResult:
     closed_runs: list[Run] = field(default_factory=list)  # runs left open by a killed process, closed now
     window_opens: datetime | None = None
     started: bool = False  # the run row was written: mails may have gone out
+    synced: Synced | None = None  # what the write-back to the SFA did after the run (None: none was made)
+    sync_error: str = ""  # why it stopped, if the SFA failed it: the records wait for `repsend sync`
 
     def fields(self) -> dict[str, Any]:
         counts = {k: self.outcomes.get(k, 0) for k in (SENT, FAILED, DEFERRED, UNKNOWN, TAKEN, NOT_SENT)}
@@ -275,6 +279,9 @@ def send_run(
             with suppress(RepsendError):  # the bug is what to show, not a send log that fails too
                 log.finish_run(result.run_id, clock.now(), _run_counts(result), EXIT_SOME_FAILED)
             raise
+        if result.exit_code != EXIT_INTERRUPTED:
+            # After the run, and after one that stopped (SIGTERM, the window, failures, an error): its Tasks.
+            _write_back(settings, source, log, clock, result, reporter)
         result.exit_code = _exit_code(result)
         try:
             reporter.summary(result)
@@ -283,6 +290,39 @@ def send_run(
                 _stopped_by(result, exc)
         log.finish_run(result.run_id, clock.now(), _run_counts(result), result.exit_code)
     return result
+
+
+def _write_back(settings: Settings, source: Source, log: SendLog, clock: Clock, result: RunResult,
+                reporter: Reporter) -> None:
+    """The run's Tasks (and any opt-out not yet there) to Salesforce, when ``[sfa] log_activity`` says so;
+    a CSV org's wait for ``repsend sync --export``. Refused records keep their error for ``repsend sync`` (a
+    note, not the exit code); an SFA that fails makes the exit code 3, and what is not written waits."""
+    if not settings.sfa.writes_back:
+        return
+    if settings.sfa.kind != "salesforce":
+        if result.outcomes[SENT]:
+            reporter.note(f"{result.outcomes[SENT]} Task(s) kept for Data Loader: `repsend sync --export DIR` "
+                          "writes Task.csv and Contact.csv")
+        return
+    from repsend.writeback import write_back
+
+    try:
+        # Nothing pending costs no call: the write-back asks Salesforce only about what it holds.
+        done = result.synced = write_back(log, source, clock.now(), retry_rejected=False)  # type: ignore[arg-type]
+    except RepsendError as exc:
+        result.sync_error = str(exc)
+        reporter.note(f"writing back to Salesforce stopped: {exc}; what is not written waits for `repsend sync`")
+        if result.error is None:
+            result.error = exc
+            result.exit_code = exc.exit_code
+        return
+    if done.tasks["written"] or done.tasks["found"] or done.rejected or done.records_opted_out:
+        for line in done.lines():
+            reporter.note(f"Salesforce: {line}")
+    for error in done.errors:
+        reporter.note(f"Salesforce refused: {error}")
+    if done.rejected:
+        reporter.note("the refused records keep their error in the send log; `repsend sync` tries them again")
 
 
 def _stopped_by(result: RunResult, exc: RepsendError) -> None:
@@ -522,5 +562,10 @@ def _send_one(decision: Decision, settings: Settings, log: SendLog, transport: T
         raise
     else:
         outcome = Outcome(SENT, delivered.code, delivered.text, message_id)
-    log.finish(row, outcome.state, clock.now(), outcome.code, outcome.text)
+    task = None
+    if outcome.state == SENT and settings.sfa.writes_back:
+        # The Task rides on the finish's own transaction: the body is kept until Salesforce has it.
+        task = (address, task_payload(decision.contact.id, decision.rep.id, mail.subject, mail.body,
+                                      now.astimezone(zone).date()))
+    log.finish(row, outcome.state, clock.now(), outcome.code, outcome.text, task=task)
     return outcome

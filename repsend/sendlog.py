@@ -297,7 +297,48 @@ class InboxMessage(_Base, table=True):
     read_at: datetime = Field(sa_type=UTCDateTime)
 
 
+# What is written back to the SFA (migration 0005), and the states of each record on its way there.
+TASK: Final = "task"  # a completed Task on the contact, owned by the rep, for a sent mail
+SFA_OPT_OUT: Final = "opt_out"  # HasOptedOutOfEmail on every Contact and Lead with an opted-out address
+PENDING: Final = "pending"
+IN_FLIGHT: Final = "in_flight"  # claimed before the call: a run killed then leaves it so (looked up, then written)
+WRITTEN: Final = "written"
+REJECTED: Final = "rejected"  # Salesforce refused the record: the error is kept, ``repsend sync`` tries again
+EXPORTED: Final = "exported"  # written to a Data Loader file (the CSV source)
+CANCELLED: Final = "cancelled"  # an opt-out removed (a mistake) before it reached the SFA
+# Suppression kinds that are an opt-out in the SFA: a bounce is not one.
+SFA_OPT_OUT_KINDS: Final = (OPT_OUT, COMPLAINT)
+# No call to the SFA lasts this long (salesforce.TIMEOUT reads for 300 s): a claim older is its dead run's.
+STALE_CLAIM: Final = timedelta(hours=1)
+
+
+class SfaWrite(_Base, table=True):
+    """One record on its way back to the SFA: its payload until it is written, then its Id or its error."""
+
+    __tablename__ = "sfa_write"
+    __table_args__ = (
+        Index("ix_sfa_write_what_state", "what", "state"),
+        Index("ix_sfa_write_suppression_id", "suppression_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=Integer)
+    what: str = Field(sa_type=String)  # TASK or SFA_OPT_OUT
+    attempt_id: int | None = Field(default=None, sa_type=Integer)
+    suppression_id: int | None = Field(default=None, sa_type=Integer)
+    address: str = Field(sa_type=String)
+    payload: str | None = Field(default=None, sa_type=Text)  # JSON
+    state: str = Field(sa_type=String)
+    sfa_id: str | None = Field(default=None, sa_type=Text)  # the Task's Id; the records an opt-out set, space-separated
+    error: str | None = Field(default=None, sa_type=Text)
+    tries: int = _count()
+    claimed_by: str | None = Field(default=None, sa_type=String)  # host:pid
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 _attempt = SendAttempt.__table__  # type: ignore[attr-defined]
+_sfa_write = SfaWrite.__table__  # type: ignore[attr-defined]
 _run = Run.__table__  # type: ignore[attr-defined]
 _suppression = Suppression.__table__  # type: ignore[attr-defined]
 _inbox = InboxMessage.__table__  # type: ignore[attr-defined]
@@ -307,6 +348,8 @@ _inbox = InboxMessage.__table__  # type: ignore[attr-defined]
 # more than the SQLite write itself). The UPDATE's SET clause comes from the keys of its values.
 _CLAIM = insert(_attempt)
 _FINISH = update(_attempt).where(_attempt.c.id == bindparam("row_id"))
+# A sent mail's Task, inserted in the finish's own transaction: no write of its own.
+_TASK = insert(_sfa_write)
 # The columns migration 0003 added: a log opened read-only at an older revision lacks them (and has no
 # resolutions); a writer always has them, having migrated to head.
 _RESOLUTION_COLUMNS: Final = ("resolved_as", "resolved_at", "resolved_by", "resolved_note")
@@ -315,6 +358,8 @@ _VARIANT_COLUMN: Final = "variant"
 _CLAIM_KEYS: Final = ("run_id", "campaign", "contact_id", "address", "rep_id", "rep_email", "subject", "message_id",
                       "template", "language", "variant", "state", "created_at")
 _FINISH_KEYS: Final = ("row_id", "state", "finished_at", "smtp_code", "smtp_text")
+_TASK_KEYS: Final = ("what", "attempt_id", "address", "payload", "state", "tries", "created_at")
+_DRIVER: Final = {"claim": (_CLAIM, _CLAIM_KEYS), "finish": (_FINISH, _FINISH_KEYS), "task": (_TASK, _TASK_KEYS)}
 
 
 class _DriverStatement:
@@ -530,23 +575,29 @@ class SendLog:
     def _driver_statement(self, name: str) -> _DriverStatement:
         statement = self._driver_statements.get(name)
         if statement is None:
-            built, keys = (_CLAIM, _CLAIM_KEYS) if name == "claim" else (_FINISH, _FINISH_KEYS)
+            built, keys = _DRIVER[name]
             statement = self._driver_statements[name] = _DriverStatement(built, keys, self._conn.dialect)
         return statement
 
-    def _driver_write(self, action: str, name: str, values: dict[str, Any], *, flush: bool = True) -> sqlite3.Cursor:
+    def _driver_write(self, action: str, name: str, values: dict[str, Any], *, flush: bool = True,
+                      also: tuple[str, dict[str, Any]] | None = None) -> sqlite3.Cursor:
         """SQLite: one write transaction of one statement, as ``_write`` does it, on the driver's connection.
 
         The same transaction as ``_write``'s: BEGIN IMMEDIATE (waiting up to the busy timeout for another
         process's lock), the statement, COMMIT (on disk when it returns, unless ``flush=False``), a
         ROLLBACK if anything fails; the same errors: ``sqlite3.IntegrityError`` as it is, any other
         database failure a ``ServiceError``. SQLAlchemy's connection is outside any transaction
-        meanwhile and finds it so afterwards.
+        meanwhile and finds it so afterwards. ``also``: a second statement in the same transaction (a sent
+        mail's Task); the cursor returned is the first one's.
         """
         if self.readonly:
             raise RuntimeError(f"send log {self.name} is open read-only: cannot {action}")
         statement = self._driver_statement(name)
         parameters = statement.parameters(values)
+        second = None
+        if also is not None:
+            extra = self._driver_statement(also[0])
+            second = (extra.sql, extra.parameters(also[1]))
         conn = self._dbapi()
         try:
             if not flush:  # a connection setting, set outside the transaction: no lock, no I/O
@@ -555,6 +606,8 @@ class SendLog:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     cursor = conn.execute(statement.sql, parameters)
+                    if second is not None:
+                        conn.execute(*second)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -739,7 +792,8 @@ class SendLog:
                                                 self._live)
             return conn.execute(query.limit(1)).first() is not None
 
-    def finish(self, row_id: int, state: str, now: datetime, code: int | None, text: str | None) -> None:
+    def finish(self, row_id: int, state: str, now: datetime, code: int | None, text: str | None, *,
+               task: tuple[str, str] | None = None) -> None:
         """Record the outcome of a claimed send (``sent``, ``failed``, ``deferred`` or ``unknown``).
 
         Updates by id whatever the row's state, so that the real outcome wins even if a concurrent
@@ -754,15 +808,24 @@ class SendLog:
         which the next run's ``recover`` makes ``unknown``: never sent again, as after a crash mid-send. It
         saves one of the two disk flushes a mail costs, and loses nothing but, on a power cut, the
         difference between the last mail's ``sent`` (or ``failed``/``deferred``) and ``unknown``.
+
+        ``task``: (address, the Task record as JSON) of a sent mail to write back to the SFA (``sfa_write``),
+        inserted in the same transaction: a mail is ``sent`` with its Task pending, or neither.
         """
         if state not in FINAL_STATES:
             raise ValueError(f"not a final send state: {state!r} (expected one of {', '.join(sorted(FINAL_STATES))})")
         values = {"row_id": row_id, "state": state, "finished_at": now, "smtp_code": code, "smtp_text": text}
+        also = None
+        if task is not None:
+            also = ("task", {"what": TASK, "attempt_id": row_id, "address": task[0], "payload": task[1],
+                             "state": PENDING, "tries": 0, "created_at": now})
         if self._sqlite:
-            rowcount = self._driver_write("record a send", "finish", values, flush=False).rowcount
+            rowcount = self._driver_write("record a send", "finish", values, flush=False, also=also).rowcount
         else:
             with self._write("record a send", flush=False) as conn:
                 rowcount = conn.execute(_FINISH, values).rowcount
+                if also is not None:
+                    conn.execute(_TASK, also[1])
         if rowcount != 1:
             raise ValueError(f"send log {self.name}: no send attempt {row_id}")
 
@@ -990,6 +1053,100 @@ class SendLog:
             conn.execute(insert(_inbox).values(key=key, kind=kind, source=source, address=address, detail=detail,
                                                read_at=now))
         return True
+
+    # -- the way back to the SFA (migration 0005) ------------------------------------------------------
+
+    def queue_opt_outs(self, now: datetime) -> int:
+        """A pending opt-out for the SFA for every suppression in force that is one there (an opt-out or a
+        complaint, not a bounce) and has none yet, whoever recorded it (``optout``, the unsubscribe link,
+        ``inbox``); one still pending whose suppression was removed meanwhile is cancelled. How many queued."""
+        s, w = _suppression.c, _sfa_write.c
+        with self._write("queue opt-outs for the SFA in") as conn:
+            queued = select(w.suppression_id).where(w.what == SFA_OPT_OUT, w.suppression_id.is_not(None))
+            new = conn.execute(select(s.id, s.address).where(s.kind.in_(SFA_OPT_OUT_KINDS), s.removed_at.is_(None),
+                                                             s.id.not_in(queued)).order_by(s.id)).all()
+            if new:
+                conn.execute(insert(_sfa_write), [{"what": SFA_OPT_OUT, "suppression_id": sid, "address": address,
+                                                   "state": PENDING, "created_at": now} for sid, address in new])
+            removed = select(s.id).where(s.removed_at.is_not(None))
+            conn.execute(update(_sfa_write)
+                         .where(w.what == SFA_OPT_OUT, w.state.in_((PENDING, REJECTED)), w.suppression_id.in_(removed))
+                         .values(state=CANCELLED, done_at=now))
+        return len(new)
+
+    def claim_writes(self, what: str, states: Iterable[str], by: str, now: datetime, *, limit: int,
+                     after_id: int = 0) -> list[SfaWrite]:
+        """Mark up to ``limit`` records (ids above ``after_id``, oldest first) ``in_flight``, claimed by
+        ``by``, committed before any call is made: the ones this process got (a concurrent one may take some)."""
+        w = _sfa_write.c
+        wanted = tuple(states)
+        with self._write("claim writes to the SFA in") as conn:
+            ids = list(conn.execute(select(w.id).where(w.what == what, w.state.in_(wanted), w.id > after_id)
+                                    .order_by(w.id).limit(limit)).scalars())
+            if not ids:
+                return []
+            conn.execute(update(_sfa_write).where(w.id.in_(ids), w.state.in_(wanted))
+                         .values(state=IN_FLIGHT, claimed_by=by, claimed_at=now))
+            rows = conn.execute(select(_sfa_write).where(w.id.in_(ids), w.state == IN_FLIGHT, w.claimed_by == by,
+                                                         w.claimed_at == now).order_by(w.id)).all()
+        return [SfaWrite(**row._mapping) for row in rows]
+
+    def stale_in_flight(self, what: str, now: datetime, host: str, pid: int) -> list[SfaWrite]:
+        """Records left ``in_flight`` by a write that is gone: claimed over STALE_CLAIM ago, or on this host by
+        a process that no longer exists, or by this one (its writes run one after another)."""
+        w = _sfa_write.c
+        with self._read("read the writes to the SFA in") as conn:
+            rows = [SfaWrite(**row._mapping) for row in
+                    conn.execute(select(_sfa_write).where(w.what == what, w.state == IN_FLIGHT).order_by(w.id))]
+
+        def gone(row: SfaWrite) -> bool:
+            claimer, _, number = (row.claimed_by or "").rpartition(":")
+            claimer_pid = int(number) if number.isdigit() else None
+            if row.claimed_at is None or row.claimed_at < now - STALE_CLAIM:
+                return True
+            return claimer == host and (claimer_pid == pid or not _process_alive(claimer_pid))
+
+        return [row for row in rows if gone(row)]
+
+    def settle(self, outcomes: Iterable[tuple[int, str, str | None, str | None, str | None, bool]],
+               now: datetime) -> None:
+        """Record what became of claimed records, (id, state, sfa_id, error, payload, tried) each, in one
+        transaction; the claim is released, ``tries`` counts the calls that carried the record."""
+        w = _sfa_write.c
+        values = [{"row_id": row_id, "new_state": state, "new_sfa_id": sfa_id, "new_error": error,
+                   "new_payload": payload, "new_done_at": now if state in (WRITTEN, EXPORTED) else None,
+                   "tried": 1 if tried else 0}
+                  for row_id, state, sfa_id, error, payload, tried in outcomes]
+        if not values:
+            return
+        statement = update(_sfa_write).where(w.id == bindparam("row_id")).values(
+            state=bindparam("new_state"), sfa_id=bindparam("new_sfa_id"), error=bindparam("new_error"),
+            payload=bindparam("new_payload"), done_at=bindparam("new_done_at"), tries=w.tries + bindparam("tried"),
+            claimed_by=None, claimed_at=None)
+        with self._write("record the writes to the SFA in") as conn:
+            conn.execute(statement, values)
+
+    def known_sfa_ids(self, ids: Iterable[str]) -> set[str]:
+        """The ids among ``ids`` that a written record of the log already holds."""
+        wanted = list(dict.fromkeys(ids))
+        w = _sfa_write.c
+        known: set[str] = set()
+        with self._read("read the writes to the SFA in") as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                known.update(conn.execute(select(w.sfa_id).where(w.what == TASK, w.sfa_id.in_(chunk))).scalars())
+        return known
+
+    def sfa_writes(self, what: str | None = None, states: Iterable[str] | None = None) -> list[SfaWrite]:
+        """The records for the SFA (of one kind, in some states), oldest first."""
+        w = _sfa_write.c
+        query = select(_sfa_write).order_by(w.id)
+        if what is not None:
+            query = query.where(w.what == what)
+        if states is not None:
+            query = query.where(w.state.in_(tuple(states)))
+        with self._read("read the writes to the SFA in") as conn:
+            return [SfaWrite(**row._mapping) for row in conn.execute(query)]
 
     def exposures(self, campaign: str | None = None) -> list[Attempt]:
         """What outcomes compare: each address's first ``sent`` or ``held_out`` attempt of a campaign (or of

@@ -67,6 +67,13 @@ class SfaSettings(_Section):
     partial_visibility: Literal["fail", "allow"] = "fail"
     # kind = "salesforce": a Lead that opted out blocks the contacts with its address.
     lead_opt_outs: bool = True
+    # Each sent mail a completed Task in the SFA, each opt-out HasOptedOutOfEmail there (``writes_back``);
+    # unset: on for Salesforce, off for a CSV export (whose Task.csv a person imports: ``repsend sync --export``).
+    log_activity: bool | None = None
+
+    @property
+    def writes_back(self) -> bool:
+        return self.log_activity if self.log_activity is not None else self.kind == "salesforce"
     # kind = "csv": the safety data an admin accepts the export lacks (by default each gap stops the run).
     allow_missing: list[str] = []
     # kind = "csv": header label -> API name, over csv_format's tables (a report export writes labels).

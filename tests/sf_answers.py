@@ -83,6 +83,8 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 SCHEMA["User"] = (*SCHEMA["User"], "Username")
+# What repsend writes back: a completed email Task per sent mail (WhoId: a Contact or a Lead).
+SCHEMA["Task"] = ("Id", "WhoId", "OwnerId", "Subject", "Description", "ActivityDate", "Status", "TaskSubtype")
 # Relationship name -> the object it points at, through the field "<name>Id".
 RELATIONS: dict[str, dict[str, str]] = {
     "User": {},
@@ -95,6 +97,7 @@ RELATIONS: dict[str, dict[str, str]] = {
     "PermissionSet": {"Profile": "Profile"},
     "PermissionSetAssignment": {"Assignee": "User", "PermissionSet": "PermissionSet"},
     "ObjectPermissions": {"Parent": "PermissionSet"},
+    "Task": {"Owner": "User"},
 }
 # Child relationship name -> (the child object, its field that points at the parent).
 CHILDREN: dict[str, dict[str, tuple[str, str]]] = {
@@ -107,7 +110,7 @@ CHILDREN: dict[str, dict[str, tuple[str, str]]] = {
 PREFIX = {
     "User": "005", "Account": "001", "Contact": "003", "Opportunity": "006", "OpportunityContactRole": "00K",
     "Lead": "00Q", "Profile": "00e", "PermissionSet": "0PS", "PermissionSetAssignment": "0Pa",
-    "ObjectPermissions": "110",
+    "ObjectPermissions": "110", "Task": "00T",
 }  # fmt: skip
 
 
@@ -223,6 +226,10 @@ class FakeOrg:
         # A test's change to the CSV text of each results set, as sent (a malformed set, capital headers).
         self.bulk_results_edit: Callable[[str], str] | None = None
         self.jobs: dict[str, _Job] = {}
+        # composite/sobjects: every call as it came, (method, records), and a test's rule for records to
+        # refuse (it returns (statusCode, message) for one Salesforce would refuse, None otherwise).
+        self.writes: list[tuple[str, list[dict[str, Any]]]] = []
+        self.refuse: Callable[[str, dict[str, Any]], tuple[str, str] | None] | None = None
         self._cursors: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self._serial = itertools.count(1)
         if api_user is not None:
@@ -321,6 +328,8 @@ class FakeOrg:
         rsps.add_callback(responses.GET, re.compile(root + "$"), callback=self._resources)
         rsps.add_callback(responses.GET, re.compile(root + "query/.*"), callback=self._answer)
         rsps.add_callback(responses.GET, re.compile(root + "limits/$"), callback=self._limits)
+        for method in (responses.POST, responses.PATCH):
+            rsps.add_callback(method, re.compile(root + "composite/sobjects$"), callback=self._collection)
         jobs = re.compile(re.escape(f"https://{self.instance}/services/data/v{self.version}/jobs/query") + ".*")
         rsps.add_callback(responses.POST, jobs, callback=self._bulk)
         rsps.add_callback(responses.GET, jobs, callback=self._bulk)
@@ -373,6 +382,64 @@ class FakeOrg:
             "DailyApiRequests": {"Max": self.api_requests_max, "Remaining": remaining},
             "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
         })
+
+    def _collection(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
+        """POST (create) or PATCH (update) composite/sobjects, the sObject Collections resource: at most 200
+        records, each with ``attributes.type``; the answer is one {id, success, errors} per record, in order
+        (allOrNone false: a refused record does not stop the others). Refused as Salesforce refuses: a WhoId
+        or OwnerId that is no record, an update of a record that is not there or of a converted lead, a field
+        the object lacks, TaskSubtype on an update; and whatever ``refuse`` says."""
+        self.calls += 1
+        failed = self._failure(request)
+        if failed is not None:
+            return failed
+        body = json.loads(request.body or "{}")
+        records = body.get("records") or []
+        assert body.get("allOrNone") is False, body.get("allOrNone")
+        if len(records) > 200:
+            return self._json(400, [{"errorCode": "EXCEEDED_ID_LIMIT", "message": "(fake) more than 200 records"}])
+        method = request.method or ""
+        self.writes.append((method, records))
+        self.answered.append(("write-" + method.lower(), ""))
+        return self._json(200, [self._write_one(method, dict(record)) for record in records])
+
+    def _write_one(self, method: str, record: dict[str, Any]) -> dict[str, Any]:
+        def refused(code: str, message: str, fields: Sequence[str] = ()) -> dict[str, Any]:
+            return {"success": False, "errors": [{"statusCode": code, "message": message, "fields": list(fields)}]}
+
+        sobject = (record.pop("attributes", None) or {}).get("type")
+        if sobject not in SCHEMA:
+            return refused("INVALID_TYPE", f"(fake) no such object {sobject!r}")
+        record_id = record.pop("id", None)
+        unknown = [name for name in record if name not in SCHEMA[sobject] or name == "Id"]
+        if unknown:
+            return refused("INVALID_FIELD", f"No such column '{unknown[0]}' on sobject of type {sobject}", unknown)
+        said = self.refuse(method, {"type": sobject, "id": record_id, **record}) if self.refuse else None
+        if said is not None:
+            return refused(*said)
+        if method == "POST":
+            if record_id is not None:
+                return refused("INVALID_FIELD", "(fake) a record to create has no id")
+            for name, target in (("WhoId", ("Contact", "Lead")), ("OwnerId", ("User",))):
+                if name in record and not any(self._find(t, record[name]) for t in target):
+                    return refused("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+            row = self.add(sobject, **record)
+            return {"id": row["Id"], "success": True, "errors": []}
+        row = self._find(sobject, record_id or "")
+        if row is None:
+            return refused("ENTITY_IS_DELETED", "entity is deleted")
+        if "TaskSubtype" in record:
+            return refused("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: TaskSubtype",
+                           ["TaskSubtype"])
+        if sobject == "Lead" and row.get("IsConverted"):
+            return refused("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")
+        row.update(record)
+        return {"id": row["Id"], "success": True, "errors": []}
+
+    def _find(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        """A row by its Id, 15 or 18 characters, as Salesforce takes either."""
+        key = (record_id or "")[:15]
+        return next((row for sid, row in self.tables[sobject].items() if sid[:15] == key), None) if key else None
 
     def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | Exception:
         self.calls += 1

@@ -280,8 +280,7 @@ def test_real_process_unknown_option_is_exit_2() -> None:
 
 
 @pytest.mark.parametrize("command", ["dormant", "preview", "log", "stats", "resolve", "init", "doctor", "optout",
-                                     "unsubscribe-endpoint", "inbox",
-                                     "outcomes"])
+                                     "unsubscribe-endpoint", "inbox", "outcomes", "sync"])
 def test_the_readme_documents_every_option(command: str) -> None:
     """Docs that cannot drift: each option in --help is in the README, and each command has an example."""
     import re

@@ -132,6 +132,45 @@ def test_claim_then_finish_and_the_unique_key(log: SendLog) -> None:
     assert len(log.rows()) == 6
 
 
+def test_a_sent_mail_s_task_is_written_with_its_finish_and_claimed_once(log: SendLog) -> None:
+    """The Task rides on the finish's transaction (SQLite on the driver, PostgreSQL through SQLAlchemy); a
+    claim marks records in flight, a second claimer gets none of them, and a claim of this process that a
+    write left behind is stale."""
+    row = claim(log, "hanako@example.co.jp")
+    assert row is not None
+    log.finish(row, "sent", T0 + timedelta(seconds=1), 250, "ok", task=("hanako@example.co.jp", '{"WhoId": "003"}'))
+    other = claim(log, "taro@example.com")
+    assert other is not None
+    log.finish(other, "failed", T0, 550, "no")  # no Task for a mail that did not go out
+    (task,) = log.sfa_writes()
+    assert (task.what, task.attempt_id, task.address, task.payload, task.state, task.tries) == (
+        "task", row, "hanako@example.co.jp", '{"WhoId": "003"}', "pending", 0)
+    me = f"{os.uname().nodename}:{os.getpid()}"
+    (got,) = log.claim_writes("task", ["pending"], me, T0, limit=200)
+    assert got.state == "in_flight" and got.claimed_by == me
+    assert log.claim_writes("task", ["pending"], "elsewhere:1", T0, limit=200) == []
+    assert [r.id for r in log.stale_in_flight("task", T0, "another-host", 1)] == []
+    assert [r.id for r in log.stale_in_flight("task", T0, os.uname().nodename, os.getpid())] == [got.id]
+    assert [r.id for r in log.stale_in_flight("task", T0 + timedelta(hours=2), "another-host", 1)] == [got.id]
+    log.settle([(got.id, "written", "00T5g0000000001AAA", None, "{}", True)], T0)
+    (done,) = log.sfa_writes()
+    assert (done.state, done.sfa_id, done.payload, done.tries, done.claimed_by, done.done_at) == (
+        "written", "00T5g0000000001AAA", "{}", 1, None, T0)
+    assert log.known_sfa_ids(["00T5g0000000001AAA", "00T5g0000000002AAA"]) == {"00T5g0000000001AAA"}
+
+
+def test_opt_outs_are_queued_once_and_a_removed_one_is_cancelled(log: SendLog) -> None:
+    log.suppress("a@example.com", "opt_out", "optout command", T0)
+    log.suppress("b@example.com", "complaint", "inbox", T0)
+    log.suppress("c@example.com", "bounce", "inbox", T0)  # a bounce is not an opt-out in the SFA
+    assert log.queue_opt_outs(T0) == 2
+    assert log.queue_opt_outs(T0) == 0
+    log.unsuppress("b@example.com", T0, reason="a mistake")
+    log.queue_opt_outs(T0)
+    assert {(r.address, r.state) for r in log.sfa_writes("opt_out")} == {
+        ("a@example.com", "pending"), ("b@example.com", "cancelled")}
+
+
 def test_finish_checks_its_arguments(log: SendLog) -> None:
     row = claim(log, "a@example.com")
     assert row is not None
@@ -443,6 +482,29 @@ PINNED_SCHEMA: dict[str, Any] = {
             ("ix_send_attempt_rep_id_created_at", ["rep_id", "created_at"], False, None),
             ("uq_send_attempt_campaign_address_live", ["campaign", "address"], True,
              "state!='deferred'ANDstate!='failed'ANDresolved_asISNULLORresolved_as!='not_sent'"),
+        ],
+    },
+    "sfa_write": {
+        "columns": [
+            ("id", "Integer", False, None),
+            ("what", "String", False, None),
+            ("attempt_id", "Integer", True, None),
+            ("suppression_id", "Integer", True, None),
+            ("address", "String", False, None),
+            ("payload", "Text", True, None),
+            ("state", "String", False, None),
+            ("sfa_id", "Text", True, None),
+            ("error", "Text", True, None),
+            ("tries", "Integer", False, "0"),
+            ("claimed_by", "String", True, None),
+            ("claimed_at", "DateTime", True, None),
+            ("created_at", "DateTime", False, None),
+            ("done_at", "DateTime", True, None),
+        ],
+        "pk": ["id"],
+        "indexes": [
+            ("ix_sfa_write_suppression_id", ["suppression_id"], False, None),
+            ("ix_sfa_write_what_state", ["what", "state"], False, None),
         ],
     },
     "suppression": {

@@ -219,6 +219,35 @@ _OAUTH_FALLBACK: dict[Login, str] = {
 }
 
 
+# Records a composite/sobjects call takes at most, and Ids or addresses a query lists at most (Salesforce's
+# sObject Collections limit); a list of addresses is also cut to stay well within the URL a GET may have.
+WRITE_BATCH = 200
+_IN_LIST_CHARS = 4000
+
+
+@dataclass(slots=True)
+class OptedOut:
+    """What an opt-out did in Salesforce for one address: the records set, those already set, the refusals."""
+
+    set: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _in_lists(values: Sequence[str], most: int = WRITE_BATCH, chars: int = _IN_LIST_CHARS) -> Iterator[list[str]]:
+    """``values`` in chunks for ``IN (...)`` lists: at most ``most`` values, and about ``chars`` characters."""
+    chunk: list[str] = []
+    size = 0
+    for value in values:
+        if chunk and (len(chunk) >= most or size + len(value) + 4 > chars):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(value)
+        size += len(value) + 4
+    if chunk:
+        yield chunk
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """How to log in: OAuth client credentials or JWT bearer through a connected app, an access token for
@@ -850,6 +879,86 @@ class SalesforceSource:
             return None
         return int(daily["Remaining"]), int(daily["Max"])
 
+    # -- writing back (repsend sync) --------------------------------------------------------------
+
+    def write_tasks(self, records: Sequence[Mapping[str, Any]]) -> list[tuple[str | None, str | None]]:
+        """Create these Tasks with one composite/sobjects call (at most WRITE_BATCH, allOrNone false): for each
+        record, in order, its new Id or Salesforce's refusal in words."""
+        if len(records) > WRITE_BATCH:
+            raise ValueError(f"at most {WRITE_BATCH} records a call, not {len(records)}")
+        body = {"allOrNone": False, "records": [{"attributes": {"type": "Task"}, **record} for record in records]}
+        with self._errors("Task", doing="creating"):
+            answer = self._client().restful("composite/sobjects", method="POST", json=body)
+        return self._results(answer, len(records), "Task")
+
+    def find_tasks(self, who_ids: Sequence[str], day: date) -> list[tuple[str, str, str]]:
+        """(Id, WhoId, Subject) of the email Tasks on these contacts (at most WRITE_BATCH) that day: one query."""
+        listed = ", ".join(_soql_string(who) for who in who_ids)
+        soql = (f"SELECT Id, WhoId, Subject FROM Task WHERE WhoId IN ({listed}) AND TaskSubtype = 'Email'"
+                f" AND ActivityDate = {day.isoformat()}")
+        return [(r.get("Id") or "", r.get("WhoId") or "", r.get("Subject") or "") for r in self._query(soql, "Task")]
+
+    def opt_out(self, addresses: Sequence[str]) -> dict[str, OptedOut]:
+        """Set HasOptedOutOfEmail on every Contact and (with lead_opt_outs) Lead with these addresses.
+
+        The records come from ``Email IN (...)`` queries, a page of addresses each, never one per address (a
+        converted lead is left out: Salesforce refuses to change one); those not set yet are updated through
+        composite/sobjects PATCH, WRITE_BATCH a call. Per normalized address: what was set, what already was,
+        and the refusals."""
+        from repsend.models import normalize_email
+
+        wanted = list(dict.fromkeys(normalize_email(a) for a in addresses if normalize_email(a)))
+        done = {address: OptedOut() for address in wanted}
+        todo: list[tuple[str, str, str]] = []  # (sobject, Id, address)
+        objects = [("Contact", ""), *([("Lead", " AND IsConverted = false")] if self.lead_opt_outs else [])]
+        for sobject, more in objects:
+            for chunk in _in_lists(wanted):
+                listed = ", ".join(_soql_string(address) for address in chunk)
+                soql = f"SELECT Id, Email, HasOptedOutOfEmail FROM {sobject} WHERE Email IN ({listed}){more}"
+                for r in self._query(soql, sobject):
+                    address = normalize_email(r.get("Email"))
+                    if address not in done:
+                        continue
+                    if r.get("HasOptedOutOfEmail") is True:
+                        done[address].already.append(r.get("Id") or "")
+                    else:
+                        todo.append((sobject, r.get("Id") or "", address))
+        for start in range(0, len(todo), WRITE_BATCH):
+            batch = todo[start:start + WRITE_BATCH]
+            records = [{"attributes": {"type": kind}, "id": sid, "HasOptedOutOfEmail": True} for kind, sid, _ in batch]
+            with self._errors("Contact and Lead", doing="updating"):
+                answer = self._client().restful("composite/sobjects", method="PATCH",
+                                                json={"allOrNone": False, "records": records})
+            results = self._results(answer, len(batch), "Contact and Lead")
+            for (kind, sid, address), (_, error) in zip(batch, results, strict=True):
+                if error is None:
+                    done[address].set.append(sid)
+                else:
+                    done[address].errors.append(f"{kind} {sid}: {error}")
+        return done
+
+    def _results(self, answer: Any, count: int, sobject: str) -> list[tuple[str | None, str | None]]:
+        """A composite/sobjects answer: one {id, success, errors} per record, in order."""
+        host = self._sf.sf_instance if self._sf is not None else self.credentials.host
+        if not isinstance(answer, list) or len(answer) != count or not all(isinstance(a, Mapping) for a in answer):
+            raise SFAError(
+                f"Salesforce at {host} answered composite/sobjects for {count} {sobject} record(s) in an unexpected "
+                "shape (not one result per record): nothing is marked written; `repsend sync` looks them up"
+            )
+        results: list[tuple[str | None, str | None]] = []
+        for entry in answer:
+            if entry.get("success") is True:
+                results.append((str(entry.get("id") or ""), None))
+                continue
+            words = []
+            for error in entry.get("errors") or [{}]:
+                error = error if isinstance(error, Mapping) else {}
+                fields = ", ".join(str(f) for f in error.get("fields") or [])
+                text = f"{error.get('statusCode') or 'ERROR'}: {error.get('message') or 'refused'}"
+                words.append(f"{text} ({fields})" if fields else text)
+            results.append((None, self._scrub("; ".join(words))[:1000]))
+        return results
+
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
@@ -1051,15 +1160,18 @@ class SalesforceSource:
 
     @contextmanager
     def _errors(
-        self, sobject: str, bulk: bool = False, refused: Callable[[str], RepsendError] | None = None
+        self, sobject: str, bulk: bool = False, refused: Callable[[str], RepsendError] | None = None,
+        doing: str = "reading",
     ) -> Iterator[None]:
         """Library errors (at login too) become repsend errors; anything else goes on as it is. ``refused``
-        words the error of a query this user may not make (see ``_refusal``), where that means more."""
+        words the error of a query this user may not make (see ``_refusal``), where that means more;
+        ``doing`` what the call did to ``sobject``, in a refusal's words."""
         try:
             yield
         except Exception as exc:
             said = self._refusal(exc) if refused is not None else None
-            error = refused(said) if refused is not None and said is not None else self._explain(exc, sobject, bulk)
+            error = (refused(said) if refused is not None and said is not None
+                     else self._explain(exc, sobject, bulk, doing))
             if error is None:
                 raise
             raise error from None  # the library's text holds URLs and bodies, never anything we need
@@ -1118,7 +1230,7 @@ class SalesforceSource:
         with self._errors(sobject, refused=refused):
             yield from self._client().query_all_iter(soql)
 
-    def _explain(self, exc: Exception, sobject: str, bulk: bool = False) -> RepsendError | None:
+    def _explain(self, exc: Exception, sobject: str, bulk: bool = False, doing: str = "reading") -> RepsendError | None:
         """The repsend error for a library error, in words a person can act on; None if not ours."""
         import requests
         from simple_salesforce.exceptions import (
@@ -1146,7 +1258,7 @@ class SalesforceSource:
             )
         if isinstance(exc, SalesforceError):
             code, message = _first_error(exc.content)
-            return self._explain_answer(exc.status, code, message, host, sobject, bulk)
+            return self._explain_answer(exc.status, code, message, host, sobject, bulk, doing)
         if isinstance(exc, SalesforceOperationError):
             return self._bulk_failed(str(exc), host, sobject)
         if isinstance(exc, requests.Timeout):
@@ -1177,7 +1289,8 @@ class SalesforceSource:
         return None
 
     def _explain_answer(
-        self, status: int, code: str, message: str, host: str, sobject: str, bulk: bool = False
+        self, status: int, code: str, message: str, host: str, sobject: str, bulk: bool = False,
+        doing: str = "reading",
     ) -> RepsendError:
         c = self.credentials
         said = self._scrub(f"{code}: {message}" if code else message)
@@ -1218,7 +1331,7 @@ class SalesforceSource:
                 f"Salesforce at {host}: this org or user has no API access ({said}); export the objects "
                 'as CSV and set [sfa] kind = "csv", or ask the admin for the "API Enabled" permission'
             )
-        return SFAError(f"Salesforce at {host} answered {status} while reading {sobject}: {said}")
+        return SFAError(f"Salesforce at {host} answered {status} while {doing} {sobject}: {said}")
 
     def _login_refused(self, code: str | int | None, message: str) -> SFAError:
         """A login Salesforce refused, with what to check; for OAuth, by its ``error`` and ``error_description``."""
