@@ -189,7 +189,7 @@ class SendAttempt(_Base, table=True):
     resolved_by: str | None = Field(default=None, sa_type=String)
     resolved_note: str | None = Field(default=None, sa_type=Text)
     # The template's A/B variant the mail was written in, or a held-out contact would have been (migration
-    # 0005); "" for a template without variants, and every row from before variants.
+    # 0006); "" for a template without variants, and every row from before variants.
     # (The default as SQL text: Alembic reads a plain "" back from SQLite as a change, every time.)
     variant: str = Field(default="", sa_type=String, sa_column_kwargs={"server_default": text("''")})
 
@@ -220,7 +220,7 @@ class Attempt:
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     resolved_note: str | None = None
-    variant: str = ""  # "" also in a log read as it is before migration 0005
+    variant: str = ""  # "" also in a log read as it is before migration 0006
 
 
 def _count() -> Any:
@@ -353,7 +353,7 @@ _TASK = insert(_sfa_write)
 # The columns migration 0003 added: a log opened read-only at an older revision lacks them (and has no
 # resolutions); a writer always has them, having migrated to head.
 _RESOLUTION_COLUMNS: Final = ("resolved_as", "resolved_at", "resolved_by", "resolved_note")
-# The column migration 0005 added: a log opened read-only before it has none (every row reads as "").
+# The column migration 0006 added: a log opened read-only before it has none (every row reads as "").
 _VARIANT_COLUMN: Final = "variant"
 _CLAIM_KEYS: Final = ("run_id", "campaign", "contact_id", "address", "rep_id", "rep_email", "subject", "message_id",
                       "template", "language", "variant", "state", "created_at")
