@@ -956,8 +956,9 @@ def outcomes(
     form: Annotated[str, typer.Option("--format", metavar="table|csv|json", help="How to print it.")] = "table",
     excel: Annotated[bool, typer.Option("--excel", help="CSV with the BOM and CRLF Japanese Excel needs.")] = False,
     replies: Annotated[
-        str | None, typer.Option("--replies", metavar="PATH|imap",
-                                 help="Count replies from this mailbox (an mbox, Maildir, .eml folder, or imap).")
+        list[str] | None, typer.Option("--replies", metavar="PATH|imap|sfa",
+                                       help="Count replies from a mailbox (an mbox, Maildir, .eml folder, or imap), "
+                                            "or the SFA's activities (sfa); may be given twice.")
     ] = None,
     deals: Annotated[bool, typer.Option("--deals/--no-deals", help="Read deals opened after the mail from the SFA.")
                      ] = True,
@@ -975,6 +976,7 @@ def outcomes(
 
     from repsend.outcome_report import FORMATS, chart, write
     from repsend.outcome_sources import (
+        activity_outcomes,
         deal_outcomes,
         earliest,
         exposures_of,
@@ -983,7 +985,7 @@ def outcomes(
     )
     from repsend.outcomes import GROUPINGS
     from repsend.outcomes import outcomes as count
-    from repsend.sendlog import SendLog, safe_name
+    from repsend.sendlog import TASK, SendLog, safe_name
     from repsend.settings import load_settings
 
     if by not in GROUPINGS:
@@ -1000,21 +1002,28 @@ def outcomes(
     try:
         attempts = log.exposures(campaign)
         events = list(suppression_outcomes(log.suppressions(), attempts))
+        own_tasks = [row.sfa_id or "" for row in log.sfa_writes(TASK)]  # repsend's own Tasks are no replies
     finally:
         log.close()
-    if replies is not None:
-        events += reply_outcomes(_mailbox(settings, replies), attempts, settings.company.opt_out)
+    for where in replies or []:
+        if where != "sfa":
+            events += reply_outcomes(_mailbox(settings, where), attempts, settings.company.opt_out)
     since = earliest(attempts)
-    if deals and since is not None:
+    from_sfa = "sfa" in (replies or [])
+    if (deals or from_sfa) and since is not None:
         from repsend.sfa import open_source
 
         source = open_source(settings)
         try:
-            exposed = [e.contact_id for e in exposures_of(attempts)]
-            accounts = (source.account_ids([a.contact_id for a in attempts])
-                        if settings.audience.active_deal_scope == "account" else {})
-            events += deal_outcomes(source.opened_deals(since), accounts, settings.audience.active_deal_scope,
-                                    exposed)
+            if from_sfa:
+                events += activity_outcomes(source.activities([a.contact_id for a in attempts], since), attempts,
+                                            own_tasks)
+            if deals:
+                exposed = [e.contact_id for e in exposures_of(attempts)]
+                accounts = (source.account_ids([a.contact_id for a in attempts])
+                            if settings.audience.active_deal_scope == "account" else {})
+                events += deal_outcomes(source.opened_deals(since), accounts, settings.audience.active_deal_scope,
+                                        exposed)
         finally:
             source.close()
     groups = count(exposures_of(attempts), events, by=by, window=timedelta(days=window), now=datetime.now(UTC))

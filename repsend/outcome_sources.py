@@ -3,7 +3,8 @@ from the send log, replies from a mailbox, deals from the SFA. ``outcomes`` (pur
 
 - a reply is a message whose ``In-Reply-To`` or ``References`` holds a Message-ID repsend sent, or,
   failing that, one from a mailed contact's address; automatic replies and delivery reports are not
-  replies; each message once (by its key), the mailbox read only;
+  replies; each message once (by its key), the mailbox read only; or, from the SFA, a Task on the
+  contact that repsend did not write, or a LastActivityDate on a later day than the mail;
 - a deal is an Opportunity created on the contact's account (account scope) or with the contact as its
   primary contact or a contact role (contact_role scope), read in pages from the SFA;
 - an opt-out (or a complaint) and a bounce are the send log's suppressions of the address.
@@ -18,7 +19,7 @@ from repsend.inbox import Incoming, classify
 from repsend.models import id15, normalize_email
 from repsend.outcomes import Exposure, Outcome
 from repsend.sendlog import BOUNCE, HELD_OUT, Attempt, Suppression
-from repsend.sfa.base import OpenedDeal, Scope
+from repsend.sfa.base import Activity, OpenedDeal, Scope
 
 _NOT_REPLIES = frozenset({"bounce", "delayed", "delivered", "complaint", "auto_reply"})
 
@@ -68,6 +69,23 @@ def reply_outcomes(items: Iterable[Incoming], attempts: list[Attempt], opt_out_a
             contacts = by_address.get(normalize_email(returned.from_address), set())
         for contact_id in contacts:
             yield Outcome("reply", contact_id, when)
+
+
+def activity_outcomes(activities: Iterable[Activity], attempts: list[Attempt],
+                      own_tasks: Iterable[str]) -> Iterator[Outcome]:
+    """Replies as the SFA logged them: a Task on the contact that repsend did not write, or a
+    LastActivityDate on a later day than the mail (the mail's own Task is on its day)."""
+    own = {id15(t) for t in own_tasks if t}
+    mailed_day = {id15(a.contact_id): a.created_at.date() for a in attempts if a.state != HELD_OUT}
+    held_day = {id15(a.contact_id): a.created_at.date() for a in attempts if a.state == HELD_OUT}
+    for activity in activities:
+        if activity.task_id:
+            if activity.task_id not in own:
+                yield Outcome("reply", activity.contact_id, activity.at)
+            continue
+        day = mailed_day.get(activity.contact_id) or held_day.get(activity.contact_id)
+        if day is not None and activity.at.date() > day:
+            yield Outcome("reply", activity.contact_id, activity.at)
 
 
 def deal_outcomes(deals: Iterable[OpenedDeal], accounts: dict[str, str], scope: Scope,

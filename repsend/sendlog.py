@@ -428,7 +428,8 @@ class SendLog:
     """The send log on one long-lived connection: each write is one short transaction."""
 
     def __init__(self, engine: Engine, connection: Connection, name: str, *, readonly: bool = False,
-                 resolutions: bool = True, suppression: bool = True, variant: bool = True) -> None:
+                 resolutions: bool = True, suppression: bool = True, sfa_write: bool = True,
+                 variant: bool = True) -> None:
         self._engine = engine
         self._conn = connection
         self.name = name  # the URL with the password hidden
@@ -441,6 +442,8 @@ class SendLog:
         self._resolutions = resolutions
         # False only for a log read as it is at a revision before 0004: no suppression can be in it yet.
         self._has_suppression = suppression
+        # False only for a log read as it is at a revision before 0005: nothing was written back yet.
+        self._has_sfa_write = sfa_write
         a = _attempt.c
         self._columns = [c for c in _attempt.c if (resolutions or c.name not in _RESOLUTION_COLUMNS)
                          and (variant or c.name != _VARIANT_COLUMN)]
@@ -500,6 +503,7 @@ class SendLog:
                 present = inspector.has_table(_attempt.name)
                 columns = {c["name"] for c in inspector.get_columns(_attempt.name)} if present else set()
                 suppression = inspector.has_table(_suppression.name)
+                sfa_write = inspector.has_table(_sfa_write.name)
         except BaseException as exc:
             if connection is not None:
                 connection.close()
@@ -512,7 +516,7 @@ class SendLog:
             engine.dispose()
             return None
         return cls(engine, connection, name, readonly=True, resolutions=set(_RESOLUTION_COLUMNS) <= columns,
-                   suppression=suppression, variant=_VARIANT_COLUMN in columns)
+                   suppression=suppression, sfa_write=sfa_write, variant=_VARIANT_COLUMN in columns)
 
     def _migrate(self) -> None:
         """Upgrade to head inside one write transaction, so that a second process waits, then finds head."""
@@ -1139,6 +1143,8 @@ class SendLog:
 
     def sfa_writes(self, what: str | None = None, states: Iterable[str] | None = None) -> list[SfaWrite]:
         """The records for the SFA (of one kind, in some states), oldest first."""
+        if not self._has_sfa_write:
+            return []
         w = _sfa_write.c
         query = select(_sfa_write).order_by(w.id)
         if what is not None:

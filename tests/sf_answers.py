@@ -84,7 +84,8 @@ SCHEMA: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 SCHEMA["User"] = (*SCHEMA["User"], "Username")
 # What repsend writes back: a completed email Task per sent mail (WhoId: a Contact or a Lead).
-SCHEMA["Task"] = ("Id", "WhoId", "OwnerId", "Subject", "Description", "ActivityDate", "Status", "TaskSubtype")
+SCHEMA["Task"] = ("Id", "WhoId", "OwnerId", "Subject", "Description", "ActivityDate", "Status", "TaskSubtype",
+                  "CreatedDate")
 # Relationship name -> the object it points at, through the field "<name>Id".
 RELATIONS: dict[str, dict[str, str]] = {
     "User": {},

@@ -67,3 +67,31 @@ def test_a_csv_export_without_created_dates_stops_naming_the_column(tmp_path: Pa
     source = CsvExportSource.from_settings(make_settings(tmp_path, sfa={"kind": "csv", "path": str(export)}))
     with pytest.raises(InputError, match=r"Opportunity.csv:1: no CreatedDate column"):
         list(source.opened_deals(date(2026, 9, 1)))
+
+
+def test_replies_from_the_sfa_leave_out_repsend_s_own_tasks(tmp_path: Path, org: FakeOrg) -> None:
+    from datetime import UTC, datetime
+
+    from repsend.outcome_sources import activity_outcomes
+    from repsend.sendlog import SENT, Attempt
+
+    rep = add_rep(org)
+    called = add_contact(org, None, OwnerId=rep["Id"], LastActivityDate="2026-09-01")
+    quiet = add_contact(org, None, OwnerId=rep["Id"], LastActivityDate="2026-09-01")
+    ours = org.add("Task", WhoId=quiet["Id"], OwnerId=rep["Id"], Subject="Email: ご無沙汰しております",
+                   TaskSubtype="Email", CreatedDate="2026-09-01T01:00:05.000+0000")
+    org.add("Task", WhoId=called["Id"], OwnerId=rep["Id"], Subject="Call", TaskSubtype="Call",
+            CreatedDate="2026-09-04T05:00:00.000+0000")
+    mailed = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
+    attempts = [Attempt(id=n, run_id="r", campaign="c", contact_id=c["Id"], address=c["Email"], rep_id=rep["Id"],
+                        rep_email=rep["Email"], subject="s", message_id=f"<{n}@x>", template="dormant", language="ja",
+                        state=SENT, smtp_code=250, smtp_text="ok", created_at=mailed, finished_at=mailed)
+                for n, c in enumerate((called, quiet), 1)]
+    source = source_for(tmp_path)
+
+    found = list(activity_outcomes(source.activities([called["Id"], quiet["Id"]], date(2026, 9, 1)), attempts,
+                                   own_tasks=[ours["Id"]]))
+
+    # The call on the 4th is a reply; repsend's own Task and a LastActivityDate of the mail's day are not.
+    assert [(o.kind, o.contact_id, o.at) for o in found] == [
+        ("reply", id15(called["Id"]), datetime(2026, 9, 4, 5, 0, tzinfo=UTC))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal, NamedTuple, Protocol
 
 from repsend.models import Contact, Reason, Rep, id15, normalize_email
@@ -172,6 +172,15 @@ class OpenedDeal(NamedTuple):
     created: date
 
 
+class Activity(NamedTuple):
+    """Something logged on a contact: a Task (``task_id`` set, ``at`` its creation) or the contact's
+    LastActivityDate (``task_id`` empty, ``at`` that day at 00:00 UTC)."""
+
+    contact_id: str  # 15 characters
+    at: datetime
+    task_id: str = ""
+
+
 class Source(Protocol):
     """An SFA: reps, deals and contacts. Contacts are streamed; nothing else grows with them."""
 
@@ -196,6 +205,11 @@ class Source(Protocol):
 
     def account_ids(self, contact_ids: Iterable[str]) -> dict[str, str]:
         """15-character Contact Id -> its 15-character Account Id, for these contacts."""
+        ...
+
+    def activities(self, contact_ids: Iterable[str], since: date) -> Iterator[Activity]:
+        """What the SFA logged on these contacts since ``since``: each Task (with its Id, so that repsend's own
+        can be told apart) and each contact's LastActivityDate."""
         ...
 
     def close(self) -> None: ...

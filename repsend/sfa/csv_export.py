@@ -10,7 +10,7 @@ before the first decision; once for the decisions. Memory does not grow with the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Set
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ import polars as pl
 
 from repsend.errors import InputError
 from repsend.models import Contact, Reason, Rep, id15
-from repsend.sfa.base import Deal, DealIndex, OpenedDeal, Scope, address_blocks
+from repsend.sfa.base import Activity, Deal, DealIndex, OpenedDeal, Scope, address_blocks
 from repsend.sfa.contact_frames import contact_columns, contacts_of, with_origin
 from repsend.sfa.csv_format import (
     BOUNCE_EVIDENCE,
@@ -200,6 +200,16 @@ class CsvExportSource:
                 if key in wanted_ids and account:
                     found[key] = id15(account)
         return found
+
+    def activities(self, contact_ids: Iterable[str], since: date) -> Iterator[Activity]:
+        """An export holds no Tasks: each contact's LastActivityDate on or after ``since``."""
+        wanted_ids = {id15(c) for c in contact_ids}
+        file = self._file("Contact.csv", ("Id",))
+        for frame in file.frames({"Id": TEXT, "LastActivityDate": DATE}):
+            for sfid, last in rows_of(frame, ["Id", "LastActivityDate"]):
+                key = id15(sfid)
+                if key in wanted_ids and last is not None and last >= since:
+                    yield Activity(key, datetime.combine(last, time(0, 0), tzinfo=UTC))
 
     def _roles(self, counted: Set[str]) -> Iterator[tuple[str, str]]:
         """The contact roles of the deals ``counted`` (15-character Ids), and a few more (see ``_named``)."""

@@ -32,14 +32,14 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from repsend.errors import ConfigError, InputError, RepsendError, SFAError
 from repsend.models import Contact, Rep, id15
-from repsend.sfa.base import Blocks, Deal, DealIndex, OpenedDeal, Scope, address_blocks
+from repsend.sfa.base import Activity, Blocks, Deal, DealIndex, OpenedDeal, Scope, address_blocks
 
 if TYPE_CHECKING:
     import requests
@@ -524,6 +524,16 @@ def _and(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
+def _moment(value: Any) -> datetime | None:
+    """The aware datetime of "2025-03-14T09:30:00.000+0000"."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return None
+
+
 def _soql_string(text: str) -> str:
     """A SOQL string literal: backslashes and quotes escaped."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -864,6 +874,23 @@ class SalesforceSource:
                 if r.get("AccountId"):
                     found[id15(r.get("Id"))] = id15(r.get("AccountId"))
         return found
+
+    def activities(self, contact_ids: Iterable[str], since: date) -> Iterator[Activity]:
+        """Tasks on these contacts created since ``since``, and their LastActivityDate: two queries per 300."""
+        self.check_visibility()
+        wanted = sorted({c.strip() for c in contact_ids if c.strip()})
+        for start in range(0, len(wanted), 300):
+            ids = ", ".join(_soql_string(c) for c in wanted[start:start + 300])
+            soql = (f"SELECT Id, WhoId, CreatedDate FROM Task WHERE WhoId IN ({ids})"
+                    f" AND CreatedDate >= {since}T00:00:00Z")
+            for r in self._query(soql, "Task"):
+                at = _moment(r.get("CreatedDate"))
+                if at is not None and r.get("WhoId"):
+                    yield Activity(id15(r.get("WhoId")), at, id15(r.get("Id")))
+            for r in self._query(f"SELECT Id, LastActivityDate FROM Contact WHERE Id IN ({ids})", "Contact"):
+                last = _date(r.get("LastActivityDate"))
+                if last is not None and last >= since:
+                    yield Activity(id15(r.get("Id")), datetime.combine(last, time(0, 0), tzinfo=UTC))
 
     def check_fields(self) -> None:
         """Every Contact field the run reads is readable by the API user: one query of one record."""
