@@ -183,8 +183,8 @@ def next_steps(folder: Path, sfa: Sfa, demo: bool) -> str:
     else:
         where = ("the SF_* login in .env (copy .env.example)" if sfa == "salesforce"
                  else f"your export in {folder / 'export'}")
-        first = (f"Fill in {config} (the lines marked FILL IN), the templates in {folder / 'templates'}, "
-                 f"SMTP_PASSWORD and {where}")
+        first = (f"Fill in {config} (the lines marked FILL IN, and [mail] envelope_from: a bounce mailbox for "
+                 f"`repsend inbox`), the templates in {folder / 'templates'}, SMTP_PASSWORD and {where}")
     return "\n".join([
         "Next:",
         f"  1. {first}.",
