@@ -178,7 +178,20 @@ def write_csv(out: TextIO, fields: tuple[str, ...], records: list[dict[str, Any]
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(fields)
     for values in records:
-        writer.writerow(["" if values[name] is None else values[name] for name in fields])
+        writer.writerow([excel_safe(values[name]) for name in fields])
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def excel_safe(value: Any) -> Any:
+    """A cell Excel shows as text: a text that starts like a formula (``=HYPERLINK(...)`` in an SMTP answer
+    or a bounce a stranger wrote) gets a leading ``'``, which Excel hides; null is an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _csv(rows: list[Attempt], states_now: dict[tuple[str, str], AddressNow], out: TextIO,

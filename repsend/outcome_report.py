@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from repsend.errors import ConfigError
 from repsend.intervals import Difference, Rate
+from repsend.logview import excel_safe
 from repsend.outcomes import KINDS, Group, variant_differences
 
 FORMATS = ("table", "csv", "json")
@@ -81,8 +82,9 @@ def write(groups: Sequence[Group], by: str, window_days: int, out: TextIO, form:
             if r["type"] != "outcome":
                 continue
             m, h, lift = r["mailed"], r["held_out"], r["lift"]
-            writer.writerow([by, r["group"], r["outcome"], m["n"], m["hits"], m["rate"], m["low"], m["high"],
-                             h["n"], h["hits"], h["rate"], lift["value"], lift["low"], lift["high"], r["verdict"]])
+            writer.writerow([excel_safe(v) for v in (
+                by, r["group"], r["outcome"], m["n"], m["hits"], m["rate"], m["low"], m["high"], h["n"], h["hits"],
+                h["rate"], lift["value"], lift["low"], lift["high"], r["verdict"])])
         return
     out.write(f"outcomes by {by}, within {window_days} days of the mail\n")
     width = max([len(g.key) for g in groups] + [5])
