@@ -205,7 +205,8 @@ def _dry_run(settings: Any, source: Any, options: Any, json_lines: bool, shown: 
     decisions = select(settings, source, options, history, summary=summary)
     _print_notes([f".env read: {path}" for path in settings.env_files] + source.notes)
     noted = len(source.notes)
-    out = JsonLines(sys.stdout) if json_lines else Table(sys.stdout, terminal_width=_terminal_width())
+    out = (JsonLines(sys.stdout) if json_lines
+           else Table(sys.stdout, terminal_width=_terminal_width(), variants=decisions.variants))
     row = out.row
     if shown == "all":
         for decision in decisions:

@@ -1,9 +1,10 @@
 """Jinja2 templates -> the mail a rep would have typed. Pure: no I/O after the templates are loaded.
 
 A template is ``templates/<name>/<language>.txt``: a ``Subject:`` line, a blank line, then the body,
-which ends with the rep's signature. The legal footer (company, postal address, how to opt out: Japan's
-Act on Specified Electronic Mail and CAN-SPAM) is ``templates/_legal/<language>.txt``, appended by code
-so that no template can forget it.
+which ends with the rep's signature; or, for an A/B test, its variants ``<language>.<variant>.txt``, one
+of which each contact gets by a stable hash (``assignment.variant_of``). The legal footer (company,
+postal address, how to opt out: Japan's Act on Specified Electronic Mail and CAN-SPAM) is
+``templates/_legal/<language>.txt``, appended by code so that no template can forget it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import jinja2
 from jinja2 import meta, nodes
 
+from repsend.assignment import variant_of
 from repsend.audience import Uncomposable
 from repsend.errors import ConfigError
 from repsend.models import Company, Contact, Mail, Reason, Rep, wire_domain
@@ -216,7 +218,8 @@ class _Values:
         self.plain = all(value is None or type(value) is str for value in values.values())
         self.from_: Address | HeaderInjection | None = None
         self.texts: dict[tuple[str, str, str], str] = {}
-        self.plans: dict[str, _CheckPlan] = {}  # a rep's check plan by language (see Templates.check)
+        # A rep's check plan by language and variant (``_key``; see Templates.check).
+        self.plans: dict[str | tuple[str, str], _CheckPlan] = {}
 
 
 class _Format:
@@ -247,7 +250,8 @@ class _Format:
 
 
 class _Compiled:
-    """One template, with its output per shape once ``_printed_fields`` has vouched for it.
+    """One template file (one language, one variant), with its output per shape once ``_printed_fields`` has
+    vouched for it. Each variant is a file of its own, so what a shape learnt of one is never another's.
 
     A shape is (campaign, language, which printed fields are defined). Its entry is a ``_Format``, the
     field a render of that shape misses (MissingField), or None: Jinja renders that shape every time.
@@ -385,8 +389,19 @@ def full_name(first: str, last: str, language: str) -> str:
     return f"{before} {after}" if before and after else before or after
 
 
+def _key(language: str, variant: str) -> str | tuple[str, str]:
+    """The key of a language's template (and a rep's check plan for it): the language, or for a variant
+    (language, variant). Never the same for two: a language is a str, a variant's key a tuple."""
+    return (language, variant) if variant else language
+
+
+# A variant's name, as its file names it (``<language>.<variant>.txt``): short, and the same on every file system.
+_VARIANT_NAME = re.compile("[a-z0-9_-]{1,20}")
+
+
 class Templates:
-    """The templates of one template name in every language a run may need, parsed and checked."""
+    """The templates of one template name in every language a run may need, parsed and checked; with its
+    variants (``variants``, sorted by name) in each language, if it has any."""
 
     def __init__(self, folder: Path, name: str, languages: Iterable[str], extra_fields: Iterable[str] = ()) -> None:
         self.folder = folder
@@ -401,14 +416,56 @@ class Templates:
             lstrip_blocks=True,
         )
         self.languages = sorted(set(languages))
-        self._main: dict[str, _Compiled] = {}
+        # Sorted by name, so that each contact's variant does not depend on the order a file system lists them.
+        self.variants: tuple[str, ...] = self._find_variants()
+        # By language, and by (language, variant) for a variant: a template without variants pays for no tuple
+        # per mail (see _key).
+        self._main: dict[str | tuple[str, str], _Compiled] = {}
         self._legal: dict[str, _Compiled] = {}
         for language in self.languages:
-            self._main[language] = self._load(f"{name}/{language}.txt", needs_subject=True)
+            for variant in self.variants or ("",):
+                self._main[_key(language, variant)] = self._load(self.file_name(language, variant), needs_subject=True)
             self._legal[language] = self._load(f"{LEGAL_DIR}/{language}.txt", needs_subject=False)
         # Per Rep (by Id) and Company (by name), checked by value: its template values (see _Values).
         self._reps: dict[str, _Values] = {}
         self._companies: dict[str, _Values] = {}
+
+    def file_name(self, language: str, variant: str = "") -> str:
+        """The template file of a language (and variant), relative to the templates folder."""
+        return f"{self.name}/{language}.{variant}.txt" if variant else f"{self.name}/{language}.txt"
+
+    def _find_variants(self) -> tuple[str, ...]:
+        """The variants of the template, sorted; () when it has none (``<language>.txt`` files). A language
+        with both kinds of file, a variant one language lacks, a name that is no short identifier: each a
+        ConfigError naming the file, so that the split of an A/B test is never what the folder happens to hold."""
+        folder = self.folder / self.name
+        try:
+            files = sorted(path.name for path in folder.iterdir())
+        except OSError:
+            return ()  # no such folder: _load names the file it cannot find
+        found: dict[str, list[str]] = {}
+        for language in self.languages:
+            prefix = f"{language}."
+            variants = found[language] = [
+                file[len(prefix):-4] for file in files
+                if file.startswith(prefix) and file.endswith(".txt") and len(file) > len(prefix) + 4
+            ]
+            for variant in variants:
+                if not _VARIANT_NAME.fullmatch(variant):
+                    raise ConfigError(f"{folder / f'{language}.{variant}.txt'}: {variant!r} is no variant name (a"
+                                      f" variant is {language}.<variant>.txt, its name 1 to 20 of a-z, 0-9, _ and -)")
+            if variants and f"{language}.txt" in files:
+                both = ", ".join(str(folder / f"{language}.{variant}.txt") for variant in variants)
+                raise ConfigError(f"{folder / f'{language}.txt'} and {both}: a template has either {language}.txt or"
+                                  f" its variants {language}.<variant>.txt, not both: remove or rename one")
+        every = sorted({variant for variants in found.values() for variant in variants})
+        for language in self.languages:
+            missing = [variant for variant in every if variant not in found[language]]
+            if missing:
+                raise ConfigError(
+                    f"{folder / f'{language}.{missing[0]}.txt'}: template not found (template {self.name!r} has the"
+                    f" variants {', '.join(every)}: every language it is sent in needs each of them)")
+        return tuple(every)
 
     def _load(self, relative: str, needs_subject: bool) -> _Compiled:
         path = self.folder / relative
@@ -464,14 +521,17 @@ class Templates:
                     " more Contact fields can be added with [sfa] contact_fields)"
                 )
 
-    def compose(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str) -> Mail:
-        """The mail for one contact; raises MissingField or HeaderInjection for a contact to skip."""
-        subject, body, to = self._checked(contact, rep, company, language, campaign, make_to=True)
+    def compose(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str,
+                variant: str = "") -> Mail:
+        """The mail for one contact (in ``variant``, one of ``variants``); raises MissingField or
+        HeaderInjection for a contact to skip."""
+        subject, body, to = self._checked(contact, rep, company, language, campaign, variant, make_to=True)
         assert to is not None
         return Mail(to=to, from_=self._from(rep, self._rep_values(rep)), subject=subject, body=body,
-                    language=language, template=self.name)
+                    language=language, template=self.name, variant=variant)
 
-    def check(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str) -> None:
+    def check(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str,
+              variant: str = "") -> None:
         """Raises what ``compose`` would raise, without making the mail: for a contact whose mail would be
         thrown away (its rep has reached the daily cap), only whether it could be composed counts.
 
@@ -479,23 +539,25 @@ class Templates:
         that is most contacts of a large run, whose reps are at their cap."""
         rep_values, company_values = self._rep_values(rep), self._company_values(company)
         plans = rep_values.plans
-        plan = plans.get(language)
+        key = (language, variant) if variant else language  # _key, inline: every contact of a run comes here
+        plan = plans.get(key)
         if plan is None or plan.company is not company_values or plan.campaign != campaign:
-            plan = plans[language] = _CheckPlan(
-                self._main[language], self._legal[language], rep_values, company_values, campaign, language)
+            plan = plans[key] = _CheckPlan(
+                self._main[key], self._legal[language], rep_values, company_values, campaign, language)
         if type(contact.id) is str and plan.composes(contact):
             _check_address("To", full_name(contact.first_name.strip(), contact.last_name.strip(), language),
                            contact.email.strip())
             self._from(rep, rep_values)
             return
-        self._checked(contact, rep, company, language, campaign, make_to=False)
+        self._checked(contact, rep, company, language, campaign, variant, make_to=False)
         self._from(rep, rep_values)
 
-    def _checked(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str,
+    def _checked(self, contact: Contact, rep: Rep, company: Company, language: str, campaign: str, variant: str,
                  make_to: bool) -> tuple[str, str, Address | None]:
         """(subject, body, To) of the mail, each checked: no placeholder left, nothing that breaks a header."""
         values = _contact_values(contact, language)
-        subject, body = self._render(values, self._rep_values(rep), self._company_values(company), language, campaign)
+        subject, body = self._render(values, self._rep_values(rep), self._company_values(company), language, campaign,
+                                     variant)
         if "{" in subject or "}" in subject or "{" in body or "}" in body:  # every marker has a brace
             for part, where in ((subject, "subject"), (body, "body")):
                 for marker in ("{{", "}}", "{%", "%}"):
@@ -510,11 +572,11 @@ class Templates:
         return subject, body, None
 
     def _render(self, contact: dict[str, Any], rep: _Values, company: _Values, language: str,
-                campaign: str) -> tuple[str, str]:
-        """(subject, body): the template's text and the legal footer under it."""
+                campaign: str, variant: str) -> tuple[str, str]:
+        """(subject, body): the template's text (the variant's) and the legal footer under it."""
         plain = type(contact["id"]) is str and rep.plain and company.plain
         context = None  # one context for both renders when Jinja renders either, as one render call would
-        main = self._main[language]
+        main = self._main[(language, variant) if variant else language]  # _key, inline
         text = main.fast(contact, rep, company, campaign, language, plain)
         first: str | None = None
         if text is None:
@@ -525,7 +587,7 @@ class Templates:
             # of the value going into the body.
             first = _jinja(main.subject, context) if main.subject is not None else None
             if first is not None and not text.startswith(first):
-                raise MissingField(f"subject (the first line of {self.name}/{language}.txt renders"
+                raise MissingField(f"subject (the first line of {self.file_name(language, variant)} renders"
                                    " otherwise alone than in the whole template)")
         legal_template = self._legal[language]
         legal = None if context is not None else legal_template.fast(contact, rep, company, campaign, language, plain)
@@ -662,18 +724,28 @@ class _CheckPlan:
 
 
 class Composer:
-    """The mails of one run: one template name, each language's company, one campaign (``audience.Composer``)."""
+    """The mails of one run: one template name, each language's company, one campaign (``audience.Composer``).
+
+    With a template that has variants, each contact's is ``assignment.variant_of`` (campaign, Contact Id):
+    the same in the dry run, the real run, ``preview`` and any later run of the campaign."""
 
     def __init__(self, templates: Templates, companies: Mapping[str, Company], campaign: str) -> None:
         self.templates = templates
         self.companies = companies
         self.campaign = campaign
+        self.variants = templates.variants
+
+    def variant(self, contact: Contact) -> str:
+        """The contact's variant of the template; "" for a template without variants."""
+        return variant_of(self.campaign, contact.id, self.variants) if self.variants else ""
 
     def compose(self, contact: Contact, rep: Rep, language: str) -> Mail:
-        return self.templates.compose(contact, rep, self.companies[language], language, self.campaign)
+        variant = variant_of(self.campaign, contact.id, self.variants) if self.variants else ""
+        return self.templates.compose(contact, rep, self.companies[language], language, self.campaign, variant)
 
     def check(self, contact: Contact, rep: Rep, language: str) -> None:
-        self.templates.check(contact, rep, self.companies[language], language, self.campaign)
+        variant = variant_of(self.campaign, contact.id, self.variants) if self.variants else ""
+        self.templates.check(contact, rep, self.companies[language], language, self.campaign, variant)
 
 
 def _contact_values(contact: Contact, language: str) -> dict[str, Any]:

@@ -264,29 +264,32 @@ def _templates(settings: Settings, options: RunOptions) -> Iterator[Check]:
               first_name="太郎", last_name="見本", title="営業部", phone="03-0000-0000", signature="見本 太郎")
     fields = {name: "sample" for name in settings.sfa.contact_fields}
     bad = False
-    for language in templates.languages:
+    # Every variant of every language: a variant that cannot be composed would skip its share of the contacts.
+    for language, variant in ((lang, v) for lang in templates.languages for v in templates.variants or ("",)):
         contact = Contact(id="003000000000001", email="sample.contact@example.com", owner_id=rep.id,
                           first_name="Sample", last_name="Contact", account_id="001000000000001",
                           account_name="Sample Co", title="Manager", extra=fields)
         company = company_of(settings, language)
         try:
-            mail = templates.compose(contact, rep, company, language, options.campaign)
+            mail = templates.compose(contact, rep, company, language, options.campaign, variant)
         except Uncomposable as exc:
             bad = True
-            yield fail("templates", f"{templates.folder / options.template / (language + '.txt')}: a sample "
+            yield fail("templates", f"{templates.folder / templates.file_name(language, variant)}: a sample "
                                     f"contact's mail cannot be composed: {exc}",
                        "fix the template, or list the field in [sfa] contact_fields")
             continue
         missing = [what for what, value in (("the company name", company.name),
                                             ("the postal address", company.postal_address),
                                             ("the opt-out address", company.opt_out)) if value not in mail.body]
-        if missing:
+        if missing and variant == (templates.variants or ("",))[0]:  # one footer a language, whatever the variant
             bad = True
             yield fail("legal", f"the {language} mail does not print {', '.join(missing)} "
                                 "(Act on Specified Electronic Mail)",
                        f"keep the footer ({templates.folder / '_legal' / (language + '.txt')}) in every mail")
     if not bad:
-        yield ok("templates", f"{options.template}: {', '.join(templates.languages)} render for a sample contact")
+        variants = f" (variants {', '.join(templates.variants)})" if templates.variants else ""
+        yield ok("templates", f"{options.template}: {', '.join(templates.languages)}{variants} render for a sample"
+                              " contact")
         yield ok("legal", "every mail ends with the sender, the postal address and the opt-out address")
 
 

@@ -28,7 +28,7 @@ COLUMNS = (("when", 16), ("campaign", 12), ("from", 26), ("to", 30), ("state", 8
 # The fields of an attempt in --format json and csv, in this order: a contract with scripts (README).
 FIELDS = (
     "id", "run_id", "campaign", "contact_id", "address", "rep_id", "rep_email", "subject", "message_id",
-    "template", "language", "state", "smtp_code", "smtp_text", "created_at", "finished_at", "resolved_as",
+    "template", "language", "variant", "state", "smtp_code", "smtp_text", "created_at", "finished_at", "resolved_as",
     "resolved_at", "resolved_by", "resolved_note", "state_now", "suppressed_as", "suppressed_at",
     "suppressed_source", "suppressed_reason",
 )
@@ -94,6 +94,7 @@ def record(row: Attempt, now: AddressNow | None, suppressions: list[Suppression]
         "message_id": row.message_id,
         "template": row.template,
         "language": row.language,
+        "variant": row.variant,
         "state": row.state,
         "smtp_code": row.smtp_code,
         "smtp_text": row.smtp_text,

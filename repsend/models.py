@@ -173,6 +173,8 @@ class Mail:
     body: str
     language: str
     template: str
+    # The contact's A/B variant of the template (``assignment.variant_of``); "" for a template without variants.
+    variant: str = ""
 
 
 @dataclass(slots=True)

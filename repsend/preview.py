@@ -32,7 +32,8 @@ def render_preview(settings: Settings, source: Source, options: RunOptions, want
     parts = []
     for item in found:
         d = item
-        head = f"# {d.contact.id} ({d.contact.origin}): {describe(d)}\n"
+        variant = f"; variant {d.mail.variant}" if d.mail is not None and d.mail.variant else ""
+        head = f"# {d.contact.id} ({d.contact.origin}): {describe(d)}{variant}\n"
         if item.mail is None:
             parts.append(head)
             continue

@@ -11,7 +11,7 @@ import functools
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from repsend.compose import full_name
@@ -35,6 +35,7 @@ def decision_record(decision: Decision, extra: Mapping[str, Any] | None = None) 
         "subject": mail.subject if mail else None,
         "detail": d.detail or None,
         "language": mail.language if mail else None,
+        "variant": mail.variant if mail else "",  # the template's variant; "" without variants, and for a skip
     }
     if extra:
         record.update(extra)
@@ -108,10 +109,11 @@ class JsonLines:
                 tail = self._skips[key] = (
                     f'"action": "skip", "reason": {_json_string(d.reason.value)}, '
                     f'"rep_id": {"null" if rep_id is None else _json_string(rep_id)}, "from": null, "subject": null, '
-                    f'"detail": {"null" if detail is None else _json_string(detail)}, "language": null'
-                    + (', "outcome": null}\n' if self.outcome else '}\n'))
+                    f'"detail": {"null" if detail is None else _json_string(detail)}, "language": null, '
+                    '"variant": ""' + (', "outcome": null}\n' if self.outcome else '}\n'))
             return head + tail
-        if mail is None or type(mail.subject) is not str or type(mail.language) is not str:
+        if mail is None or type(mail.subject) is not str or type(mail.language) is not str or (
+                type(mail.variant) is not str):
             return None
         if self.outcome and not more:
             more = ', "outcome": null'
@@ -126,7 +128,7 @@ class JsonLines:
             f'{head}"action": {_json_string(d.action.value)}, "reason": {_json_string(d.reason.value)}, '
             f'"rep_id": {"null" if rep_id is None else _json_string(rep_id)}, "from": {sender}, '
             f'"subject": {_json_string(mail.subject)}, "detail": {"null" if detail is None else _json_string(detail)}, '
-            f'"language": {_json_string(mail.language)}{more}}}\n'
+            f'"language": {_json_string(mail.language)}, "variant": {_json_string(mail.variant)}{more}}}\n'
         )
 
 
@@ -196,7 +198,8 @@ def fit(text: str, columns: int) -> str:
 
 class Table:
     """One line a decision, each cell fitted to its column; the address whole (a longer one pushes the rest
-    of its line), the subject last, cut to a terminal's width when the table goes to one.
+    of its line), the subject last, cut to a terminal's width when the table goes to one. A template with
+    variants adds a column before the subject: each send's variant.
 
     Most cells repeat down a run (a rep's name, an action, a reason, a detail, a common contact name):
     those columns keep their fitted cells by value, for this table only, up to ``CACHE_SIZE`` each (then
@@ -207,26 +210,42 @@ class Table:
                ("reason", max(len(reason.value) for reason in Reason)), ("detail", 24))
     CACHE_SIZE = 4096
 
-    def __init__(self, out: TextIO, outcome_column: bool = False, terminal_width: int | None = None) -> None:
-        """``terminal_width``: the table goes to a terminal this wide (None: a file or a pipe, no cut)."""
+    def __init__(self, out: TextIO, outcome_column: bool = False, terminal_width: int | None = None,
+                 variants: Sequence[str] = ()) -> None:
+        """``terminal_width``: the table goes to a terminal this wide (None: a file or a pipe, no cut).
+        ``variants``: the template's (``selection.Decisions.variants``); none, no variant column."""
         self.out = out
         self.outcome_column = outcome_column
         self._header_written = False
         self._widths = tuple(columns for _, columns in self.COLUMNS)
-        # What is left of a terminal's line for the subject, after the columns: None, no cut; 0, no room.
-        left = None if terminal_width is None else terminal_width - sum(self._widths) - 2 * len(self._widths)
-        self._subject_room = None if left is None else max(left, 0) if left >= 8 else 0
+        self._terminal_width = terminal_width
+        self.use_variants(variants)
         self._names: dict[str, str] = {}
         self._senders: dict[str, str] = {}
         self._actions: dict[str, str] = {}
         self._reasons: dict[str, str] = {}
         self._details: dict[str, str] = {}
 
+    def use_variants(self, variants: Sequence[str]) -> None:
+        """The variant column for these variants (none: no column); before the first row."""
+        assert not self._header_written, "the columns are fixed once the header is out"
+        columns = max((len("variant"), *map(width, variants))) if variants else 0
+        self._variant_width = columns
+        # A variant's cell, made once: a send's variant is one of these, a skip's "".
+        self._variant_cells: dict[str, str] | None = {v: fit(v, columns) for v in ("", *variants)} if variants else None
+        # What is left of a terminal's line for the subject, after the columns: None, no cut; 0, no room.
+        used = sum(self._widths) + 2 * len(self._widths) + (columns + 2 if columns else 0)
+        left = None if self._terminal_width is None else self._terminal_width - used
+        self._subject_room = None if left is None else max(left, 0) if left >= 8 else 0
+
     def _header(self) -> None:
         names = [name for name, _ in self.COLUMNS]
         if self.outcome_column:
             names[4] = "result"
-        self.out.write(("  ".join(map(fit, names, self._widths)) + "  " + self._subject("subject")).rstrip() + "\n")
+        widths = self._widths
+        if self._variant_cells is not None:
+            names, widths = [*names, "variant"], (*widths, self._variant_width)
+        self.out.write(("  ".join(map(fit, names, widths)) + "  " + self._subject("subject")).rstrip() + "\n")
 
     def _cell(self, cache: dict[str, str], text: str, columns: int) -> str:
         cell = cache.get(text)
@@ -259,6 +278,10 @@ class Table:
                 f"{fit(address, address_w) if width(address) <= address_w else address}  "
                 f"{self._cell(self._senders, sender, from_w)}  {action}  "
                 f"{self._cell(self._reasons, d.reason, reason_w)}  {self._cell(self._details, d.detail, detail_w)}  ")
+        cells = self._variant_cells
+        if cells is not None:
+            variant = mail.variant if mail else ""
+            line += (cells.get(variant) or fit(variant, self._variant_width)) + "  "
         self.out.write(line + subject + "\n" if subject else line.rstrip() + "\n")
 
     def summary(self, summary: Summary, dry_run: bool, notes: list[str] | None = None) -> None:
@@ -298,6 +321,11 @@ class RunPrinter:
         self.progress_stream = None if json_lines else progress
         self._progress_shown = False
         self.broken = False  # stdout failed: nothing more is written to it
+
+    def variants(self, names: Sequence[str]) -> None:
+        """The run's template has these variants (the setup found them): the table shows each send's."""
+        if self.table is not None:
+            self.table.use_variants(names)
 
     def decision(self, decision: Decision, outcome: Any) -> None:
         if self.broken or (self.shown != "all" and self.shown != decision.reason.action):

@@ -251,20 +251,40 @@ def audience_of(settings: Settings, source: Source, options: RunOptions, history
     return Audience(reps, deals, blocks, rules, history, Composer(templates, companies, options.campaign))
 
 
+class Decisions:
+    """The decisions of one run as they are made (an iterator), with what its setup found that the output
+    needs before the first of them: the template's variants (sorted; () without)."""
+
+    __slots__ = ("variants", "_stream")
+
+    def __init__(self, stream: Iterator[Decision], variants: tuple[str, ...]) -> None:
+        self.variants = variants
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[Decision]:
+        return self._stream  # the generator itself: a loop pays nothing for the wrapper
+
+    def __next__(self) -> Decision:
+        return next(self._stream)
+
+
 def select(
     settings: Settings,
     source: Source,
     options: RunOptions,
     history: History | None = None,
     summary: Summary | None = None,
-) -> Iterator[Decision]:
+) -> Decisions:
     """Every contact's decision, in the source's order; a send carries its mail. ``summary`` counts them.
 
     The setup (``audience_of``) runs now, before the first decision is asked for, so that a bad template
     or a malformed export stops the run before any output.
     """
     audience = audience_of(settings, source, options, history)
-    return _decisions(source, audience, options.limit, summary if summary is not None else Summary())
+    composer = audience.composer
+    variants = composer.variants if isinstance(composer, Composer) else ()
+    return Decisions(_decisions(source, audience, options.limit, summary if summary is not None else Summary()),
+                     variants)
 
 
 def _decisions(source: Source, audience: Audience, limit: int | None, summary: Summary) -> Iterator[Decision]:

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any
 
+from repsend.assignment import variant_of
 from repsend.audience import History
 from repsend.clock import Clock
 from repsend.compose import RepeatedHeaderPolicy, run_policy, to_message
@@ -88,6 +89,9 @@ class RunResult:
 class Reporter:
     """What the CLI prints: a row per decision (with its outcome for a send), notes for a person, then the
     summary (the last thing a run writes, so that a failure to write it is the run's exit code too)."""
+
+    def variants(self, names: tuple[str, ...]) -> None:
+        """The template's variants, once the setup found them and before the first decision."""
 
     def decision(self, decision: Decision, outcome: Outcome | None) -> None: ...
 
@@ -259,6 +263,8 @@ def send_run(
             try:
                 # The setup (a bad template, a malformed export, an SFA that refuses) fails here, before any mail.
                 decisions = select(settings, source, options, history, result.summary)
+                reporter.variants(decisions.variants)
+                delivery.variants = decisions.variants
                 delivery.run(decisions)
             finally:
                 delivery.close()
@@ -399,6 +405,7 @@ class _Delivery:
         self.decided = 0  # sends decided so far: the progress line's total
         self.consecutive = 0
         self.stop = stop
+        self.variants: tuple[str, ...] = ()  # the template's (selection.Decisions.variants), for the held-out rows
 
     def run(self, decisions: Iterator[Decision]) -> None:
         try:
@@ -422,12 +429,17 @@ class _Delivery:
                 self._not_sent(decision)
 
     def _hold_out(self, decision: Decision) -> None:
-        """A held-out contact's row (``held_out``), so that outcomes can compare it with the mailed ones."""
+        """A held-out contact's row (``held_out``), so that outcomes can compare it with the mailed ones: with
+        the rep who would have sent it and the variant it would have had (the one Composer gives it), so
+        that each variant's mailed contacts have their own held-out ones to be compared with."""
         rep = decision.rep
         assert rep is not None
-        self.log.hold_out(run_id=self.result.run_id, campaign=self.options.campaign, contact_id=decision.contact.id,
-                          address=decision.contact.email, rep_id=rep.id, rep_email=rep.email,
-                          template=self.options.template, language=decision.language, now=self.clock.now())
+        campaign, contact = self.options.campaign, decision.contact
+        variant = variant_of(campaign, contact.id, self.variants) if self.variants else ""
+        self.log.hold_out(run_id=self.result.run_id, campaign=campaign, contact_id=contact.id,
+                          address=contact.email, rep_id=rep.id, rep_email=rep.email,
+                          template=self.options.template, language=decision.language, variant=variant,
+                          now=self.clock.now())
 
     def _send_next(self) -> None:
         """The next mail in turn, after the pace's wait; or none, and the run stops, when it must."""
@@ -526,7 +538,7 @@ def _send_one(decision: Decision, settings: Settings, log: SendLog, transport: T
     row = log.claim(
         run_id=run_id, campaign=options.campaign, contact_id=decision.contact.id, address=address,
         rep_id=decision.rep.id, rep_email=mail.from_.addr_spec, subject=mail.subject, message_id=message_id,
-        template=mail.template, language=mail.language, now=now,
+        template=mail.template, language=mail.language, variant=mail.variant, now=now,
     )
     if row is None:
         return Outcome(TAKEN, text="another run holds this address for the campaign")

@@ -188,6 +188,10 @@ class SendAttempt(_Base, table=True):
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_by: str | None = Field(default=None, sa_type=String)
     resolved_note: str | None = Field(default=None, sa_type=Text)
+    # The template's A/B variant the mail was written in, or a held-out contact would have been (migration
+    # 0006); "" for a template without variants, and every row from before variants.
+    # (The default as SQL text: Alembic reads a plain "" back from SQLite as a change, every time.)
+    variant: str = Field(default="", sa_type=String, sa_column_kwargs={"server_default": text("''")})
 
 
 @dataclass(slots=True)
@@ -216,6 +220,7 @@ class Attempt:
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     resolved_note: str | None = None
+    variant: str = ""  # "" also in a log read as it is before migration 0006
 
 
 def _count() -> Any:
@@ -348,8 +353,10 @@ _TASK = insert(_sfa_write)
 # The columns migration 0003 added: a log opened read-only at an older revision lacks them (and has no
 # resolutions); a writer always has them, having migrated to head.
 _RESOLUTION_COLUMNS: Final = ("resolved_as", "resolved_at", "resolved_by", "resolved_note")
+# The column migration 0006 added: a log opened read-only before it has none (every row reads as "").
+_VARIANT_COLUMN: Final = "variant"
 _CLAIM_KEYS: Final = ("run_id", "campaign", "contact_id", "address", "rep_id", "rep_email", "subject", "message_id",
-                      "template", "language", "state", "created_at")
+                      "template", "language", "variant", "state", "created_at")
 _FINISH_KEYS: Final = ("row_id", "state", "finished_at", "smtp_code", "smtp_text")
 _TASK_KEYS: Final = ("what", "attempt_id", "address", "payload", "state", "tries", "created_at")
 _DRIVER: Final = {"claim": (_CLAIM, _CLAIM_KEYS), "finish": (_FINISH, _FINISH_KEYS), "task": (_TASK, _TASK_KEYS)}
@@ -421,7 +428,8 @@ class SendLog:
     """The send log on one long-lived connection: each write is one short transaction."""
 
     def __init__(self, engine: Engine, connection: Connection, name: str, *, readonly: bool = False,
-                 resolutions: bool = True, suppression: bool = True, sfa_write: bool = True) -> None:
+                 resolutions: bool = True, suppression: bool = True, sfa_write: bool = True,
+                 variant: bool = True) -> None:
         self._engine = engine
         self._conn = connection
         self.name = name  # the URL with the password hidden
@@ -437,7 +445,8 @@ class SendLog:
         # False only for a log read as it is at a revision before 0005: nothing was written back yet.
         self._has_sfa_write = sfa_write
         a = _attempt.c
-        self._columns = [c for c in _attempt.c if resolutions or c.name not in _RESOLUTION_COLUMNS]
+        self._columns = [c for c in _attempt.c if (resolutions or c.name not in _RESOLUTION_COLUMNS)
+                         and (variant or c.name != _VARIANT_COLUMN)]
         not_resolved_unsent = or_(a.resolved_as.is_(None), a.resolved_as != NOT_SENT) if resolutions else None
         live = and_(a.state != DEFERRED, a.state != FAILED)
         mailed = a.state.in_(MAILED_STATES)
@@ -507,7 +516,7 @@ class SendLog:
             engine.dispose()
             return None
         return cls(engine, connection, name, readonly=True, resolutions=set(_RESOLUTION_COLUMNS) <= columns,
-                   suppression=suppression, sfa_write=sfa_write)
+                   suppression=suppression, sfa_write=sfa_write, variant=_VARIANT_COLUMN in columns)
 
     def _migrate(self) -> None:
         """Upgrade to head inside one write transaction, so that a second process waits, then finds head."""
@@ -716,12 +725,13 @@ class SendLog:
             return len(gone)
 
     def hold_out(self, *, run_id: str, campaign: str, contact_id: str, address: str, rep_id: str, rep_email: str,
-                 template: str, language: str, now: datetime) -> bool:
-        """Record a held-out contact (the holdout group), with the rep who would have sent it; False when the
-        address already has a live row in the campaign (held out or mailed before)."""
+                 template: str, language: str, now: datetime, variant: str = "") -> bool:
+        """Record a held-out contact (the holdout group), with the rep who would have sent it and the variant
+        it would have been mailed in; False when the address already has a live row in the campaign (held out
+        or mailed before)."""
         values = {"run_id": run_id, "campaign": campaign, "contact_id": contact_id, "address": normalize_email(address),
                   "rep_id": rep_id, "rep_email": rep_email, "subject": "", "message_id": "", "template": template,
-                  "language": language, "state": HELD_OUT, "created_at": now, "finished_at": now}
+                  "language": language, "variant": variant, "state": HELD_OUT, "created_at": now, "finished_at": now}
         try:
             with self._write("record a held-out contact") as conn:
                 conn.execute(insert(_attempt), values)
@@ -743,6 +753,7 @@ class SendLog:
         template: str,
         language: str,
         now: datetime,
+        variant: str = "",
     ) -> int | None:
         """Commit a ``sending`` row before the SMTP transaction starts; its id, or None if taken.
 
@@ -762,6 +773,7 @@ class SendLog:
             "message_id": message_id,
             "template": template,
             "language": language,
+            "variant": variant,
             "state": SENDING,
             "created_at": now,
         }

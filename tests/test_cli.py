@@ -294,9 +294,11 @@ def test_the_readme_documents_every_option(command: str) -> None:
     assert "Example:" in help_text and f"repsend {command}" in readme
 
 
-def test_the_fast_json_line_is_exactly_json_dumps(tmp_path: Path) -> None:
+@pytest.mark.parametrize("template", ["dormant", "dormant_ab"])
+def test_the_fast_json_line_is_exactly_json_dumps(tmp_path: Path, template: str) -> None:
     """report.JsonLines writes decision lines without json.dumps for speed; they must never drift from it,
-    the first time a sender is seen or any time after."""
+    the first time a sender is seen or any time after, with a template's variants or without, in a dry run's
+    lines and in a real run's (with its outcome)."""
     import io
 
     from repsend.report import JsonLines, decision_record
@@ -309,13 +311,23 @@ def test_the_fast_json_line_is_exactly_json_dumps(tmp_path: Path) -> None:
             contact(6, **{"Account.Name": 'A "quoted" \\ name\u2028'}), contact(7, FirstName="Ann", OwnerId=CARTER,
                                                                           MailingCountry="United States")]
     settings = load_settings(write_config(tmp_path, write_export(tmp_path / "export", rows)))
-    decisions = list(select(settings, open_source(settings), RunOptions(date(2026, 11, 23), "dormant", "dormant")))
+    decisions = list(select(settings, open_source(settings), RunOptions(date(2026, 11, 23), "dormant", template)))
     assert len(decisions) == 7 and sum(d.mail is not None for d in decisions) == 3
+    variants = {d.mail.variant for d in decisions if d.mail is not None}
+    assert variants == ({""} if template == "dormant" else {"a", "b"})
     out = io.StringIO()
     writer = JsonLines(out)
     for decision in decisions * 2:  # the second time round, with what the writer remembers
         writer.row(decision)
     assert out.getvalue() == "".join(json.dumps(decision_record(d), ensure_ascii=False) + "\n" for d in decisions * 2)
+    real = io.StringIO()
+    writer = JsonLines(real, outcome=True)
+    extra = {"outcome": "sent", "message_id": "<1@acme.example>", "smtp_code": 250, "smtp_text": None}
+    for decision in decisions * 2:
+        writer.row(decision, extra if decision.mail is not None else None)
+    assert real.getvalue() == "".join(
+        json.dumps(decision_record(d, extra if d.mail is not None else {"outcome": None}), ensure_ascii=False) + "\n"
+        for d in decisions * 2)
 
 
 def test_dormant_help_lists_the_reason_codes_in_their_order() -> None:

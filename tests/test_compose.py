@@ -234,9 +234,11 @@ def test_repeated_headers_made_once_are_the_bytes_the_email_package_makes(rep_na
     assert policy.folded and policy.headers and not POLICY.folded  # the run remembered; the module did not
 
 
-def test_the_check_that_makes_no_text_says_what_composing_says() -> None:
+@pytest.mark.parametrize("name", ["dormant", "dormant_ab"])
+def test_the_check_that_makes_no_text_says_what_composing_says(name: str) -> None:
     """Templates.check skips making the text where the template's shape vouches for the mail (most contacts of
-    a large run: their reps are at the cap). For any values it must raise exactly what composing raises."""
+    a large run: their reps are at the cap). For any values it must raise exactly what composing raises, in
+    each variant of a template that has them."""
     import random
 
     from repsend.compose import HeaderInjection
@@ -244,7 +246,7 @@ def test_the_check_that_makes_no_text_says_what_composing_says() -> None:
     rng = random.Random(11)
     pieces = ["花子", "Ann", " ", "", "{{", "}", "%s", "%", "\n", "\r", "\x01", "\t", "Bcc: x@example.jp", "ｻﾝﾌﾟﾙ",
               "O'Brien", '"', "\u2028", "{% raw %}", "\x85", "\x7f", "山田@例え.jp"]
-    templates = Templates(TEMPLATES, "dormant", ["ja", "en"])
+    templates = Templates(TEMPLATES, name, ["ja", "en"])
     reps = [SATO, Rep(id="0055g00000AbCdFAAV", name="Emily Carter", email="e.carter@acme.example", is_active=True,
                       first_name="Emily", signature=""),
             Rep(id="0055g00000AbCdXAAV", name="Bad\nName", email="b@acme.example", is_active=True)]
@@ -262,9 +264,165 @@ def test_the_check_that_makes_no_text_says_what_composing_says() -> None:
         person = Contact(id=f"0035g{n:010d}AAA", email=rng.choice(["a@example.jp", "a\n@example.jp", " b@example.jp "]),
                          owner_id=SATO.id, first_name=value(), last_name=value(), account_name=value(),
                          title=value())
-        rep, language = rng.choice(reps), rng.choice(["ja", "en"])
-        quick = outcome(lambda: templates.check(person, rep, COMPANY, language, "dormant"))  # noqa: B023
-        full = outcome(lambda: templates.compose(person, rep, COMPANY, language, "dormant"))  # noqa: B023
-        assert quick == full, (person, rep.name, language)
+        rep, language, variant = rng.choice(reps), rng.choice(["ja", "en"]), rng.choice(templates.variants or ("",))
+        quick = outcome(lambda: templates.check(person, rep, COMPANY, language, "dormant", variant))  # noqa: B023
+        full = outcome(lambda: templates.compose(person, rep, COMPANY, language, "dormant", variant))  # noqa: B023
+        assert quick == full, (person, rep.name, language, variant)
         seen.add(quick.split(":")[0])
     assert seen == {"composes", "MissingField", "HeaderInjection"}
+
+
+# -- A/B variants: templates/<name>/<language>.<variant>.txt --------------------------------------------
+
+# Each variant's own Subject and first line, printed plainly (the fast path: the text learnt once per shape
+# and the values formatted in) or through a filter no shape vouches for (Jinja renders every mail).
+VARIANT_TEXTS = {
+    ("ja", "a", "fast"): "Subject: ご無沙汰しております（{{ company.name }} {{ rep.last_name }}）\n\n"
+                         "{{ contact.last_name }}様\nA案です。\n",
+    ("ja", "b", "fast"): "Subject: その後いかがでしょうか（{{ contact.account_name | default('ご担当') }}）\n\n"
+                         "{{ contact.last_name }}様\nB案です。\n",
+    ("en", "a", "fast"): "Subject: Catching up, {{ contact.first_name }}\n\nHi {{ contact.first_name }},\nplan A\n",
+    ("en", "b", "fast"): "Subject: How are things{% if contact.account_name is defined %} at"
+                         " {{ contact.account_name }}{% endif %}?\n\nHi {{ contact.first_name }},\nplan B\n",
+    ("ja", "a", "jinja"): "Subject: ご無沙汰しております（{{ company.name | trim }} {{ rep.last_name | trim }}）\n\n"
+                          "{{ contact.last_name | trim }}様\nA案です。\n",
+    ("ja", "b", "jinja"): "Subject: その後いかがでしょうか（{{ contact.account_name | default('ご担当') | trim }}）\n\n"
+                          "{{ contact.last_name | trim }}様\nB案です。\n",
+    ("en", "a", "jinja"): "Subject: Catching up, {{ contact.first_name | trim }}\n\nHi {{ contact.first_name | trim }},"
+                          "\nplan A\n",
+    ("en", "b", "jinja"): "Subject: How are things{% if contact.account_name is defined %} at"
+                          " {{ contact.account_name | trim }}{% endif %}?\n\nHi {{ contact.first_name | trim }},"
+                          "\nplan B\n",
+}
+ANN = Contact(id="0035g00000Q0000003", email="ann@example.com", owner_id=CARTER.id, first_name="Ann",
+              last_name="Lee", account_name="Fabrikam")
+NO_ACCOUNT = Contact(id="0035g00000Q0000004", email="ito@example.jp", owner_id=SATO.id, first_name="Ann",
+                     last_name="伊藤")
+# (language, variant, contact, rep) -> the subject and the body's first lines, whichever way the text is made.
+VARIANT_CASES = [
+    ("ja", "a", YAMADA, SATO, "ご無沙汰しております（株式会社アクメ 佐藤）", "山田様\nA案です。"),
+    ("ja", "b", YAMADA, SATO, "その後いかがでしょうか（株式会社サンプル）", "山田様\nB案です。"),
+    ("ja", "b", NO_ACCOUNT, SATO, "その後いかがでしょうか（ご担当）", "伊藤様\nB案です。"),
+    ("en", "a", ANN, CARTER, "Catching up, Ann", "Hi Ann,\nplan A"),
+    ("en", "b", ANN, CARTER, "How are things at Fabrikam?", "Hi Ann,\nplan B"),
+    ("en", "b", NO_ACCOUNT, CARTER, "How are things?", "Hi Ann,\nplan B"),
+]
+
+
+def write_variants(folder: Path, kind: str) -> Path:
+    (folder / "t").mkdir(parents=True, exist_ok=True)
+    (folder / "_legal").mkdir(exist_ok=True)
+    for language in ("ja", "en"):
+        (folder / "_legal" / f"{language}.txt").write_text("--\n{{ company.name }}\n", encoding="utf-8")
+    for (language, variant, text_kind), text in VARIANT_TEXTS.items():
+        if text_kind == kind:
+            (folder / "t" / f"{language}.{variant}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["fast", "jinja"])
+def test_each_variant_composes_its_own_mail(tmp_path: Path, kind: str) -> None:
+    """Every variant in both languages, on the fast path and through Jinja, each case composed twice (the
+    second time from what the first learnt) and in an order that puts another variant of the same language,
+    shape and rep in between: a cache keyed without the variant would give one variant's text to another."""
+    templates = Templates(write_variants(tmp_path, kind), "t", ["ja", "en"])
+    assert templates.variants == ("a", "b")
+    for _ in range(2):
+        for language, variant, person, rep, subject, start in VARIANT_CASES + VARIANT_CASES[::-1]:
+            mail = templates.compose(person, rep, COMPANY, language, "c", variant)
+            assert (mail.subject, mail.variant, mail.language, mail.template) == (subject, variant, language, "t")
+            assert mail.body.startswith(start + "\n\n--\n株式会社アクメ"), mail.body
+            templates.check(person, rep, COMPANY, language, "c", variant)  # composes: raises nothing
+
+
+def test_the_fast_path_and_jinja_make_the_same_variants(tmp_path: Path) -> None:
+    fast = Templates(write_variants(tmp_path / "fast", "fast"), "t", ["ja", "en"])
+    jinja = Templates(write_variants(tmp_path / "jinja", "jinja"), "t", ["ja", "en"])
+    assert all(c.refs is not None for c in fast._main.values())  # the fast templates are the fast path's
+    assert all(c.refs is None for c in jinja._main.values())  # and the others Jinja's every time
+    for language, variant, person, rep, *_ in VARIANT_CASES * 2:
+        one, other = (t.compose(person, rep, COMPANY, language, "c", variant) for t in (fast, jinja))
+        assert (one.subject, one.body, one.variant) == (other.subject, other.body, other.variant)
+
+
+def test_a_variant_that_needs_a_field_skips_only_its_own_contacts(tmp_path: Path) -> None:
+    """Variant b prints the title, a does not: for a contact without one, b is missing_field and a composes,
+    in compose and in check (whose plans are learnt per language and variant), in either order."""
+    folder = write_template(tmp_path, "Subject: x\n\n{{ contact.last_name }}様\n")
+    (folder / "t" / "ja.txt").unlink()
+    (folder / "t" / "ja.a.txt").write_text("Subject: A {{ rep.last_name }}\n\n{{ contact.last_name }}様\n",
+                                           encoding="utf-8")
+    (folder / "t" / "ja.b.txt").write_text("Subject: B {{ contact.title }}\n\n{{ contact.last_name }}様\n",
+                                           encoding="utf-8")
+    templates = Templates(folder, "t", ["ja"])
+    titled = Contact(id="0035g00000Q0000005", email="t@example.jp", owner_id=SATO.id, last_name="森", title="部長")
+    for order in (("a", "b"), ("b", "a")):
+        for variant in order:
+            for make in (templates.compose, templates.check):
+                make(titled, SATO, COMPANY, "ja", "c", variant)
+                if variant == "a":
+                    make(YAMADA, SATO, COMPANY, "ja", "c", variant)
+                else:
+                    with pytest.raises(MissingField, match="contact.title"):
+                        make(YAMADA, SATO, COMPANY, "ja", "c", variant)
+    assert templates.compose(titled, SATO, COMPANY, "ja", "c", "b").subject == "B 部長"
+
+
+def test_texts_made_once_per_company_are_made_once_per_variant(tmp_path: Path) -> None:
+    """A template that prints only company fields is the same text for every mail of a campaign: kept by
+    the company's values, per template file, so that variant b never gets a's."""
+    folder = write_template(tmp_path, "Subject: x\n\nbody\n")
+    (folder / "t" / "ja.txt").unlink()
+    for variant in ("a", "b"):
+        text = f"Subject: {variant.upper()} {{{{ company.name }}}}\n\n{variant} {{{{ company.name }}}}\n"
+        (folder / "t" / f"ja.{variant}.txt").write_text(text, encoding="utf-8")
+    templates = Templates(folder, "t", ["ja"])
+    assert all(c.company_only for c in templates._main.values())
+    for variant in ("a", "b", "a", "b"):
+        mail = templates.compose(YAMADA, SATO, COMPANY, "ja", "c", variant)
+        assert mail.subject == f"{variant.upper()} 株式会社アクメ"
+        assert mail.body.split("\n")[0] == f"{variant} 株式会社アクメ"
+
+
+def test_the_composer_gives_each_contact_its_stable_variant(tmp_path: Path) -> None:
+    from repsend.assignment import variant_of
+    from repsend.compose import Composer
+
+    templates = Templates(write_variants(tmp_path, "fast"), "t", ["ja", "en"])
+    composer = Composer(templates, {"ja": COMPANY, "en": COMPANY}, "spring")
+    people = [Contact(id=f"0035g{n:010d}AAA", email=f"c{n}@example.jp", owner_id=SATO.id, first_name="Ann",
+                      last_name=f"森{n}", account_name="株式会社サンプル") for n in range(200)]
+    got = [composer.compose(person, SATO, "ja").variant for person in people]
+    assert got == [variant_of("spring", person.id, ("a", "b")) for person in people]
+    assert got == [composer.variant(person) for person in people]
+    assert 70 <= got.count("a") <= 130
+    plain = Composer(Templates(TEMPLATES, "dormant", ["ja"]), {"ja": COMPANY}, "spring")
+    assert plain.variants == () and plain.compose(YAMADA, SATO, "ja").variant == ""
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    (["ja.txt", "ja.a.txt"], r"t/ja\.txt and .*/t/ja\.a\.txt: a template has either ja\.txt or its variants"),
+    (["ja.a.txt", "ja.b.txt", "en.b.txt"], r"t/en\.a\.txt: template not found \(template 't' has the variants a, b"),
+    (["ja.a.txt", "en.txt"], r"t/en\.a\.txt: template not found"),
+    (["ja.Ab.txt", "en.Ab.txt"], r"t/en\.Ab\.txt: 'Ab' is no variant name"),
+    (["ja.a b.txt", "en.a b.txt"], r"t/en\.a b\.txt: 'a b' is no variant name"),
+    (["ja.a.txt", "ja.b.c.txt", "en.a.txt"], r"t/ja\.b\.c\.txt: 'b\.c' is no variant name"),
+])
+def test_a_folder_without_one_clear_set_of_variants_is_a_config_error(tmp_path: Path, files: list[str],
+                                                                       message: str) -> None:
+    folder = write_template(tmp_path, "Subject: x\n\nbody\n")
+    write_template(tmp_path, "Subject: x\n\nbody\n", lang="en")
+    for name in ("ja.txt", "en.txt"):
+        (folder / "t" / name).unlink()
+    for name in files:
+        (folder / "t" / name).write_text("Subject: x\n\nbody\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        Templates(folder, "t", ["ja", "en"])
+
+
+def test_variants_of_a_language_the_run_does_not_need_are_not_read(tmp_path: Path) -> None:
+    folder = write_template(tmp_path, "Subject: x\n\nbody\n")
+    (folder / "t" / "fr.a.txt").write_text("{% broken", encoding="utf-8")
+    (folder / "t" / "ja.txt.bak").write_text("old", encoding="utf-8")
+    templates = Templates(folder, "t", ["ja"])
+    assert templates.variants == () and templates.compose(YAMADA, SATO, COMPANY, "ja", "c").variant == ""

@@ -125,6 +125,27 @@ def test_a_missing_template_language_fails_and_the_pass_waits_for_it(
     assert "warn  sfa        not checked: the templates must load first" in result.output
 
 
+def test_every_variant_of_a_template_is_rendered(tmp_path: Path, org: Path, make_smtp_sink) -> None:
+    import shutil
+
+    from tests.helpers import TEMPLATES
+
+    sink = make_smtp_sink()
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    config = working(tmp_path, org, template={"dir": str(templates)})
+    result = doctor(config, sink.env(), "--template", "dormant_ab")
+    assert result.exit_code == 0, result.output
+    assert "dormant_ab: en, ja (variants a, b) render for a sample contact" in result.output
+
+    broken = templates / "dormant_ab" / "ja.b.txt"
+    broken.write_text(broken.read_text(encoding="utf-8") + '{{ "{{" }}\n', encoding="utf-8")
+    result = doctor(config, sink.env(), "--template", "dormant_ab")
+    assert result.exit_code == 1
+    failed = lines(result.output, "fail")
+    assert len(failed) == 1 and f"{broken}: a sample contact's mail cannot be composed" in failed[0], failed
+
+
 def test_a_rep_outside_the_sender_domains_who_would_send_fails_by_name(tmp_path: Path, make_smtp_sink) -> None:
     reps = [dict(rep, Email="e.carter@gmail.example") if rep["Id"] == CARTER else rep for rep in REPS]
     export = write_export(tmp_path / "export", [contact(1), contact(2, OwnerId=CARTER)], roles=[], reps=reps)

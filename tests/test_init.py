@@ -14,7 +14,9 @@ from tests.helpers import contact, deal, write_export
 from tests.test_cli import DEMO_AS_OF, invoke, json_lines
 
 TEMPLATE_FILES = {"templates/_legal/en.txt", "templates/_legal/ja.txt", "templates/dormant/en.txt",
-                  "templates/dormant/ja.txt"}
+                  "templates/dormant/ja.txt",
+                  # The sample of A/B variants (README "Templates").
+                  *(f"templates/dormant_ab/{lang}.{v}.txt" for lang in ("ja", "en") for v in ("a", "b"))}
 
 
 def files_in(folder: Path) -> set[str]:
@@ -133,7 +135,7 @@ def test_init_force_overwrites(tmp_path: Path) -> None:
     (folder / "templates" / "dormant" / "ja.txt").write_text("edited\n", encoding="utf-8")
     (folder / "notes.txt").write_text("not init's\n", encoding="utf-8")
     again = invoke("init", str(folder))
-    assert again.exit_code == 2 and "(and 7 more of the files init writes)" in again.stderr
+    assert again.exit_code == 2 and f"(and {len(TEMPLATE_FILES) + 3} more of the files init writes)" in again.stderr
     forced = invoke("init", str(folder), "--force")
     assert forced.exit_code == 0, forced.stderr
     assert (folder / "templates" / "dormant" / "ja.txt").read_bytes() == (

@@ -68,7 +68,7 @@ ZONE = ZoneInfo("Asia/Tokyo")  # the config's default [rate] timezone: "today" f
 NOW = datetime(AS_OF.year, AS_OF.month, AS_OF.day, 10, 0, tzinfo=ZONE)
 HISTORY_REP = "0055g00000HiStRAAV"  # in no User.csv: a seeded earlier mail counts for no rep's cap
 # The fields every path must agree on for one contact's decision.
-DECISION = ("contact_id", "email", "action", "reason", "rep_id", "from", "subject", "detail", "language")
+DECISION = ("contact_id", "email", "action", "reason", "rep_id", "from", "subject", "detail", "language", "variant")
 runner = CliRunner()
 
 

@@ -13,6 +13,7 @@ import io
 import random
 import string
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -61,15 +62,24 @@ def reference_fit(text: str, columns: int) -> str:
 class ReferenceTable(Table):
     """The table written the plain way: every cell fitted by ``reference_fit``, nothing kept (no terminal)."""
 
-    def __init__(self, out: TextIO, outcome_column: bool = False, terminal_width: int | None = None) -> None:
+    def __init__(self, out: TextIO, outcome_column: bool = False, terminal_width: int | None = None,
+                 variants: Sequence[str] = ()) -> None:
         assert terminal_width is None  # the tests' tables go to a pipe
         self.out = out
         self.outcome_column = outcome_column
         self._header_written = False
+        self.use_variants(variants)
+
+    def use_variants(self, variants: Sequence[str]) -> None:
+        # The variant column: as wide as its title or its longest name, before the subject.
+        self.columns = list(self.COLUMNS)
+        if variants:
+            self.columns.append(("variant", max(len("variant"), *map(reference_width, variants))))
+        self.variants = bool(variants)
 
     def _line(self, cells: list[str], subject: str) -> None:
         fitted = []
-        for cell, (name, columns) in zip(cells, self.COLUMNS, strict=True):
+        for cell, (name, columns) in zip(cells, self.columns, strict=True):
             whole = name == "address" and reference_width(cell) > columns  # an address is never cut
             fitted.append(cell if whole else reference_fit(cell, columns))
         line = "  ".join(fitted) + "  " + subject
@@ -78,7 +88,7 @@ class ReferenceTable(Table):
     def row(self, decision: Decision, outcome: str = "") -> None:
         if not self._header_written:
             self._header_written = True
-            names = [name for name, _ in self.COLUMNS]
+            names = [name for name, _ in self.columns]
             if self.outcome_column:
                 names[4] = "result"
             self._line(names, "subject")
@@ -88,7 +98,10 @@ class ReferenceTable(Table):
         sender = mail.from_.display_name if mail else (d.rep.name if d.rep else "")
         action = outcome or d.action.value
         subject = mail.subject.rstrip() if mail else ""
-        self._line([name, c.account_name, c.email.strip(), sender, action, d.reason.value, d.detail], subject)
+        cells = [name, c.account_name, c.email.strip(), sender, action, d.reason.value, d.detail]
+        if self.variants:
+            cells.append(mail.variant if mail else "")
+        self._line(cells, subject)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -215,18 +228,19 @@ def test_fit_of_what_the_cut_must_get_right() -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _dry_run_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch, reference: bool) -> bytes:
+def _dry_run_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch, reference: bool,
+                   *args: str) -> bytes:
     with monkeypatch.context() as patch:
         if reference:
             patch.setattr(report, "Table", ReferenceTable)
-        result = CliRunner().invoke(app, ["dormant", "--dry-run", "--as-of", as_of, "--config", str(config)])
+        result = CliRunner().invoke(app, ["dormant", "--dry-run", "--as-of", as_of, "--config", str(config), *args])
     assert result.exit_code == 0, result.output
     return result.stdout_bytes
 
 
-def _assert_same_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    ours = _dry_run_table(config, as_of, monkeypatch, reference=False)
-    theirs = _dry_run_table(config, as_of, monkeypatch, reference=True)
+def _assert_same_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
+    ours = _dry_run_table(config, as_of, monkeypatch, False, *args)
+    theirs = _dry_run_table(config, as_of, monkeypatch, True, *args)
     assert ours.splitlines() == theirs.splitlines()  # a differing line shown, should one differ
     assert ours == theirs
     return ours.decode()
@@ -235,6 +249,16 @@ def _assert_same_table(config: Path, as_of: str, monkeypatch: pytest.MonkeyPatch
 def test_demo_org_table_is_the_reference_table(monkeypatch: pytest.MonkeyPatch) -> None:
     text = _assert_same_table(REPO / "config" / "repsend.toml", DEMO_AS_OF, monkeypatch)
     assert "佐藤 健" in text and "…" in text and text.count("\n") > 60
+
+
+def test_a_table_with_variants_is_the_reference_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A template with variants: a variant column before the subject, each send's variant in it."""
+    text = _assert_same_table(REPO / "config" / "repsend.toml", DEMO_AS_OF, monkeypatch, "--template", "dormant_ab")
+    header, *rows = text.splitlines()
+    assert header.endswith("  variant  subject")
+    assert any("  a        ご無沙汰しております" in row for row in rows)
+    assert any("  b        その後いかがでしょうか" in row for row in rows)
+
 
 
 @pytest.mark.parametrize(("seed", "careless"), [(SEEDS[0], False), (CARELESS_SEED, True)])

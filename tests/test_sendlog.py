@@ -38,7 +38,7 @@ REP18 = "0055g00000AbCdEAAV"
 REP15 = REP18[:15]
 OTHER_REP = "0055g00000AbCdFAAV"
 SUBJECT = "ご無沙汰しております"
-HEAD = "0005"  # the newest migration: a new one changes this, the pinned schema, and nothing else here
+HEAD = "0006"  # the newest migration: a new one changes this, the pinned schema, and nothing else here
 
 
 # -- databases ---------------------------------------------------------------------------------------
@@ -472,6 +472,7 @@ PINNED_SCHEMA: dict[str, Any] = {
             ("resolved_at", "DateTime", True, None),
             ("resolved_by", "String", True, None),
             ("resolved_note", "Text", True, None),
+            ("variant", "String", False, ""),
         ],
         "pk": ["id"],
         "indexes": [
