@@ -396,7 +396,8 @@ def _key(language: str, variant: str) -> str | tuple[str, str]:
 
 
 # A variant's name, as its file names it (``<language>.<variant>.txt``): short, and the same on every file system.
-_VARIANT_NAME = re.compile("[a-z0-9_-]{1,20}")
+# Starts with a letter or digit: a name starting with "-" would read as a formula in a CSV for Excel.
+_VARIANT_NAME = re.compile("[a-z0-9][a-z0-9_-]{0,19}")
 
 
 class Templates:
@@ -453,7 +454,8 @@ class Templates:
             for variant in variants:
                 if not _VARIANT_NAME.fullmatch(variant):
                     raise ConfigError(f"{folder / f'{language}.{variant}.txt'}: {variant!r} is no variant name (a"
-                                      f" variant is {language}.<variant>.txt, its name 1 to 20 of a-z, 0-9, _ and -)")
+                                      f" variant is {language}.<variant>.txt, its name 1 to 20 of a-z, 0-9, _ and -,"
+                                      " starting with a letter or digit)")
             if variants and f"{language}.txt" in files:
                 both = ", ".join(str(folder / f"{language}.{variant}.txt") for variant in variants)
                 raise ConfigError(f"{folder / f'{language}.txt'} and {both}: a template has either {language}.txt or"

@@ -406,6 +406,7 @@ def test_the_composer_gives_each_contact_its_stable_variant(tmp_path: Path) -> N
     (["ja.a.txt", "en.txt"], r"t/en\.a\.txt: template not found"),
     (["ja.Ab.txt", "en.Ab.txt"], r"t/en\.Ab\.txt: 'Ab' is no variant name"),
     (["ja.a b.txt", "en.a b.txt"], r"t/en\.a b\.txt: 'a b' is no variant name"),
+    (["ja.-b.txt", "en.-b.txt"], r"t/en\.-b\.txt: '-b' is no variant name"),
     (["ja.a.txt", "ja.b.c.txt", "en.a.txt"], r"t/ja\.b\.c\.txt: 'b\.c' is no variant name"),
 ])
 def test_a_folder_without_one_clear_set_of_variants_is_a_config_error(tmp_path: Path, files: list[str],
