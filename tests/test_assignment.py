@@ -41,3 +41,26 @@ def test_variants_split_evenly_and_apart_from_the_holdout() -> None:
 
 PINNED_VARIANTS = ["a", "a", "a", "a", "a", "a", "b", "a"]
 PINNED_HOLDOUT = [True, True, True, False, True, False, False, False]
+
+
+def test_the_same_choice_in_another_process_whatever_its_hash_seed() -> None:
+    """hashlib, not hash(): a rerun, a resumed run or another machine chooses the same contacts."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from repsend.assignment import is_held_out, variant_of; "
+            "ids = [f'0035g{n:010d}AAA' for n in range(300)]; "
+            "print(json.dumps([[is_held_out('c', i, 0.3), variant_of('c', i, ['a', 'b', 'c'])] for i in ids]))")
+    here = [[is_held_out("c", i, 0.3), variant_of("c", i, ["a", "b", "c"])] for i in IDS[:300]]
+    for seed in ("0", "1", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert json.loads(out.stdout) == here
+
+
+def test_the_share_on_10000_contacts_is_within_the_binomial_bounds() -> None:
+    # 10% of 10,000: mean 1,000, standard deviation 30; the bounds are 4 of them (a false failure 1 in 15,000).
+    held = sum(is_held_out("winter-2026", cid, 0.1) for cid in IDS[:10000])
+    assert 880 <= held <= 1120

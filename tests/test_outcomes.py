@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from repsend.outcomes import Exposure, Outcome, outcomes, variant_differences
 
 MAILED_AT = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
@@ -15,7 +17,7 @@ WINDOW = timedelta(days=60)
 
 
 def org(rng: random.Random, n: int, mailed_rate: float, held_rate: float, holdout: float = 0.5,
-        variants: tuple[str, ...] = ("",), variant_rates: dict[str, float] | None = None,
+        variants: tuple[str, ...] = ("",), variant_rates: dict[str, float] | None = None, kind: str = "deal",
         ) -> tuple[list[Exposure], list[Outcome]]:
     exposures, events = [], []
     for i in range(n):
@@ -25,25 +27,34 @@ def org(rng: random.Random, n: int, mailed_rate: float, held_rate: float, holdou
         rate = held_rate if held else (variant_rates or {}).get(variant, mailed_rate)
         exposures.append(Exposure("dormant", cid, "0055g00000AbCdE", "dormant", "ja", held, MAILED_AT, variant))
         if rng.random() < rate:
-            events.append(Outcome("deal", cid, MAILED_AT + timedelta(days=rng.randint(1, 59))))
+            events.append(Outcome(kind, cid, MAILED_AT + timedelta(days=rng.randint(1, 59))))  # type: ignore[arg-type]
     return exposures, events
 
 
-def test_a_planted_lift_is_found_and_contained() -> None:
-    exposures, events = org(random.Random(1), 12000, 0.06, 0.03)
+@pytest.mark.parametrize("kind", ["deal", "reply"])
+def test_a_planted_lift_is_found_and_contained(kind: str) -> None:
+    exposures, events = org(random.Random(1), 12000, 0.06, 0.03, kind=kind)
     (group,) = outcomes(exposures, events, by="campaign", window=WINDOW, now=NOW)
-    lift = group.lift["deal"]
+    lift = group.lift[kind]  # type: ignore[index]
     assert lift.excludes_zero and lift.low is not None and lift.high is not None
     assert lift.low < 0.03 < lift.high
-    assert group.verdict("deal") == "higher than the holdout"
-    assert group.mailed["deal"].n + group.held_out["deal"].n == 12000
+    assert group.verdict(kind) == "higher than the holdout"  # type: ignore[arg-type]
+    assert group.mailed[kind].n + group.held_out[kind].n == 12000  # type: ignore[index]
 
 
-def test_no_planted_effect_is_no_difference() -> None:
-    exposures, events = org(random.Random(2), 12000, 0.04, 0.04)
+@pytest.mark.parametrize("kind", ["deal", "reply"])
+def test_no_planted_effect_is_no_difference(kind: str) -> None:
+    exposures, events = org(random.Random(2), 12000, 0.04, 0.04, kind=kind)
     (group,) = outcomes(exposures, events, by="campaign", window=WINDOW, now=NOW)
-    assert not group.lift["deal"].excludes_zero
-    assert group.verdict("deal") == "no difference the data can show"
+    assert not group.lift[kind].excludes_zero  # type: ignore[index]
+    assert group.verdict(kind) == "no difference the data can show"  # type: ignore[arg-type]
+
+
+def test_two_variants_without_a_difference_show_none() -> None:
+    exposures, events = org(random.Random(5), 16000, 0.0, 0.03, holdout=0.2, variants=("a", "b"),
+                            variant_rates={"a": 0.04, "b": 0.04})
+    groups = outcomes(exposures, events, by="variant", window=WINDOW, now=NOW)
+    assert not variant_differences(groups, "deal")[("b", "a")].excludes_zero
 
 
 def test_two_variants_compared_the_same_way() -> None:

@@ -81,14 +81,17 @@ def test_no_planted_effect_shows_no_difference(tmp_path: Path) -> None:
     assert deal["verdict"] == "no difference the data can show"
 
 
-def reply(n: int, in_reply_to: str, auto: bool = False) -> bytes:
+def reply(n: int, in_reply_to: str = "", auto: bool = False, references: str = "", days: int = 3) -> bytes:
     msg = EmailMessage()
     msg["From"] = f"c{n}@example.co.jp"
     msg["To"] = "k.sato@acme.example"
     msg["Subject"] = "自動応答: 不在" if auto else "Re: ご無沙汰しております"
-    msg["Date"] = (MAILED_AT + timedelta(days=3)).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    msg["Date"] = (MAILED_AT + timedelta(days=days)).strftime("%a, %d %b %Y %H:%M:%S +0000")
     msg["Message-ID"] = f"<reply{n}@example.co.jp>"
-    msg["In-Reply-To"] = in_reply_to
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    if references:
+        msg["References"] = references
     if auto:
         msg["Auto-Submitted"] = "auto-replied"
     msg.set_content("ありがとうございます。来週お電話します。")
@@ -129,3 +132,32 @@ def test_a_window_still_open_is_said_in_words(tmp_path: Path) -> None:
     result = cli("outcomes", "--window", "365", "--no-deals", "--config", str(config))
     assert result.exit_code == 0, result.output
     assert "window still open" in result.stdout
+
+
+def test_replies_over_imap_by_in_reply_to_references_or_address_within_the_window(tmp_path: Path,
+                                                                                 imap_server: Any) -> None:
+    config, message_ids = org_and_log(tmp_path, 0.0, 0.0, seed=16)
+    number = [int(m.strip("<>").split("@")[0][1:]) for m in message_ids[:5]]
+    imap_server.append(reply(number[0], in_reply_to=message_ids[0]))
+    imap_server.append(reply(number[1], references=f"<other@x.example> {message_ids[1]}"))
+    imap_server.append(reply(number[2]))  # from the contact, neither header
+    imap_server.append(reply(number[3], in_reply_to=message_ids[3], auto=True))  # out of office: no reply
+    imap_server.append(reply(number[4], in_reply_to=message_ids[4], days=80))  # after the 60-day window
+    config.write_text(config.read_text(encoding="utf-8") + f"""
+[inbox]
+host = "{imap_server.host}"
+port = {imap_server.port}
+user = "{imap_server.user}"
+ca_file = "{imap_server.ca_file}"
+""", encoding="utf-8")
+    before = imap_server.flags()
+
+    result = CliRunner().invoke(app, ["outcomes", "--format", "json", "--replies", "imap", "--no-deals", "--config",
+                                      str(config)], env={"REPSEND_CONFIG": "",
+                                                         "REPSEND_IMAP_PASSWORD": imap_server.password})
+
+    assert result.exit_code == 0, result.output
+    replied = outcome([json.loads(line) for line in result.stdout.splitlines()], "reply")
+    assert (replied["mailed"]["hits"], replied["held_out"]["hits"]) == (3, 0)
+    assert imap_server.flags() == before  # read only
+    assert imap_server.password not in result.output
