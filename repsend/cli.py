@@ -526,7 +526,8 @@ def stats(
               "until": day_end(last, zone) if last else None}
     try:
         if by == "run":
-            records = run_records(log.run_stats(**window))
+            runs = log.run_stats(**window)
+            records = run_records(runs, log.run_reasons(run.id for run, _ in runs))
         else:
             records = stats_records(by, log.stats(by, zone, **window))
     finally:

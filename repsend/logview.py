@@ -291,8 +291,10 @@ def stats_records(by: str, groups: dict[str, dict[str, int]]) -> list[dict[str, 
     return records
 
 
-def run_records(runs: list[tuple[Run, dict[str, int]]]) -> list[dict[str, Any]]:
-    """One record per run (``SendLog.run_stats``): its own counts and the suppressions after its mails."""
+def run_records(runs: list[tuple[Run, dict[str, int]]],
+                reasons: dict[str, dict[str, int]] | None = None) -> list[dict[str, Any]]:
+    """One record per run (``SendLog.run_stats``): its own counts, the suppressions after its mails, and
+    (JSON only) its decisions by reason (``SendLog.run_reasons``)."""
     from repsend.sendlog import RUN_COUNTS
 
     records = []
@@ -302,6 +304,8 @@ def run_records(runs: list[tuple[Run, dict[str, int]]]) -> list[dict[str, Any]]:
                                    "host": run.host, "exit_code": run.exit_code}
         record_.update({name: getattr(run, name) for name in RUN_COUNTS})
         record_.update({field: kinds.get(kind, 0) for kind, field in KIND_FIELDS.items()})
+        if reasons is not None:
+            record_["reasons"] = reasons.get(run.id, {})
         records.append(record_)
     return records
 

@@ -44,6 +44,11 @@ class Summary:
     def skip(self) -> Counter[str]:
         return Counter({reason.value: n for reason, n in self._reasons.items() if not reason.is_send})
 
+    @property
+    def by_reason(self) -> dict[str, int]:
+        """Every reason's count, sends included, in Reason's order."""
+        return {reason.value: self._reasons[reason] for reason in Reason if reason in self._reasons}
+
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:

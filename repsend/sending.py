@@ -288,7 +288,8 @@ def send_run(
         except RepsendError as exc:  # the output failed at its last line
             if result.error is None:
                 _stopped_by(result, exc)
-        log.finish_run(result.run_id, clock.now(), _run_counts(result), result.exit_code)
+        log.finish_run(result.run_id, clock.now(), _run_counts(result), result.exit_code,
+                       reasons=result.summary.by_reason)
     return result
 
 

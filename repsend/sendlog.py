@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -337,8 +337,19 @@ class SfaWrite(_Base, table=True):
     done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class RunReason(_Base, table=True):
+    """How many of a real run's decisions had each reason (migration 0007)."""
+
+    __tablename__ = "run_reason"
+
+    run_id: str = Field(primary_key=True, sa_type=String)
+    reason: str = Field(primary_key=True, sa_type=String)
+    count: int = Field(sa_type=Integer)
+
+
 _attempt = SendAttempt.__table__  # type: ignore[attr-defined]
 _sfa_write = SfaWrite.__table__  # type: ignore[attr-defined]
+_run_reason = RunReason.__table__  # type: ignore[attr-defined]
 _run = Run.__table__  # type: ignore[attr-defined]
 _suppression = Suppression.__table__  # type: ignore[attr-defined]
 _inbox = InboxMessage.__table__  # type: ignore[attr-defined]
@@ -429,7 +440,7 @@ class SendLog:
 
     def __init__(self, engine: Engine, connection: Connection, name: str, *, readonly: bool = False,
                  resolutions: bool = True, suppression: bool = True, sfa_write: bool = True,
-                 variant: bool = True) -> None:
+                 variant: bool = True, run_reason: bool = True) -> None:
         self._engine = engine
         self._conn = connection
         self.name = name  # the URL with the password hidden
@@ -444,6 +455,8 @@ class SendLog:
         self._has_suppression = suppression
         # False only for a log read as it is at a revision before 0005: nothing was written back yet.
         self._has_sfa_write = sfa_write
+        # False only for a log read as it is at a revision before 0007: no run kept its reasons yet.
+        self._has_run_reason = run_reason
         a = _attempt.c
         self._columns = [c for c in _attempt.c if (resolutions or c.name not in _RESOLUTION_COLUMNS)
                          and (variant or c.name != _VARIANT_COLUMN)]
@@ -504,6 +517,7 @@ class SendLog:
                 columns = {c["name"] for c in inspector.get_columns(_attempt.name)} if present else set()
                 suppression = inspector.has_table(_suppression.name)
                 sfa_write = inspector.has_table(_sfa_write.name)
+                run_reason = inspector.has_table(_run_reason.name)
         except BaseException as exc:
             if connection is not None:
                 connection.close()
@@ -516,7 +530,8 @@ class SendLog:
             engine.dispose()
             return None
         return cls(engine, connection, name, readonly=True, resolutions=set(_RESOLUTION_COLUMNS) <= columns,
-                   suppression=suppression, sfa_write=sfa_write, variant=_VARIANT_COLUMN in columns)
+                   suppression=suppression, sfa_write=sfa_write, variant=_VARIANT_COLUMN in columns,
+                   run_reason=run_reason)
 
     def _migrate(self) -> None:
         """Upgrade to head inside one write transaction, so that a second process waits, then finds head."""
@@ -644,13 +659,34 @@ class SendLog:
         with self._write("start the run") as conn:
             conn.execute(insert(_run).values(id=run_id, campaign=campaign, started_at=now, host=host, pid=pid))
 
-    def finish_run(self, run_id: str, now: datetime, counts: dict[str, int], exit_code: int) -> None:
-        """Record how a run ended; ``counts`` keys are among ``RUN_COUNTS`` (missing ones stay 0)."""
+    def finish_run(self, run_id: str, now: datetime, counts: dict[str, int], exit_code: int,
+                   reasons: Mapping[str, int] | None = None) -> None:
+        """Record how a run ended; ``counts`` keys are among ``RUN_COUNTS`` (missing ones stay 0), ``reasons``
+        its decisions by reason (kept in ``run_reason``)."""
         unknown_keys = set(counts) - set(RUN_COUNTS)
         if unknown_keys:
             raise ValueError(f"unknown run counts: {', '.join(sorted(unknown_keys))}")
         with self._write("finish the run") as conn:
             conn.execute(update(_run).where(_run.c.id == run_id).values(finished_at=now, exit_code=exit_code, **counts))
+            if reasons is not None:
+                conn.execute(_run_reason.delete().where(_run_reason.c.run_id == run_id))
+                rows = [{"run_id": run_id, "reason": reason, "count": n} for reason, n in sorted(reasons.items()) if n]
+                if rows:
+                    conn.execute(insert(_run_reason), rows)
+
+    def run_reasons(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Run id -> its decisions by reason (empty for a run before migration 0007, or one that was killed)."""
+        wanted = list(dict.fromkeys(run_ids))
+        if not wanted or not self._has_run_reason:
+            return {}
+        found: dict[str, dict[str, int]] = {}
+        c = _run_reason.c
+        with self._read("read the reasons of the runs in") as conn:
+            for start in range(0, len(wanted), 500):
+                query = select(c.run_id, c.reason, c.count).where(c.run_id.in_(wanted[start:start + 500]))
+                for run_id, reason, n in conn.execute(query):
+                    found.setdefault(run_id, {})[reason] = int(n)
+        return {run_id: dict(sorted(reasons.items())) for run_id, reasons in found.items()}
 
     def close_dead_runs(self, now: datetime, host: str | None = None,
                         silent_after: timedelta = RUN_SILENT_AFTER) -> list[Run]:

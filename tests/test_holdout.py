@@ -63,3 +63,17 @@ def test_a_held_out_contact_stays_held_out_when_the_share_changes(tmp_path: Path
     lowered = configure(tmp_path, 0.0)  # the same files, the share now 0
     assert lowered == config
     assert {a for a, r in reasons(config, "--dry-run").items() if r == "holdout"} == held
+
+
+def test_each_real_run_keeps_its_decisions_by_reason_and_a_dry_run_nothing(tmp_path: Path) -> None:
+    config = configure(tmp_path, 0.3)
+    planned = reasons(config, "--dry-run")
+    assert not (tmp_path / "repsend.db").exists()  # a dry run writes nothing, its counts neither
+    reasons(config)
+
+    result = cli("stats", "--by", "run", "--format", "json", "--config", str(config))
+
+    assert result.exit_code == 0, result.output
+    (run,) = [json.loads(line) for line in result.stdout.splitlines() if json.loads(line)["type"] == "run"]
+    expected = {"dormant": list(planned.values()).count("dormant"), "holdout": list(planned.values()).count("holdout")}
+    assert run["reasons"] == expected and run["considered"] == 40
