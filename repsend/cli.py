@@ -417,7 +417,7 @@ def log_command(
     from zoneinfo import ZoneInfo
 
     from repsend.logview import FORMATS, day_end, day_start, print_log, utf8_out
-    from repsend.sendlog import STATES, SendLog, safe_name
+    from repsend.sendlog import STATES
     from repsend.settings import load_settings
 
     if state is not None and state not in STATES:
@@ -434,9 +434,8 @@ def log_command(
         contact = _contact_key(contact)
     first, last = _day_range(since, until)
     settings = load_settings(config)
-    log = SendLog.open_readonly(settings.database_url)
+    log = _existing_log(settings)
     if log is None:
-        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing was sent", err=True)
         return
     zone = ZoneInfo(settings.rate.timezone)
     filters = (campaign, day_start(first, zone) if first else None, state, rep)
@@ -505,7 +504,7 @@ def stats(
     from zoneinfo import ZoneInfo
 
     from repsend.logview import FORMATS, day_end, day_start, print_stats, run_records, stats_records, utf8_out
-    from repsend.sendlog import STATS_BY, SendLog, safe_name
+    from repsend.sendlog import STATS_BY
     from repsend.settings import load_settings
 
     if by not in STATS_BY:
@@ -517,9 +516,8 @@ def stats(
     form = "csv" if excel else form or "table"
     first, last = _day_range(since, until)
     settings = load_settings(config)
-    log = SendLog.open_readonly(settings.database_url)
+    log = _existing_log(settings)
     if log is None:
-        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing was sent", err=True)
         return
     zone = ZoneInfo(settings.rate.timezone)
     window = {"campaign": campaign, "since": day_start(first, zone) if first else None,
@@ -1047,6 +1045,16 @@ def _mailbox(settings: Any, where: str) -> Any:
                          "to read replies over imap")
     return ImapMailbox(box.host, box.user, password, port=box.port or None, folder=box.folder,
                        security=box.security, ca_file=settings.resolve(box.ca_file) if box.ca_file else None).messages()
+
+
+def _existing_log(settings: Any) -> Any:
+    """The send log opened to read, or None (having said so on stderr) when there is none yet."""
+    from repsend.sendlog import SendLog, safe_name
+
+    log = SendLog.open_readonly(settings.database_url)
+    if log is None:
+        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing was sent", err=True)
+    return log
 
 
 def main() -> None:

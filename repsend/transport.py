@@ -146,6 +146,16 @@ class _Stale(Exception):
     """A kept-open connection turned out closed at the first command: reconnect at once, no backoff."""
 
 
+def _quit(smtp: smtplib.SMTP) -> None:
+    """QUIT politely; a server that is already gone changes nothing: the socket is closed either way."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        smtp.close()
+
+
 def _text(resp: bytes | str) -> str:
     text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
     return " ".join(text.split())
@@ -396,12 +406,7 @@ class SmtpTransport:
         if smtp is None:
             raise MailError(message)
         offered = set(smtp.esmtp_features)
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
-        finally:
-            smtp.close()
+        _quit(smtp)
         return offered
 
     def _drop(self) -> None:
@@ -412,14 +417,8 @@ class SmtpTransport:
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
-        if smtp is None:
-            return
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
-        finally:
-            smtp.close()
+        if smtp is not None:
+            _quit(smtp)
 
     def __enter__(self) -> SmtpTransport:
         return self
