@@ -54,11 +54,21 @@ def test_the_secret_comes_from_the_environment_and_is_never_shown() -> None:
 def served() -> Iterator[tuple[str, list[Unsubscribe]]]:
     recorded: list[Unsubscribe] = []
     server = waitress.create_server(endpoint(SECRET, recorded.append), host="127.0.0.1", port=0, threads=1)
-    thread = threading.Thread(target=server.run, daemon=True)
+    stopping = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:  # the loop's select() on the socket close() just closed: how waitress stops here
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}/unsubscribe", recorded
     finally:
+        stopping.set()
         server.close()
         thread.join(5)
 
