@@ -228,20 +228,10 @@ def _terminal_width() -> int | None:
 
 def _read_history_readonly(settings: Any, options: Any) -> Any:
     """What the send log knows (already sent, cooldown, caps), read without writing; None without a log."""
-    url = settings.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return None  # no log yet: nothing to read, and no reason to load SQLAlchemy to learn that
     from repsend.clock import SystemClock
-    from repsend.sending import read_history
-    from repsend.sendlog import SendLog
+    from repsend.sending import read_history_readonly
 
-    log = SendLog.open_readonly(url)
-    if log is None:
-        return None
-    try:
-        return read_history(log, settings, options.campaign, options.as_of, SystemClock().now())
-    finally:
-        log.close()
+    return read_history_readonly(settings, options.campaign, options.as_of, SystemClock().now())
 
 
 def make_clock() -> Any:

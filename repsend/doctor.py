@@ -114,7 +114,7 @@ def _source(settings: Settings, options: RunOptions, clock: Clock) -> Iterator[C
         return
     try:
         if settings.sfa.kind == "salesforce":
-            yield from _salesforce(settings, source)
+            yield from _salesforce(settings, source, options)
         else:
             yield from _csv_pass(settings, source, options, clock)
     finally:
@@ -132,12 +132,13 @@ def _csv_pass(settings: Settings, source: Source, options: RunOptions, clock: Cl
     who would send."""
     from repsend.models import Reason
     from repsend.selection import Summary, select
+    from repsend.sending import read_history_readonly
 
     summary = Summary()
     outside: Counter[tuple[str, str]] = Counter()
     try:
         reps = source.reps()
-        history = _history_readonly(settings, options, clock)
+        history = read_history_readonly(settings, options.campaign, options.as_of, clock.now())
         for decision in select(settings, source, options, history, summary=summary):
             if decision.reason is Reason.SENDER_DOMAIN and decision.rep is not None:
                 outside[(decision.rep.name, decision.rep.email)] += 1
@@ -167,7 +168,7 @@ def _reps_outside(settings: Settings, outside: Counter[tuple[str, str]]) -> Iter
                    "or reassign the contacts")
 
 
-def _salesforce(settings: Settings, source: Any) -> Iterator[Check]:
+def _salesforce(settings: Settings, source: Any, options: RunOptions) -> Iterator[Check]:
     """Logged in, sees every record that decides who is mailed, reads every configured field, has API
     calls left. No contact is pulled: a first pass over a large org costs what a dry run costs."""
     try:
@@ -210,39 +211,30 @@ def _salesforce(settings: Settings, source: Any) -> Iterator[Check]:
             yield (warn("sfa", line, "a run needs about one call per 2,000 contacts, plus 10")
                    if maximum and remaining < maximum * 0.1 else ok("sfa", line))
     active = [rep for rep in reps.values() if rep.is_active]
-    yield from _reps_outside_by_address(settings, active)
+    yield from _reps_outside_by_address(settings, active, options)
 
 
-def _reps_outside_by_address(settings: Settings, reps: list[Rep]) -> Iterator[Check]:
-    """Without a pass over the contacts (Salesforce), every active user is a rep who may send."""
-    from repsend.models import normalize_email
+def _reps_outside_by_address(settings: Settings, reps: list[Rep], options: RunOptions) -> Iterator[Check]:
+    """Without a pass over the contacts (Salesforce), every active user is a rep who may send: the engine
+    says, for a contact each of them owned, whether its sender_domain rule would stop the mail."""
+    from repsend.audience import Audience
+    from repsend.models import Reason, id15
+    from repsend.selection import rules_of
+    from repsend.sfa.base import Blocks, DealIndex
 
-    domains = [d.lower().lstrip("@") for d in settings.mail.sender_domains]
-    if not domains:
+    if not settings.mail.sender_domains:
         yield from _reps_outside(settings, Counter())
         return
-    outside = Counter({(rep.name, rep.email): 0 for rep in reps
-                       if normalize_email(rep.email).rpartition("@")[2] not in domains})
+    audience = Audience({id15(rep.id): rep for rep in reps}, DealIndex(), Blocks(), rules_of(settings, options, None))
+    outside = sorted((rep.name, rep.email) for rep in reps if audience.sender(rep.id)[0] is Reason.SENDER_DOMAIN)
+    domains = ", ".join(settings.mail.sender_domains)
     if not outside:
-        yield ok("reps", f"every active user has an address in {', '.join(domains)}")
+        yield ok("reps", f"every active user has an address in {domains}")
         return
-    for name, email in sorted(outside):
+    for name, email in outside:
         yield warn("reps", f"{name} <{email}> is active but outside [mail] sender_domains: their contacts would "
                            "be skipped (sender_domain)",
                    "correct the address, add the domain, or reassign their contacts")
-
-
-def _history_readonly(settings: Settings, options: RunOptions, clock: Clock) -> Any:
-    from repsend.sending import read_history
-    from repsend.sendlog import SendLog
-
-    log = SendLog.open_readonly(settings.database_url)
-    if log is None:
-        return None
-    try:
-        return read_history(log, settings, options.campaign, options.as_of, clock.now())
-    finally:
-        log.close()
 
 
 # -- the templates and the legal footer -------------------------------------------------------------

@@ -19,6 +19,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repsend.assignment import variant_of
@@ -120,6 +121,22 @@ def read_history(log: SendLog | None, settings: Settings, campaign: str, as_of: 
         return History()
     since, day_start, day_end = history_window(settings, as_of, now)
     return log.history(campaign, since, day_start, day_end)
+
+
+def read_history_readonly(settings: Settings, campaign: str, as_of: date, now: datetime) -> History | None:
+    """What the send log knows, read without writing (a dry run, preview, doctor); None without a log."""
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None  # no log yet: nothing to read, and no reason to load SQLAlchemy to learn that
+    from repsend.sendlog import SendLog
+
+    log = SendLog.open_readonly(url)
+    if log is None:
+        return None
+    try:
+        return read_history(log, settings, campaign, as_of, now)
+    finally:
+        log.close()
 
 
 class RepQueues:

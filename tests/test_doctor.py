@@ -363,3 +363,17 @@ def test_a_demo_copy_made_by_init_is_accepted_by_doctor_and_the_dry_run(tmp_path
     assert lines(checked.output, "fail") == []
     assert dry.exit_code == 0, dry.output
     assert smtp_sink.messages == [] and not (tmp_path / "org" / "repsend.db").exists()
+
+
+def test_salesforce_names_an_active_user_outside_the_sender_domains(
+    tmp_path: Path, rsps: responses.RequestsMock, smtp_sink
+) -> None:
+    fake = salesforce_org(rsps, view_all_data=True)
+    add_rep(fake, Name="Emily Carter", Email="e.carter@gmail.example")
+    config = working(tmp_path, None, sfa={"kind": "salesforce"})
+
+    result = doctor(config, {**LOGIN_ENV, **smtp_sink.env()})
+
+    assert result.exit_code == 0, result.output  # a warning: whether she owns mailable contacts is not read
+    assert ("warn  reps       Emily Carter <e.carter@gmail.example> is active but outside [mail] sender_domains"
+            in result.output)
