@@ -601,9 +601,9 @@ def optout(
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from repsend.optout import FORMATS, checked, import_source, print_list, record
+    from repsend.optout import FORMATS, checked, import_source, print_list, record, who
     from repsend.selection import read_suppression_list
-    from repsend.sendlog import SendLog, safe_name
+    from repsend.sendlog import SendLog
     from repsend.settings import load_settings
 
     modes = [bool(addresses), import_file is not None, token is not None, list_them, remove is not None]
@@ -617,9 +617,8 @@ def optout(
     settings = load_settings(config)
     now = datetime.now(UTC)
     if list_them:
-        read = SendLog.open_readonly(settings.database_url)
+        read = _existing_log(settings, "nothing suppressed")
         if read is None:
-            typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing suppressed", err=True)
             return
         try:
             rows = read.suppressions(removed=removed)
@@ -645,7 +644,7 @@ def optout(
     log = SendLog.open(settings.database_url)
     try:
         if remove is not None:
-            lifted = log.unsuppress(wanted[0], now, reason=reason.strip(), by=_who())
+            lifted = log.unsuppress(wanted[0], now, reason=reason.strip(), by=who())
             if not lifted:
                 raise UsageError(f"{wanted[0]} is not suppressed: nothing to remove")
             typer.echo(f"removed: {wanted[0]} ({lifted} suppression(s) lifted; kept in the log as removed)")
@@ -658,12 +657,6 @@ def optout(
     for address in done.already:
         typer.echo(f"already opted out: {address}")
     typer.echo(f"{len(done.added)} opted out, {len(done.already)} already were", err=True)
-
-
-def _who() -> str:
-    from repsend.optout import who
-
-    return who()
 
 
 @app.command(name="unsubscribe-endpoint", epilog=EXIT_CODES)
@@ -871,47 +864,20 @@ def inbox(
     import json
     from datetime import UTC, datetime
 
-    from repsend.inbox import ImapMailbox, classify, read_path
-    from repsend.returns import Tally, apply, suppressions_of
+    from repsend.returns import Tally, messages_of, sort_messages
     from repsend.sendlog import SendLog
     from repsend.settings import load_settings
 
     settings = load_settings(config)
-    if source == "imap":
-        box = settings.inbox
-        if not box.host or not box.user:
-            raise UsageError(f"{settings.config_path}: [inbox] host and user are needed to read imap")
-        password = settings.env.get("REPSEND_IMAP_PASSWORD", "")
-        if not password:
-            raise UsageError("REPSEND_IMAP_PASSWORD is not set: set it in the environment or .env")
-        mailbox = ImapMailbox(box.host, box.user, password, port=box.port or None, folder=box.folder,
-                              security=box.security, ca_file=settings.resolve(box.ca_file) if box.ca_file else None,
-                              mark_seen=(mark_seen or box.mark_seen) and not dry_run)
-        items = mailbox.messages()
-    else:
-        items = read_path(Path(source))
+    items = messages_of(settings, source, mark_seen=(mark_seen or settings.inbox.mark_seen) and not dry_run)
     log = SendLog.open_readonly(settings.database_url) if dry_run else SendLog.open(settings.database_url)
-    company, mail = settings.company, settings.mail
     tally = Tally()
-    now = datetime.now(UTC)
     try:
-        for item in items:
-            if item.problem or item.message is None:
-                tally.malformed += 1
-                typer.echo(f"repsend: note: {item.where}: {item.problem or 'not a message'}; skipped", err=True)
-                continue
-            returned = classify(item.message, opt_out_addresses=[company.opt_out], raw=item.raw,
-                                own_domains=[company.domain, *mail.sender_domains])
-            if log is not None and log.inbox_seen([returned.key]):
-                tally.already += 1
-                continue
-            if dry_run:
-                tally.kinds[returned.kind] += 1
-                changes = suppressions_of(returned, log)
-            else:
-                changes = apply(returned, item.where, log, now, tally)  # type: ignore[arg-type]
+        for found in sort_messages(items, settings, log, datetime.now(UTC), tally, dry_run=dry_run,
+                                   malformed=lambda text: typer.echo(f"repsend: note: {text}", err=True)):
+            returned, changes = found.returned, found.changes
             if json_lines:
-                typer.echo(json.dumps({"type": "message", "where": item.where, "kind": returned.kind,
+                typer.echo(json.dumps({"type": "message", "where": found.where, "kind": returned.kind,
                                        "key": returned.key, "addresses": list(returned.addresses),
                                        "reason": returned.reason,
                                        "suppressed": [{"address": c.address, "kind": c.kind} for c in changes]},
@@ -919,7 +885,7 @@ def inbox(
             else:
                 done = "; ".join(f"{'would suppress' if dry_run else 'suppressed'} {c.address} ({c.kind})"
                                  for c in changes)
-                typer.echo(f"{returned.kind:<10} {item.where}  {returned.reason}" + (f"  -> {done}" if done else ""))
+                typer.echo(f"{returned.kind:<10} {found.where}  {returned.reason}" + (f"  -> {done}" if done else ""))
     finally:
         if log is not None:
             log.close()
@@ -964,17 +930,9 @@ def outcomes(
     from datetime import UTC, datetime, timedelta
 
     from repsend.outcome_report import FORMATS, chart, write
-    from repsend.outcome_sources import (
-        activity_outcomes,
-        deal_outcomes,
-        earliest,
-        exposures_of,
-        reply_outcomes,
-        suppression_outcomes,
-    )
+    from repsend.outcome_sources import exposures_of, gather
     from repsend.outcomes import GROUPINGS
     from repsend.outcomes import outcomes as count
-    from repsend.sendlog import TASK, SendLog, safe_name
     from repsend.settings import load_settings
 
     if by not in GROUPINGS:
@@ -984,37 +942,13 @@ def outcomes(
     if form not in FORMATS:
         raise typer.BadParameter(f"{form!r}: use {', '.join(FORMATS)}", param_hint="--format")
     settings = load_settings(config)
-    log = SendLog.open_readonly(settings.database_url)
+    log = _existing_log(settings, "nothing mailed")
     if log is None:
-        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing mailed", err=True)
         return
     try:
-        attempts = log.exposures(campaign)
-        events = list(suppression_outcomes(log.suppressions(), attempts))
-        own_tasks = [row.sfa_id or "" for row in log.sfa_writes(TASK)]  # repsend's own Tasks are no replies
+        attempts, events = gather(settings, log, campaign, replies or [], deals)
     finally:
         log.close()
-    for where in replies or []:
-        if where != "sfa":
-            events += reply_outcomes(_mailbox(settings, where), attempts, settings.company.opt_out)
-    since = earliest(attempts)
-    from_sfa = "sfa" in (replies or [])
-    if (deals or from_sfa) and since is not None:
-        from repsend.sfa import open_source
-
-        source = open_source(settings)
-        try:
-            if from_sfa:
-                events += activity_outcomes(source.activities([a.contact_id for a in attempts], since), attempts,
-                                            own_tasks)
-            if deals:
-                exposed = [e.contact_id for e in exposures_of(attempts)]
-                accounts = (source.account_ids([a.contact_id for a in attempts])
-                            if settings.audience.active_deal_scope == "account" else {})
-                events += deal_outcomes(source.opened_deals(since), accounts, settings.audience.active_deal_scope,
-                                        exposed)
-        finally:
-            source.close()
     groups = count(exposures_of(attempts), events, by=by, window=timedelta(days=window), now=datetime.now(UTC))
     write(groups, by, window, sys.stdout, form, excel)
     if chart_file is not None:
@@ -1022,28 +956,13 @@ def outcomes(
         typer.echo(f"repsend: chart written to {chart_file}", err=True)
 
 
-def _mailbox(settings: Any, where: str) -> Any:
-    """The messages of a path, or of the [inbox] IMAP mailbox read only."""
-    from repsend.inbox import ImapMailbox, read_path
-
-    if where != "imap":
-        return read_path(Path(where))
-    box = settings.inbox
-    password = settings.env.get("REPSEND_IMAP_PASSWORD", "")
-    if not box.host or not box.user or not password:
-        raise UsageError(f"{settings.config_path}: [inbox] host and user, and REPSEND_IMAP_PASSWORD, are needed "
-                         "to read replies over imap")
-    return ImapMailbox(box.host, box.user, password, port=box.port or None, folder=box.folder,
-                       security=box.security, ca_file=settings.resolve(box.ca_file) if box.ca_file else None).messages()
-
-
-def _existing_log(settings: Any) -> Any:
+def _existing_log(settings: Any, nothing: str = "nothing was sent") -> Any:
     """The send log opened to read, or None (having said so on stderr) when there is none yet."""
     from repsend.sendlog import SendLog, safe_name
 
     log = SendLog.open_readonly(settings.database_url)
     if log is None:
-        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: nothing was sent", err=True)
+        typer.echo(f"repsend: no send log at {safe_name(settings.database_url)} yet: {nothing}", err=True)
     return log
 
 

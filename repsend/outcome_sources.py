@@ -12,14 +12,18 @@ from the send log, replies from a mailbox, deals from the SFA. ``outcomes`` (pur
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time
+from typing import TYPE_CHECKING
 
 from repsend.inbox import Incoming, classify
 from repsend.models import id15, normalize_email
 from repsend.outcomes import Exposure, Outcome
-from repsend.sendlog import BOUNCE, HELD_OUT, Attempt, Suppression
+from repsend.sendlog import BOUNCE, HELD_OUT, TASK, Attempt, SendLog, Suppression
 from repsend.sfa.base import Activity, OpenedDeal, Scope
+
+if TYPE_CHECKING:
+    from repsend.settings import Settings
 
 _NOT_REPLIES = frozenset({"bounce", "delayed", "delivered", "complaint", "auto_reply"})
 
@@ -108,3 +112,37 @@ def deal_outcomes(deals: Iterable[OpenedDeal], accounts: dict[str, str], scope: 
 def earliest(attempts: Iterable[Attempt]) -> date | None:
     days = [a.created_at.date() for a in attempts]
     return min(days) if days else None
+
+
+def gather(settings: Settings, log: SendLog, campaign: str | None, replies: Sequence[str],
+           deals: bool) -> tuple[list[Attempt], list[Outcome]]:
+    """The exposures of a campaign (or every campaign) and what happened to them: the send log's
+    suppressions, replies from each of ``replies`` (a mailbox path, ``imap``, or ``sfa``) and, with
+    ``deals``, the deals the SFA opened; the SFA read only if it is asked something."""
+    from repsend.returns import messages_of
+
+    attempts = log.exposures(campaign)
+    events = list(suppression_outcomes(log.suppressions(), attempts))
+    own_tasks = [row.sfa_id or "" for row in log.sfa_writes(TASK)]  # repsend's own Tasks are no replies
+    for where in replies:
+        if where != "sfa":
+            events += reply_outcomes(messages_of(settings, where), attempts, settings.company.opt_out)
+    since = earliest(attempts)
+    from_sfa = "sfa" in replies
+    if since is None or not (deals or from_sfa):
+        return attempts, events
+    from repsend.sfa import open_source
+
+    source = open_source(settings)
+    try:
+        contact_ids = [a.contact_id for a in attempts]
+        if from_sfa:
+            events += activity_outcomes(source.activities(contact_ids, since), attempts, own_tasks)
+        if deals:
+            scope = settings.audience.active_deal_scope
+            accounts = source.account_ids(contact_ids) if scope == "account" else {}
+            events += deal_outcomes(source.opened_deals(since), accounts, scope,
+                                    [e.contact_id for e in exposures_of(attempts)])
+    finally:
+        source.close()
+    return attempts, events

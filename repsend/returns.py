@@ -14,11 +14,18 @@ Each message is handled once: its key (Message-ID or digest) is remembered in th
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from repsend.inbox import Returned
+from repsend.errors import UsageError
+from repsend.inbox import ImapMailbox, Incoming, Returned, classify, read_path
 from repsend.sendlog import BOUNCE, COMPLAINT, OPT_OUT, SendLog
+
+if TYPE_CHECKING:
+    from repsend.settings import Settings
 
 _SUPPRESSES = {"bounce": BOUNCE, "complaint": COMPLAINT, "opt_out": OPT_OUT}
 
@@ -90,3 +97,50 @@ def apply(returned: Returned, where: str, log: SendLog, now: datetime, tally: Ta
     log.remember_inbox(returned.key, returned.kind, where, now,
                        address=returned.addresses[0] if returned.addresses else None, detail=returned.reason)
     return added
+
+
+def messages_of(settings: Settings, where: str, *, mark_seen: bool = False) -> Iterator[Incoming]:
+    """The messages of a path (mbox, Maildir, .eml folder or file), or of the [inbox] IMAP mailbox: read
+    only unless ``mark_seen``."""
+    if where != "imap":
+        return read_path(Path(where))
+    box = settings.inbox
+    if not box.host or not box.user:
+        raise UsageError(f"{settings.config_path}: [inbox] host and user are needed to read imap")
+    password = settings.env.get("REPSEND_IMAP_PASSWORD", "")
+    if not password:
+        raise UsageError("REPSEND_IMAP_PASSWORD is not set: set it in the environment or .env")
+    return ImapMailbox(box.host, box.user, password, port=box.port or None, folder=box.folder, security=box.security,
+                       ca_file=settings.resolve(box.ca_file) if box.ca_file else None, mark_seen=mark_seen).messages()
+
+
+@dataclass(frozen=True)
+class Sorted:
+    """One message read: where, what it is, and the suppressions it made (or, in a dry run, would make)."""
+
+    where: str
+    returned: Returned
+    changes: list[Suppress]
+
+
+def sort_messages(items: Iterable[Incoming], settings: Settings, log: SendLog | None, now: datetime, tally: Tally,
+                  *, dry_run: bool, malformed: Callable[[str], None]) -> Iterator[Sorted]:
+    """Each message not read before, sorted and (unless ``dry_run``) recorded; ``malformed`` hears of the
+    ones that cannot be read, by place."""
+    company = settings.company
+    for item in items:
+        if item.problem or item.message is None:
+            tally.malformed += 1
+            malformed(f"{item.where}: {item.problem or 'not a message'}; skipped")
+            continue
+        returned = classify(item.message, opt_out_addresses=[company.opt_out], raw=item.raw,
+                            own_domains=[company.domain, *settings.mail.sender_domains])
+        if log is not None and log.inbox_seen([returned.key]):
+            tally.already += 1
+            continue
+        if dry_run or log is None:
+            tally.kinds[returned.kind] += 1
+            changes = suppressions_of(returned, log)
+        else:
+            changes = apply(returned, item.where, log, now, tally)
+        yield Sorted(item.where, returned, changes)
