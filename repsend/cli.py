@@ -602,9 +602,9 @@ def optout(
     from zoneinfo import ZoneInfo
 
     from repsend.optout import FORMATS, checked, import_source, print_list, record, who
-    from repsend.selection import read_suppression_list
     from repsend.sendlog import SendLog
     from repsend.settings import load_settings
+    from repsend.suppression_list import read_suppression_list
 
     modes = [bool(addresses), import_file is not None, token is not None, list_them, remove is not None]
     if sum(modes) != 1:
