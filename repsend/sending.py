@@ -544,15 +544,15 @@ def _send_one(decision: Decision, settings: Settings, log: SendLog, transport: T
     assert mail is not None and decision.rep is not None
     now = clock.now()
     message_id = make_msgid(domain=settings.company.domain)
+    address = normalize_email(mail.to.addr_spec)
     msg = to_message(
         mail,
         message_id=message_id,
         date=format_datetime(now.astimezone(zone)),  # the Date in the rate time zone
-        unsubscribe_url=link_for(settings, normalize_email(mail.to.addr_spec), options.campaign),
+        unsubscribe_url=link_for(settings, address, options.campaign),
         unsubscribe_mailto=settings.company.opt_out,
         policy=policy,
     )
-    address = normalize_email(mail.to.addr_spec)
     row = log.claim(
         run_id=run_id, campaign=options.campaign, contact_id=decision.contact.id, address=address,
         rep_id=decision.rep.id, rep_email=mail.from_.addr_spec, subject=mail.subject, message_id=message_id,
